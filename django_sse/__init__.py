@@ -1,0 +1,15 @@
+"""Server-Sent Events for plain WSGI Django sites, on gevent, with Redis fan-out and replay."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "1.0.0.dev0"
+__all__ = ["send_event", "channel_permission_changed"]
+
+
+def send_event(event_name: str, data: Any, channel: str | None = None, *, history: bool | None = None) -> str | None:
+    """Publish an event to every stream reading ``channel``; see ``django_sse.publish.send_event``."""
+    from .publish import send_event as publish
+
+    return publish(event_name, data, channel, history=history)

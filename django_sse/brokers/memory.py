@@ -1,0 +1,118 @@
+"""The in-process broker: the default when no Redis is configured.
+
+Events reach only the streams of the process that publishes them, so it
+suits development, the example project and single-process deployments.
+History has the same semantics as the Redis broker: ids ``ms-seq`` that grow
+per channel, bounded by a count and an age, and a gap reported when a
+position falls behind what was trimmed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from typing import TYPE_CHECKING
+
+from ..positions import ZERO, Position
+from .base import Broker, History, Message
+
+if TYPE_CHECKING:
+    from ..hub import Hub
+
+
+class _Log:
+    __slots__ = ("entries", "last", "max_deleted", "touched")
+
+    def __init__(self) -> None:
+        self.entries: deque[Message] = deque()
+        self.last: Position = ZERO
+        self.max_deleted: Position = ZERO
+        self.touched = 0.0
+
+
+class MemoryBroker(Broker):
+    """Publishes to this process's hub and keeps a bounded history in memory."""
+
+    shared = False
+
+    def __init__(self, maxlen: int, ttl: float) -> None:
+        self.maxlen = maxlen
+        self.ttl = ttl
+        self._logs: dict[str, _Log] = {}
+        self._subscribed: set[str] = set()
+        self._hub: Hub | None = None
+        self._lock = threading.Lock()
+
+    def start(self, hub: Hub) -> None:
+        self._hub = hub
+
+    def subscribe(self, channels: list[str]) -> bool:
+        self._subscribed.update(channels)
+        for channel in channels:
+            self._hub.on_subscribed(channel)
+        return True
+
+    def unsubscribe(self, channels: list[str]) -> bool:
+        self._subscribed.difference_update(channels)
+        return True
+
+    def publish(self, channel: str, event: str, data: str, history: bool) -> str | None:
+        with self._lock:
+            position = None
+            if history:
+                log = self._logs.get(channel)
+                if log is None:
+                    log = self._logs[channel] = _Log()
+                position = self._next_position(log.last)
+                log.last = position
+                message = Message(channel, event, data, position)
+                log.entries.append(message)
+                log.touched = time.time()
+                self._trim(log)
+            else:
+                message = Message(channel, event, data, None)
+            hub = self._hub if channel in self._subscribed else None
+            # Announce under the lock, so every stream sees events in id order.
+            if hub is not None:
+                hub.on_message(message)
+        return message.id
+
+    def read_history(self, channel: str, after: Position | None, limit: int) -> History:
+        with self._lock:
+            log = self._logs.get(channel)
+            if log is not None and self.ttl and time.time() - log.touched > self.ttl:
+                del self._logs[channel]  # expired, as the Redis key would
+                log = None
+            if log is None:
+                return History(gap=after is not None and after != ZERO)
+            self._trim(log)
+            if after is None:
+                return History(tip=log.last)
+            if after > log.last or after < log.max_deleted:
+                return History(gap=True, tip=log.last)
+            known = after == ZERO or after == log.max_deleted
+            newer = []
+            for message in log.entries:
+                if message.position > after:
+                    newer.append(message)
+                elif message.position == after:
+                    known = True
+            if not known:  # a position this history never issued
+                return History(gap=True, tip=log.last)
+            return History(messages=newer[:limit], tip=log.last, more=len(newer) > limit)
+
+    def _trim(self, log: _Log) -> None:
+        cutoff = _position_at(time.time() - self.ttl) if self.ttl else ZERO
+        entries = log.entries
+        while entries and (len(entries) > self.maxlen or entries[0].position < cutoff):
+            log.max_deleted = entries.popleft().position
+
+    @staticmethod
+    def _next_position(last: Position) -> Position:
+        now = int(time.time() * 1000)
+        return (now, 0) if now > last[0] else (last[0], last[1] + 1)
+
+
+def _position_at(seconds: float) -> Position:
+    return (int(seconds * 1000), 0)

@@ -1,0 +1,238 @@
+"""The Redis broker: history in Redis Streams, live events over pub/sub.
+
+Publishing runs ``publish.lua``, which appends the event to the channel's
+stream (``XADD`` with an approximate ``MAXLEN`` and a ``MINID`` age trim) and
+``PUBLISH``\\es it in one atomic step, so no subscriber sees an event that
+history lacks or the other way round. Each process keeps one pub/sub
+connection (``resp.PubSubConnection``) for every channel its streams read,
+plus one pooled connection for publishing and history reads: two in all,
+however many streams it serves.
+
+Wire format, version 1, for publishers in other languages:
+pub/sub channel and stream key are both ``<SSE_REDIS_PREFIX><channel>``; the
+message is the UTF-8 text ``1\\n<id>\\n<event>\\n<data>`` where ``<id>`` is the
+stream id (empty for events without history).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+from ..exceptions import PublishError
+from ..positions import ZERO, Position, format_position, parse_position
+from .base import Broker, History, Message
+from .resp import PubSubConnection, RespError
+
+if TYPE_CHECKING:
+    from ..hub import Hub
+
+logger = logging.getLogger(__name__)
+
+WIRE_VERSION = b"1"
+
+
+def _script(name: str) -> str:
+    return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
+
+
+def _position(value: bytes | str) -> Position:
+    text = value.decode() if isinstance(value, bytes) else value
+    position = parse_position(text)
+    if position is None:
+        raise PublishError(f"Redis returned {text!r}, which is not a stream id.")
+    return position
+
+
+class RedisBroker(Broker):
+    """Publishes through Redis and feeds the hub from one pub/sub connection."""
+
+    shared = True
+
+    def __init__(self, url: str, prefix: str, timeout: float, maxlen: int, ttl: float) -> None:
+        import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        self.url = url
+        self.prefix = prefix
+        self.maxlen = maxlen
+        self.ttl_ms = int(ttl * 1000) if ttl else 0
+        self.timeout = timeout
+        # One pooled connection for commands; callers wait for it rather than open more.
+        # No retries: a retried publish could announce an event twice.
+        self._pool = redis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=1,
+            timeout=timeout,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
+        )
+        self._client = redis.Redis(connection_pool=self._pool)
+        self._publish = self._client.register_script(_script("publish.lua"))
+        self._read = self._client.register_script(_script("read.lua"))
+        self._params = _socket_params(url)
+        self._subscriber: PubSubConnection | None = None
+        self._hub: Hub | None = None
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    # Publishing and history ------------------------------------------------
+
+    def publish(self, channel: str, event: str, data: str, history: bool) -> str | None:
+        import redis
+
+        key = self.prefix + channel
+        try:
+            if not history:
+                self._client.publish(key, b"1\n\n%s\n%s" % (event.encode(), data.encode()))
+                return None
+            event_id = self._publish(keys=[key], args=[key, event, data, self.maxlen, self.ttl_ms])
+        except redis.RedisError as exc:
+            raise PublishError(
+                f"Could not publish to Redis at {self._safe_url()} within SSE_PUBLISH_TIMEOUT "
+                f"({self.timeout}s): {exc}"
+            ) from exc
+        return event_id.decode()
+
+    def read_history(self, channel: str, after: Position | None, limit: int) -> History:
+        import redis
+
+        key = self.prefix + channel
+        try:
+            reply = self._read(
+                keys=[key], args=["" if after is None else format_position(after), limit]
+            )
+        except redis.RedisError as exc:
+            raise PublishError(f"Could not read history from Redis: {exc}") from exc
+        if reply[0] == 0:  # no stream: never published, expired, or Redis lost it
+            return History(gap=after is not None and after != ZERO)
+        last, max_deleted = _position(reply[1]), _position(reply[2])
+        if after is None:
+            return History(tip=last)
+        if after > last or after < max_deleted:
+            return History(gap=True, tip=last)
+        if after != ZERO and after != max_deleted and not reply[3]:
+            return History(gap=True, tip=last)  # an id this stream never issued
+        messages = [
+            Message(channel, fields[b"event"].decode(), fields[b"data"].decode(), _position(entry_id))
+            for entry_id, fields in ((entry[0], _fields(entry[1])) for entry in reply[4])
+        ]
+        return History(messages=messages, tip=last, more=len(messages) >= limit)
+
+    # The subscriber --------------------------------------------------------
+
+    def start(self, hub: Hub) -> None:
+        self._hub = hub
+        self._thread = threading.Thread(target=self._listen, name="django-sse-redis", daemon=True)
+        self._thread.start()
+
+    def subscribe(self, channels: list[str]) -> bool:
+        return self._send("SUBSCRIBE", channels)
+
+    def unsubscribe(self, channels: list[str]) -> bool:
+        return self._send("UNSUBSCRIBE", channels)
+
+    def _send(self, command: str, channels: list[str]) -> bool:
+        subscriber = self._subscriber
+        if subscriber is None:
+            return False
+        try:
+            return subscriber.send(command, *(self.prefix + channel for channel in channels))
+        except OSError:
+            return False  # the listener notices, reconnects and resubscribes everything
+
+    def _listen(self) -> None:
+        delay = 0.05
+        outage_started = None
+        while not self._closed:
+            subscriber = PubSubConnection(self._params, self.timeout, idle_timeout=30.0)
+            try:
+                subscriber.connect()
+                self._subscriber = subscriber
+                if outage_started is not None:
+                    logger.warning(
+                        "Redis subscription restored after %.1fs; resubscribing %d channel(s).",
+                        time.monotonic() - outage_started,
+                        len(self._hub.channel_names()),
+                    )
+                outage_started, delay = None, 0.05
+                self._hub.resubscribe_all()
+                for replies in subscriber.replies():
+                    for reply in replies:
+                        self._handle(reply)
+            except (OSError, RespError) as exc:
+                if self._closed:
+                    break
+                if outage_started is None:
+                    outage_started = time.monotonic()
+                    logger.warning(
+                        "Lost the Redis subscription at %s (%s); reconnecting with backoff.",
+                        self._safe_url(),
+                        exc,
+                    )
+            finally:
+                self._subscriber = None
+                subscriber.close()
+                if not self._closed:
+                    self._hub.on_disconnected()
+            if not self._closed:
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    def _handle(self, reply: Any) -> None:
+        if isinstance(reply, RespError):
+            raise reply
+        kind = reply[0]
+        if kind == b"message":
+            message = self._decode(reply[1], reply[2])
+            if message is not None:
+                self._hub.on_message(message)
+        elif kind == b"subscribe":
+            self._hub.on_subscribed(reply[1].decode()[len(self.prefix) :])
+
+    def _decode(self, key: bytes, payload: bytes) -> Message | None:
+        parts = payload.split(b"\n", 3)
+        if len(parts) != 4 or parts[0] != WIRE_VERSION:
+            logger.error(
+                "Ignoring a message on Redis channel %r in an unknown format (expected version 1: "
+                "'1\\n<id>\\n<event>\\n<data>').",
+                key,
+            )
+            return None
+        channel = key.decode()[len(self.prefix) :]
+        position = parse_position(parts[1].decode()) if parts[1] else None
+        return Message(channel, parts[2].decode(), parts[3].decode("utf-8", "replace"), position)
+
+    def close(self) -> None:
+        self._closed = True
+        subscriber = self._subscriber
+        if subscriber is not None:
+            subscriber.close()
+        self._pool.disconnect()
+
+    def connection_count(self) -> int:
+        subscriber = 1 if self._subscriber is not None else 0
+        return subscriber + len(self._pool._connections)
+
+    def _safe_url(self) -> str:
+        params = self._params
+        if params.get("path"):
+            return f"unix:{params['path']}"
+        return f"{params.get('host')}:{params.get('port')}"
+
+
+def _fields(flat: list[bytes]) -> dict[bytes, bytes]:
+    return dict(zip(flat[::2], flat[1::2]))
+
+
+def _socket_params(url: str) -> dict[str, Any]:
+    from redis.connection import parse_url
+
+    params = parse_url(url)
+    params["ssl"] = url.startswith("rediss://")
+    return params

@@ -1,0 +1,173 @@
+"""A minimal RESP2 client for the one pub/sub connection of a process.
+
+redis-py serves the ordinary commands; this connection only sends
+SUBSCRIBE/UNSUBSCRIBE/PING and reads what Redis pushes, where a small
+parser that hands over every buffered reply at once keeps the cost per
+message low and lets the hub fan out a whole burst before streams write.
+Blocking socket calls only, so gevent (patched sockets) and threads both work.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+_CRLF = b"\r\n"
+
+
+class RespError(Exception):
+    """An error reply from Redis (e.g. ``NOAUTH``, ``WRONGPASS``)."""
+
+
+class _Incomplete(Exception):
+    pass
+
+
+class RespParser:
+    """Parses RESP2 replies from bytes fed in as they arrive."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[Any]:
+        """Add ``data``; return every reply it completes, in order."""
+        self._buffer += data
+        replies = []
+        position = 0
+        buffer = self._buffer
+        try:
+            while position < len(buffer):
+                reply, position_after = self._parse(buffer, position)
+                replies.append(reply)
+                position = position_after
+        except _Incomplete:
+            pass
+        del buffer[:position]
+        return replies
+
+    def _parse(self, buffer: bytearray, position: int) -> tuple[Any, int]:
+        end = buffer.find(_CRLF, position)
+        if end < 0:
+            raise _Incomplete
+        kind = buffer[position]
+        line = bytes(buffer[position + 1 : end])
+        position = end + 2
+        if kind == 0x24:  # $ bulk string
+            length = int(line)
+            if length < 0:
+                return None, position
+            if len(buffer) < position + length + 2:
+                raise _Incomplete
+            return bytes(buffer[position : position + length]), position + length + 2
+        if kind == 0x2A:  # * array
+            count = int(line)
+            if count < 0:
+                return None, position
+            items = []
+            for _ in range(count):
+                item, position = self._parse(buffer, position)
+                items.append(item)
+            return items, position
+        if kind == 0x3A:  # : integer
+            return int(line), position
+        if kind == 0x2B:  # + simple string
+            return line.decode(), position
+        if kind == 0x2D:  # - error
+            return RespError(line.decode(errors="replace")), position
+        raise RespError(f"Unexpected RESP type byte {bytes([kind])!r} from Redis.")
+
+
+def encode_command(*args: str | bytes) -> bytes:
+    """Return ``args`` as a RESP2 command."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = arg.encode("utf-8") if isinstance(arg, str) else arg
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+class PubSubConnection:
+    """One connection to Redis in subscriber mode."""
+
+    def __init__(self, params: dict[str, Any], connect_timeout: float, idle_timeout: float) -> None:
+        self._params = params
+        self._connect_timeout = connect_timeout
+        self._idle_timeout = idle_timeout
+        self._sock: socket.socket | None = None
+        self._send_lock = threading.Lock()
+
+    def connect(self) -> None:
+        """Open the connection and authenticate; raise ``OSError``/``RespError`` on failure."""
+        params = self._params
+        if params.get("path"):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(self._connect_timeout)
+            sock.connect(params["path"])
+        else:
+            sock = socket.create_connection(
+                (params.get("host", "localhost"), params.get("port", 6379)), self._connect_timeout
+            )
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if params.get("ssl"):
+                context = ssl.create_default_context()
+                if params.get("ssl_cert_reqs") in ("none", ssl.CERT_NONE):
+                    context.check_hostname = False
+                    context.verify_mode = ssl.CERT_NONE
+                sock = context.wrap_socket(sock, server_hostname=params.get("host"))
+        self._sock = sock
+        parser = RespParser()
+        if params.get("password"):
+            auth = ("AUTH", params["username"], params["password"]) if params.get("username") else (
+                "AUTH", params["password"])
+            sock.sendall(encode_command(*auth))
+            reply = self._read_one(parser)
+            if isinstance(reply, RespError):
+                raise reply
+        sock.settimeout(self._idle_timeout)
+        self._parser = parser
+
+    def _read_one(self, parser: RespParser) -> Any:
+        while True:
+            data = self._sock.recv(4096)
+            if not data:
+                raise ConnectionError("Redis closed the connection.")
+            replies = parser.feed(data)
+            if replies:
+                return replies[0]
+
+    def send(self, *args: str | bytes) -> bool:
+        """Send one command; return False when not connected."""
+        sock = self._sock
+        if sock is None:
+            return False
+        with self._send_lock:
+            sock.sendall(encode_command(*args))
+        return True
+
+    def replies(self) -> Iterator[list[Any]]:
+        """Yield batches of replies as they arrive; PING when idle, fail when Redis is silent."""
+        pinged = False
+        while True:
+            try:
+                data = self._sock.recv(65536)
+            except socket.timeout:
+                if pinged:
+                    raise ConnectionError("Redis did not answer a PING in time.") from None
+                self.send("PING")
+                pinged = True
+                continue
+            if not data:
+                raise ConnectionError("Redis closed the connection.")
+            pinged = False
+            yield self._parser.feed(data)
+
+    def close(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError:
+                pass

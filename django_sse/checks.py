@@ -1,0 +1,228 @@
+"""System checks for the library's settings (``django_sse.E0xx`` / ``W0xx``).
+
+Registered in ``AppConfig.ready()``, so ``manage.py check``, ``runserver``
+and ``migrate`` run them; ``gunicorn.conf.py`` runs them in every worker
+before it serves (``run_startup_checks``), so a wrong setting stops the
+server at start-up instead of failing at the first stream.
+"""
+
+from __future__ import annotations
+
+import logging
+import numbers
+from typing import Any
+
+from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
+
+from .conf import sse_settings
+
+logger = logging.getLogger(__name__)
+
+# setting -> (id, whether None is allowed, minimum, what to write instead)
+_NUMBERS = {
+    "SSE_HEARTBEAT_INTERVAL": ("E001", False, 0.001, "a positive number of seconds, e.g. 15"),
+    "SSE_RETRY": ("E002", True, 0, "a non-negative integer of milliseconds, e.g. 2000, or None"),
+    "SSE_PUBLISH_TIMEOUT": ("E003", False, 0.001, "a positive number of seconds, e.g. 5"),
+    "SSE_QUEUE_SIZE": ("E004", False, 1, "a positive integer (events), e.g. 2000"),
+    "SSE_HISTORY_MAXLEN": ("E005", False, 1, "a positive integer (events per channel), e.g. 10000"),
+    "SSE_HISTORY_TTL": ("E006", False, 0, "a non-negative number of seconds (0: no age limit)"),
+    "SSE_MAX_STREAMS": ("E007", True, 1, "a positive integer, or None for no limit"),
+    "SSE_MAX_LIFETIME": ("E008", True, 0.001, "a positive number of seconds, or None"),
+    "SSE_MAX_CHANNELS": ("E009", False, 1, "a positive integer, e.g. 20"),
+    "SSE_MAX_CHANNEL_LENGTH": ("E010", False, 1, "a positive integer, e.g. 200"),
+    "SSE_MAX_EVENT_SIZE": ("E011", True, 1, "a positive integer of bytes, or None"),
+}
+_INTEGERS = {"SSE_RETRY", "SSE_QUEUE_SIZE", "SSE_HISTORY_MAXLEN", "SSE_MAX_STREAMS",
+             "SSE_MAX_CHANNELS", "SSE_MAX_CHANNEL_LENGTH", "SSE_MAX_EVENT_SIZE"}
+
+
+def _error(id_: str, setting: str, value: Any, expected: str) -> checks.Error:
+    return checks.Error(
+        f"{setting} is {value!r}, which is not valid.",
+        hint=f"Set {setting} to {expected}.",
+        id=f"django_sse.{id_}",
+    )
+
+
+def check_numbers() -> list[checks.CheckMessage]:
+    errors = []
+    for setting, (id_, nullable, minimum, expected) in _NUMBERS.items():
+        value = getattr(sse_settings, setting)
+        if value is None and nullable:
+            continue
+        kind = numbers.Integral if setting in _INTEGERS else numbers.Real
+        if isinstance(value, bool) or not isinstance(value, kind) or value < minimum:
+            errors.append(_error(id_, setting, value, expected))
+    return errors
+
+
+def check_broker() -> list[checks.CheckMessage]:
+    from .redis_url import url_problem
+
+    errors = []
+    broker = sse_settings.SSE_BROKER
+    if broker not in (None, "memory", "redis"):
+        errors.append(_error("E020", "SSE_BROKER", broker, "'redis', 'memory', or None (redis when SSE_REDIS_URL is set)"))
+    url = sse_settings.SSE_REDIS_URL
+    if url is not None and (problem := url_problem(url)):
+        errors.append(checks.Error(
+            f"SSE_REDIS_URL is {url!r}: {problem}.",
+            hint="Set SSE_REDIS_URL to e.g. 'redis://localhost:6379/0', 'rediss://host:6380/0' or 'unix:///run/redis.sock'.",
+            id="django_sse.E021",
+        ))
+    legacy = sse_settings.REDIS_SSEQUEUE_CONNECTION_SETTINGS
+    if legacy is not None and url is None:
+        errors.extend(_check_legacy(legacy))
+    if broker == "redis" and url is None and legacy is None:
+        errors.append(checks.Error(
+            "SSE_BROKER is 'redis' but no Redis connection is configured.",
+            hint="Set SSE_REDIS_URL = 'redis://localhost:6379/0' (or drop SSE_BROKER to use the in-process broker).",
+            id="django_sse.E022",
+        ))
+    prefix = sse_settings.SSE_REDIS_PREFIX
+    if not isinstance(prefix, str):
+        errors.append(_error("E023", "SSE_REDIS_PREFIX", prefix, "a string, e.g. 'sse:'"))
+    return errors
+
+
+def _check_legacy(legacy: Any) -> list[checks.CheckMessage]:
+    from .redis_url import url_from_legacy_settings, url_problem
+
+    expected = ("a dict like {'location': 'localhost:6379', 'db': 0, 'password': None} "
+                "(location may be 'unix:/path'), or use SSE_REDIS_URL = 'redis://localhost:6379/0'")
+    setting = "REDIS_SSEQUEUE_CONNECTION_SETTINGS"
+    if not isinstance(legacy, dict) or set(legacy) - {"location", "db", "password"}:
+        return [_error("E024", setting, legacy, expected)]
+    try:
+        problem = url_problem(url_from_legacy_settings(legacy))
+    except (TypeError, ValueError) as exc:
+        problem = str(exc)
+    location = str(legacy.get("location", "localhost:6379"))
+    if not location.startswith("unix:"):
+        host, _, port = location.rpartition(":")
+        if not host or not port.isdigit():
+            problem = problem or f"location {location!r} is not 'host:port'"
+    return [_error("E024", setting, legacy, expected)] if problem else []
+
+
+def check_channels() -> list[checks.CheckMessage]:
+    from .channels import validate_channel
+    from .exceptions import InvalidChannel
+    from .sse import validate_event_name
+
+    errors = []
+    for setting in ("SSE_DEFAULT_CHANNEL", "REDIS_SSEQUEUE_CHANEL_NAME"):
+        value = getattr(sse_settings, setting)
+        if value is None and setting == "SSE_DEFAULT_CHANNEL":
+            continue
+        try:
+            validate_channel(value)
+        except InvalidChannel as exc:
+            errors.append(checks.Error(
+                f"{setting} is {value!r}: {exc}",
+                hint=f"Set {setting} to a channel name without whitespace, e.g. 'sse'.",
+                id="django_sse.E030",
+            ))
+    ephemeral = sse_settings.SSE_EPHEMERAL_CHANNELS
+    if isinstance(ephemeral, str) or not isinstance(ephemeral, (list, tuple, set, frozenset)) or not all(
+        isinstance(item, str) for item in ephemeral
+    ):
+        errors.append(_error("E031", "SSE_EPHEMERAL_CHANNELS", ephemeral,
+                             "a list of channel names or 'prefix*' patterns, e.g. ['typing-*']"))
+    for setting in ("SSE_HISTORY",):
+        if not isinstance(getattr(sse_settings, setting), bool):
+            errors.append(_error("E032", setting, getattr(sse_settings, setting), "True or False"))
+    reset_event = sse_settings.SSE_RESET_EVENT
+    try:
+        validate_event_name(reset_event)
+        if not reset_event:
+            raise ValueError
+    except (TypeError, ValueError):
+        errors.append(_error("E033", "SSE_RESET_EVENT", reset_event, "an event name, e.g. 'stream-reset'"))
+    return errors
+
+
+def check_channel_manager() -> list[checks.CheckMessage]:
+    from django.utils.module_loading import import_string
+
+    path = sse_settings.SSE_CHANNEL_MANAGER
+    if path is None:
+        return []
+    try:
+        manager = import_string(path)
+    except (ImportError, TypeError, ValueError) as exc:
+        return [checks.Error(
+            f"SSE_CHANNEL_MANAGER is {path!r}, which cannot be imported: {exc}",
+            hint="Set SSE_CHANNEL_MANAGER to the dotted path of a django_sse.permissions.ChannelManager subclass.",
+            id="django_sse.E040",
+        )]
+    missing = [name for name in ("get_channels_for_request", "can_read_channel") if not hasattr(manager, name)]
+    if missing:
+        return [checks.Error(
+            f"SSE_CHANNEL_MANAGER {path!r} lacks {', '.join(missing)}.",
+            hint="Subclass django_sse.permissions.ChannelManager.",
+            id="django_sse.E041",
+        )]
+    return []
+
+
+def check_cors() -> list[checks.CheckMessage]:
+    from .cors import origin_problem
+
+    errors = []
+    origins = sse_settings.SSE_CORS_ALLOWED_ORIGINS
+    if isinstance(origins, str) or not isinstance(origins, (list, tuple)):
+        errors.append(_error("E050", "SSE_CORS_ALLOWED_ORIGINS", origins,
+                             "a list of origins, e.g. ['https://app.example.com'] (a list, not one string)"))
+    else:
+        for origin in origins:
+            if problem := origin_problem(origin):
+                errors.append(_error("E050", "SSE_CORS_ALLOWED_ORIGINS", origin,
+                                     f"a list of origins like 'https://app.example.com' ({problem})"))
+    if not isinstance(sse_settings.SSE_CORS_ALLOW_CREDENTIALS, bool):
+        errors.append(_error("E051", "SSE_CORS_ALLOW_CREDENTIALS", sse_settings.SSE_CORS_ALLOW_CREDENTIALS, "True or False"))
+    headers = sse_settings.SSE_CORS_ALLOWED_HEADERS
+    if isinstance(headers, str) or not isinstance(headers, (list, tuple)) or not all(isinstance(h, str) for h in headers):
+        errors.append(_error("E052", "SSE_CORS_ALLOWED_HEADERS", headers, "a list of header names, e.g. ['last-event-id']"))
+    return errors
+
+
+def check_memory_broker_workers(workers: int) -> list[checks.CheckMessage]:
+    """Warn when the in-process broker runs under a server with several workers."""
+    if workers > 1 and sse_settings.broker_name == "memory":
+        return [checks.Warning(
+            f"The in-process broker is used by a server with {workers} workers: an event "
+            "published in one worker reaches only the streams of that worker.",
+            hint="Set SSE_REDIS_URL = 'redis://localhost:6379/0' to share events between workers.",
+            id="django_sse.W001",
+        )]
+    return []
+
+
+ALL_CHECKS = (check_numbers, check_broker, check_channels, check_channel_manager, check_cors)
+
+
+def register() -> None:
+    for check in ALL_CHECKS:
+        checks.register(_as_check(check), "django_sse")
+
+
+def _as_check(function):  # type: ignore[no-untyped-def]
+    def check(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+        return function()
+
+    check.__name__ = function.__name__
+    return check
+
+
+def run_startup_checks(workers: int = 1) -> None:
+    """Run every check of the library; raise ``ImproperlyConfigured`` on errors, log warnings."""
+    messages = [message for check in ALL_CHECKS for message in check()]
+    messages += check_memory_broker_workers(workers)
+    for message in messages:
+        if not message.is_serious():
+            logger.warning("%s", message)
+    errors = [message for message in messages if message.is_serious()]
+    if errors:
+        raise ImproperlyConfigured("\n".join(str(message) for message in errors))

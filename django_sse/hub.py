@@ -1,0 +1,172 @@
+"""The per-process hub: one broker subscription shared by every local stream.
+
+Streams attach their mailbox to channels. The hub subscribes a channel when
+its first local listener arrives and unsubscribes when the last leaves, so a
+worker holds one subscriber connection however many streams it serves. Each
+live message is put, already encoded, into the mailbox of every listener.
+
+A channel is *ready* once the broker has confirmed its subscription: from
+then on no live event can be missed, so a stream may read history and go
+live. Whenever a channel becomes ready (first subscription or resubscription
+after an outage), its listeners get a ``SYNC`` item and catch up from
+history.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+
+from .brokers.base import Broker, Message
+from .mailbox import Mailbox
+from .positions import Position
+
+logger = logging.getLogger(__name__)
+
+
+class _Sync:
+    """Tells a stream that a channel it reads has (re)subscribed: catch up from history."""
+
+    def __repr__(self) -> str:
+        return "SYNC"
+
+
+SYNC = _Sync()
+
+
+class _Channel:
+    __slots__ = ("listeners", "ready", "tip")
+
+    def __init__(self) -> None:
+        self.listeners: dict[Mailbox, None] = {}
+        self.ready = False
+        #: The newest position seen since the subscription was confirmed (None: unknown).
+        self.tip: Position | None = None
+
+
+class Hub:
+    """Fans the broker's live events out to this process's streams."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self._channels: dict[str, _Channel] = {}
+        # SUBSCRIBE commands sent but not yet confirmed, per channel name. Replies
+        # come in command order, so a channel is ready only when none is pending.
+        self._pending: dict[str, int] = {}
+        # Re-entrant: the memory broker confirms a subscription from inside subscribe().
+        self._lock = threading.RLock()
+        broker.start(self)
+
+    # Called by streams -----------------------------------------------------
+
+    def attach(self, mailbox: Mailbox, channels: Iterable[str]) -> None:
+        """Deliver the live events of ``channels`` to ``mailbox``."""
+        new = []
+        with self._lock:
+            for name in channels:
+                channel = self._channels.get(name)
+                if channel is None:
+                    channel = self._channels[name] = _Channel()
+                    new.append(name)
+                channel.listeners[mailbox] = None
+        if new:
+            self._subscribe(new)
+
+    def detach(self, mailbox: Mailbox, channels: Iterable[str]) -> None:
+        """Stop delivering to ``mailbox``; unsubscribe channels nobody listens to."""
+        gone = []
+        with self._lock:
+            for name in channels:
+                channel = self._channels.get(name)
+                if channel is None:
+                    continue
+                channel.listeners.pop(mailbox, None)
+                if not channel.listeners:
+                    del self._channels[name]
+                    gone.append(name)
+            if gone:
+                logger.debug("Unsubscribing %s", gone)
+                self.broker.unsubscribe(gone)
+
+    def ready(self, channels: Iterable[str]) -> bool:
+        """Return whether every one of ``channels`` is subscribed for sure."""
+        return all(
+            (channel := self._channels.get(name)) is not None and channel.ready
+            for name in channels
+        )
+
+    def tip(self, name: str) -> Position | None:
+        """Return the newest position seen on ``name`` since it became ready, if known."""
+        channel = self._channels.get(name)
+        return None if channel is None or not channel.ready else channel.tip
+
+    def learn_tip(self, name: str, position: Position) -> None:
+        """Record a tip read from history, for streams that open after it."""
+        channel = self._channels.get(name)
+        if channel is not None and channel.ready and (channel.tip is None or position > channel.tip):
+            channel.tip = position
+
+    def channel_names(self) -> list[str]:
+        return list(self._channels)
+
+    def listener_count(self) -> int:
+        return sum(len(channel.listeners) for channel in list(self._channels.values()))
+
+    def resubscribe_all(self) -> None:
+        """Subscribe every channel again (the broker's connection was re-established)."""
+        names = self.channel_names()
+        if names:
+            self._subscribe(names)
+
+    # Called by the broker --------------------------------------------------
+
+    def on_subscribed(self, name: str) -> None:
+        with self._lock:
+            pending = self._pending.get(name, 0) - 1
+            if pending > 0:
+                self._pending[name] = pending
+                return
+            self._pending.pop(name, None)
+            channel = self._channels.get(name)
+            if channel is None or channel.ready:
+                return
+            channel.ready = True
+            listeners = tuple(channel.listeners)
+        logger.debug("Subscribed to %r", name)
+        for mailbox in listeners:
+            mailbox.put_control(SYNC)
+
+    def on_message(self, message: Message) -> None:
+        channel = self._channels.get(message.channel)
+        if channel is None:
+            return
+        if message.position is not None and channel.ready:
+            if channel.tip is None or message.position > channel.tip:
+                channel.tip = message.position
+        for mailbox in tuple(channel.listeners):
+            mailbox.put(message)
+
+    def on_disconnected(self) -> None:
+        """The subscription is lost: nothing is ready until the broker resubscribes."""
+        with self._lock:
+            self._pending.clear()
+            for channel in self._channels.values():
+                channel.ready = False
+                channel.tip = None
+
+    def close(self) -> None:
+        self.broker.close()
+
+    def _subscribe(self, names: list[str]) -> None:
+        # Count and send under the lock, so a confirmation cannot overtake its count; a
+        # command that could not be sent (no connection) is resent on reconnection.
+        logger.debug("Subscribing %s", names)
+        with self._lock:
+            for name in names:
+                self._pending[name] = self._pending.get(name, 0) + 1
+            if not self.broker.subscribe(names):
+                for name in names:
+                    self._pending[name] -= 1
+                    if not self._pending[name]:
+                        del self._pending[name]

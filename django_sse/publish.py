@@ -1,0 +1,47 @@
+"""``send_event``: publish one event from any process that can reach the broker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .brokers import get_broker
+from .channels import validate_channel
+from .conf import sse_settings
+from .exceptions import EventTooLarge
+from .sse import encode_data, validate_event_name
+
+
+def send_event(
+    event_name: str, data: Any, channel: str | None = None, *, history: bool | None = None
+) -> str | None:
+    """Publish an event to every stream reading ``channel``; return its id.
+
+    ``data``: a ``str`` is sent as is, anything else is JSON-encoded with
+    ``DjangoJSONEncoder``. ``channel`` defaults to ``SSE_DEFAULT_CHANNEL``.
+    ``history`` (default: ``SSE_HISTORY`` unless the channel is listed in
+    ``SSE_EPHEMERAL_CHANNELS``) records the event so reconnecting clients get
+    it; events without history have no id and None is returned.
+
+    Everything is checked before anything is published: a bad name or channel
+    raises ``ValueError``, data that cannot be encoded ``TypeError``, data
+    over ``SSE_MAX_EVENT_SIZE`` ``EventTooLarge``; a broker that cannot be
+    reached within ``SSE_PUBLISH_TIMEOUT`` raises ``PublishError``.
+    """
+    if channel is None:
+        channel = sse_settings.default_channel
+    validate_channel(channel)
+    if not isinstance(event_name, str) or not event_name:
+        raise ValueError(f"The event name must be a non-empty str, not {event_name!r}.")
+    validate_event_name(event_name)
+    if not event_name.isascii():
+        event_name.encode("utf-8")  # lone surrogates raise here, before publishing
+    text = encode_data(data)
+    size = len(text.encode("utf-8"))
+    limit = sse_settings.SSE_MAX_EVENT_SIZE
+    if limit is not None and size > limit:
+        raise EventTooLarge(
+            f"The event data is {size} bytes; SSE_MAX_EVENT_SIZE allows {limit}."
+        )
+    if history is None:
+        history = sse_settings.history_enabled(channel)
+    return get_broker().publish(channel, event_name, text, bool(history))

@@ -1,0 +1,242 @@
+"""``BaseSseView``: a class-based view that streams Server-Sent Events."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db import close_old_connections
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.views import View
+
+from . import sse as encoder
+from .concurrency import Task
+from .conf import sse_settings
+from .connection import ClientConnection
+from .cors import add_cors_headers, preflight
+from .mailbox import Mailbox
+from .registry import streams
+from .server import warn_if_blocking_server
+from .sse import Sse
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT = b":\n\n"
+_MAX_LAST_EVENT_ID = 1024
+
+
+class _End:
+    """Marks the end of what the user's ``iterator()`` produced."""
+
+
+END = _End()
+
+
+class SseResponse(StreamingHttpResponse):
+    """A never-buffered ``text/event-stream`` response."""
+
+    def __init__(self, streaming_content: Any = (), *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("content_type", "text/event-stream; charset=utf-8")
+        super().__init__(streaming_content, *args, **kwargs)
+        self["Cache-Control"] = "no-cache"
+        self["X-Accel-Buffering"] = "no"  # nginx: do not buffer this response
+
+
+class BaseSseView(View):
+    """Stream the events that ``iterator()`` buffers in ``self.sse``, one write per ``yield``.
+
+    Override ``iterator()``, a generator: call ``self.sse.add_message(...)``
+    and ``yield``. The stream also sends a comment every
+    ``heartbeat_interval`` seconds when nothing else went out, even while
+    ``iterator()`` is blocked, and closes the generator (running its
+    ``finally:``) once the client has gone.
+    """
+
+    http_method_names = ["get", "head", "options"]
+    #: Seconds of silence before a heartbeat comment; None reads ``SSE_HEARTBEAT_INTERVAL``.
+    heartbeat_interval: float | None = None
+    #: Reconnection delay (ms) sent when the stream opens; None reads ``SSE_RETRY``.
+    retry: int | None = None
+    #: Seconds after which the stream ends so the client reconnects; None reads ``SSE_MAX_LIFETIME``.
+    max_lifetime: float | None = None
+
+    sse: Sse
+    last_event_id: str | None
+
+    def setup(self, request: HttpRequest, *args: Any, **kwargs: Any) -> None:
+        super().setup(request, *args, **kwargs)
+        self.sse = Sse()
+        self.last_event_id = self.get_last_event_id()
+
+    def get_last_event_id(self) -> str | None:
+        """Return the id the reconnecting client last saw, or None.
+
+        Read from the ``Last-Event-ID`` header, or the ``lastEventId`` query
+        parameter that EventSource polyfills use. Values that no server could
+        have sent (too long, control characters) are treated as absent.
+        """
+        value = self.request.META.get("HTTP_LAST_EVENT_ID")
+        if value is None:
+            value = self.request.GET.get("lastEventId")
+        if not value or len(value) > _MAX_LAST_EVENT_ID:
+            return None
+        try:
+            encoder.validate_event_id(value)
+        except ValueError:
+            return None
+        return value
+
+    def get_heartbeat_interval(self) -> float:
+        if self.heartbeat_interval is not None:
+            return self.heartbeat_interval
+        return sse_settings.SSE_HEARTBEAT_INTERVAL
+
+    def get_retry(self) -> int | None:
+        """Return the reconnection delay (ms) sent when the stream opens, or None for none."""
+        return self.retry if self.retry is not None else sse_settings.SSE_RETRY
+
+    def get_max_lifetime(self) -> float | None:
+        if self.max_lifetime is not None:
+            return self.max_lifetime
+        return sse_settings.SSE_MAX_LIFETIME
+
+    def iterator(self) -> Iterator[Any]:
+        """Buffer messages in ``self.sse`` and ``yield`` to send them. Override this."""
+        raise ImproperlyConfigured(
+            f"{type(self).__name__} requires an implementation of 'iterator()'."
+        )
+
+    # Request handling -------------------------------------------------------
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        return add_cors_headers(request, self.open_stream())
+
+    def head(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        """Answer with the stream's headers and no body."""
+        refusal = self.check_request()
+        return add_cors_headers(request, refusal if refusal is not None else SseResponse())
+
+    def options(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        """Answer ``OPTIONS``, and CORS preflights from allowed origins."""
+        return preflight(request, super().options(request, *args, **kwargs))
+
+    def open_stream(self) -> HttpResponse:
+        """Return the streaming response, or the 4xx/503 that refuses it."""
+        refusal = self.check_request()
+        if refusal is not None:
+            return refusal
+        mailbox = Mailbox(sse_settings.SSE_QUEUE_SIZE)
+        if not streams.add(mailbox, sse_settings.SSE_MAX_STREAMS):
+            return self.unavailable()
+        warn_if_blocking_server(self.request.META)
+        # Compressing a stream would buffer it and cost a zlib state per client.
+        self.request.META.pop("HTTP_ACCEPT_ENCODING", None)
+        return SseResponse(self._stream(mailbox))
+
+    def check_request(self) -> HttpResponse | None:
+        """Return an error response that refuses the stream, or None to open it."""
+        return None
+
+    def unavailable(self) -> HttpResponse:
+        response = HttpResponse(
+            "This server holds as many streams as SSE_MAX_STREAMS allows.\n",
+            status=503,
+            content_type="text/plain; charset=utf-8",
+        )
+        response["Retry-After"] = "5"
+        return response
+
+    # The stream -------------------------------------------------------------
+
+    def opening(self) -> bytes:
+        """Return the first chunk, sent as soon as the stream opens (so onopen fires)."""
+        retry = self.get_retry()
+        return (encoder.encode_retry(retry) if retry is not None else "").encode() + HEARTBEAT
+
+    def start(self, mailbox: Mailbox) -> None:
+        """Start producing into ``mailbox``: by default, run ``iterator()`` beside the stream."""
+        self._pump = Task(self._run_iterator, mailbox)
+
+    def stop(self) -> None:
+        """Release what ``start()`` took; called once, whenever the stream ends."""
+        self._pump.kill()
+
+    def render(self, items: list[Any], mailbox: Mailbox) -> bytes:
+        """Turn the items taken from the mailbox into one chunk to write."""
+        chunks = []
+        for item in items:
+            if item is END:
+                mailbox.end("iterator finished")
+            else:
+                chunks.append(item)
+        return b"".join(chunks)
+
+    def idle(self, mailbox: Mailbox) -> bytes:
+        """Return what to send after a heartbeat interval of silence (default: nothing)."""
+        return b""
+
+    def _run_iterator(self, mailbox: Mailbox) -> None:
+        generator = self.iterator()
+        try:
+            for _ in generator:
+                chunk = self.sse.take()
+                if chunk:
+                    mailbox.put(chunk)
+                if mailbox.end_reason is not None or mailbox.overflowed:
+                    break
+            chunk = self.sse.take()
+            if chunk:
+                mailbox.put(chunk)
+        except Exception:
+            logger.exception("%s.iterator() raised; ending the stream.", type(self).__name__)
+        finally:
+            # Under gevent, stop() raises GreenletExit where the generator blocks;
+            # either way its finally: runs here, in its own greenlet or thread.
+            generator.close()
+            mailbox.put_control(END)
+            close_old_connections()
+
+    def _stream(self, mailbox: Mailbox) -> Iterator[bytes]:
+        """Yield the chunks of one stream; owns the mailbox, the source and the watcher."""
+        client = ClientConnection(self.request.META)
+        heartbeat = self.get_heartbeat_interval()
+        lifetime = self.get_max_lifetime()
+        deadline = None if lifetime is None else time.monotonic() + lifetime
+        started = False
+        try:
+            # The request's database connection is not needed while streaming.
+            close_old_connections()
+            client.watch(lambda: mailbox.end("client gone"))
+            self.start(mailbox)
+            started = True
+            yield self.opening()
+            while mailbox.end_reason is None and not mailbox.overflowed:
+                timeout = heartbeat
+                if deadline is not None:
+                    timeout = max(0.0, min(timeout, deadline - time.monotonic()))
+                if mailbox.wait(timeout):
+                    chunk = self.render(mailbox.take(), mailbox)
+                elif deadline is not None and time.monotonic() >= deadline:
+                    mailbox.end("max lifetime")
+                    continue
+                elif client.gone():
+                    return
+                else:
+                    chunk = self.idle(mailbox) or HEARTBEAT
+                if chunk:
+                    yield chunk
+            if mailbox.end_reason != "client gone":
+                yield self.closing(mailbox)
+        finally:
+            client.unwatch()
+            streams.discard(mailbox)
+            if started:
+                self.stop()
+
+    def closing(self, mailbox: Mailbox) -> bytes:
+        """Return the last chunk of a stream the server ends (a retry hint by default)."""
+        retry = self.get_retry()
+        return encoder.encode_retry(retry).encode() if retry is not None else b""

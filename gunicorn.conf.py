@@ -1,0 +1,48 @@
+"""Gunicorn settings for long-lived Server-Sent Events streams.
+
+Run: gunicorn -c gunicorn.conf.py  (serves the example project unless you
+pass another WSGI application, e.g. ``gunicorn -c gunicorn.conf.py mysite.wsgi``).
+Every value can be overridden on the command line or through the
+environment variables named below.
+"""
+
+import os
+
+# The example project; replace with your own "mysite.wsgi" (or pass it on the command line).
+wsgi_app = os.environ.get("SSE_WSGI_APP", "example.wsgi:application")
+# Where the example project lives (added to sys.path).
+pythonpath = os.environ.get("SSE_PYTHONPATH", "example")
+# Where to listen.
+bind = os.environ.get("SSE_BIND", "127.0.0.1:8000")
+# gevent: one greenlet per stream, so a worker holds thousands of open streams.
+worker_class = "gevent"
+# Workers: one per core is plenty for streaming; Redis fans events out across them.
+workers = int(os.environ.get("SSE_WORKERS", "1"))
+# Concurrent connections (open streams + ordinary requests) per worker.
+worker_connections = int(os.environ.get("SSE_WORKER_CONNECTIONS", "20000"))
+# Seconds a stopping worker waits for streams to end; django-sse ends them at once.
+graceful_timeout = int(os.environ.get("SSE_GRACEFUL_TIMEOUT", "10"))
+# Keep-alive for ordinary requests; streams stay open regardless.
+keepalive = 5
+# A gevent worker's heartbeat to the master; streams never block it.
+timeout = 30
+# Large backlog: a burst of reconnecting browsers after a deploy.
+backlog = 4096
+# Log to stderr; access log only when asked (one line per stream is noisy).
+accesslog = os.environ.get("SSE_ACCESS_LOG") or None
+errorlog = "-"
+# No per-user control socket: several servers (tests, benchmarks) may run side by side.
+control_socket_disable = True
+
+
+def post_worker_init(worker):
+    """Check django-sse's settings, then end this worker's streams as soon as it is told to stop (TERM, HUP, max_requests).
+
+    Clients get a retry hint and reconnect to another worker, so the worker
+    exits well within graceful_timeout and, with replay, no event is lost.
+    """
+    from django_sse.checks import run_startup_checks
+    from django_sse.shutdown import end_streams_when_stopping
+
+    run_startup_checks(workers=worker.cfg.workers)  # a wrong setting stops the worker here
+    end_streams_when_stopping(worker)

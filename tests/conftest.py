@@ -1,0 +1,77 @@
+"""Fixtures that run real servers on free loopback ports and always stop them."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.servers import GunicornServer, PywsgiServer, RedisServer, RunserverServer, Server
+
+
+class Servers:
+    """Start servers for one test; each is stopped, by PID, when the test ends.
+
+    ``servers.gunicorn(env={...}, workers=2)`` and friends take the server
+    class's arguments and return it started; logs go to the test's tmp_path.
+    """
+
+    def __init__(self, log_dir) -> None:
+        self.log_dir = log_dir
+        self.started: list[Server] = []
+
+    def redis(self, **kwargs) -> RedisServer:
+        return self._start(RedisServer, kwargs)
+
+    def gunicorn(self, **kwargs) -> GunicornServer:
+        return self._start(GunicornServer, kwargs)
+
+    def pywsgi(self, **kwargs) -> PywsgiServer:
+        return self._start(PywsgiServer, kwargs)
+
+    def runserver(self, **kwargs) -> RunserverServer:
+        return self._start(RunserverServer, kwargs)
+
+    def _start(self, server_class, kwargs):
+        server = server_class(**{"log_dir": self.log_dir, **kwargs})
+        self.started.append(server)
+        return server.start()
+
+    def stop_all(self) -> None:
+        for server in reversed(self.started):
+            server.stop()
+            # Captured, so shown only when the test fails.
+            print(f"--- {server!r}, last output:\n{server.stderr_text(3000)}")
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """A redis-server without persistence, shared by the session; prefer ``redis_url``."""
+    server = RedisServer(log_dir=tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server):
+    """The URL of the session's redis-server, emptied (FLUSHALL) for this test."""
+    if not redis_server.running:  # a previous test stopped or killed it
+        redis_server.start()
+    with redis_server.client() as client:
+        client.flushall()
+    return redis_server.url
+
+
+@pytest.fixture
+def servers(tmp_path):
+    """A factory of servers (``servers.gunicorn(...)``) stopped at the end of the test."""
+    registry = Servers(tmp_path)
+    yield registry
+    registry.stop_all()
+
+
+@pytest.fixture(scope="session")
+def output_dir(request):
+    """test-output/ at the top of the repository, for artefacts worth keeping (screenshots)."""
+    path = request.config.rootpath / "test-output"
+    path.mkdir(exist_ok=True)
+    return path

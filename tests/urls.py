@@ -1,0 +1,17 @@
+from django.urls import path
+
+from django_sse.redisqueue import RedisQueueView
+
+from . import views
+
+urlpatterns = [
+    path("ticks/", views.TickView.as_view(), name="ticks"),
+    path("ticks-fast-heartbeat/", views.TickView.as_view(heartbeat_interval=0.2)),
+    path("blocked/", views.BlockedView.as_view(heartbeat_interval=0.3)),
+    path("stream1/", RedisQueueView.as_view(redis_channel="foo"), name="stream1"),
+    path("events/<str:channel>/", views.ChannelView.as_view(), name="channel"),
+    path("multi/", views.MultiChannelView.as_view(), name="multi"),
+    path("publish/", views.publish),
+    path("stats/", views.stats),
+    path("plain/", views.plain),
+]

@@ -1,0 +1,114 @@
+"""Views of the test project: small streams whose behaviour the tests observe."""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import threading
+import time
+
+from django.http import HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from django_sse import send_event
+from django_sse.brokers import get_broker, get_hub
+from django_sse.redisqueue import RedisQueueView
+from django_sse.registry import streams
+from django_sse.views import BaseSseView
+
+# Counters the tests read through /stats/ to see what the server did.
+counters = {"iterator_started": 0, "iterator_finally": 0}
+_counter_lock = threading.Lock()
+
+
+def _count(name: str) -> None:
+    with _counter_lock:
+        counters[name] += 1
+
+
+class TickView(BaseSseView):
+    """Send ``count`` ticks (query ``n``, default forever), ``interval`` seconds apart."""
+
+    def iterator(self):
+        _count("iterator_started")
+        interval = float(self.request.GET.get("interval", "0.05"))
+        count = int(self.request.GET.get("n", "0")) or None
+        sent = 0
+        try:
+            while count is None or sent < count:
+                self.sse.add_message("tick", str(sent))
+                sent += 1
+                yield
+                time.sleep(interval)
+        finally:
+            _count("iterator_finally")
+
+
+class BlockedView(BaseSseView):
+    """Send one event, then block for an hour inside ``iterator()``."""
+
+    def iterator(self):
+        _count("iterator_started")
+        try:
+            self.sse.add_message("hello", "blocked next")
+            yield
+            time.sleep(3600)
+            yield
+        finally:
+            _count("iterator_finally")
+
+
+class ChannelView(RedisQueueView):
+    """Stream the channel named in the URL."""
+
+    def get_redis_channel(self):
+        return self.kwargs["channel"]
+
+
+class MultiChannelView(RedisQueueView):
+    """Stream every ``channel`` query parameter."""
+
+    def get_redis_channels(self):
+        return self.request.GET.getlist("channel")
+
+
+@csrf_exempt
+def publish(request):
+    """POST event, data, channel: publish from inside the server process."""
+    event_id = send_event(request.POST["event"], request.POST["data"], request.POST["channel"])
+    return JsonResponse({"id": event_id})
+
+
+def stats(request):
+    """What the server holds right now, for leak tests."""
+    gc.collect()
+    try:
+        from greenlet import greenlet
+
+        greenlets = sum(1 for obj in gc.get_objects() if isinstance(obj, greenlet) and not obj.dead)
+    except ImportError:
+        greenlets = 0
+    hub = get_hub()
+    return JsonResponse(
+        {
+            "pid": os.getpid(),
+            "streams": len(streams),
+            "greenlets": greenlets,
+            "threads": threading.active_count(),
+            "fds": len(os.listdir("/proc/self/fd")),
+            "hub_channels": len(hub.channel_names()),
+            "hub_listeners": hub.listener_count(),
+            "broker_connections": get_broker().connection_count(),
+            **counters,
+        }
+    )
+
+
+def plain(request):
+    """A non-streaming page, to compare middleware behaviour."""
+    return HttpResponse("x" * 1000)
+
+
+def stats_json(response) -> dict:
+    return json.loads(response.content)
