@@ -33,8 +33,15 @@ _NUMBERS = {
     "SSE_MAX_CHANNEL_LENGTH": ("E010", False, 1, "a positive integer, e.g. 200"),
     "SSE_MAX_EVENT_SIZE": ("E011", True, 1, "a positive integer of bytes, or None"),
 }
-_INTEGERS = {"SSE_RETRY", "SSE_QUEUE_SIZE", "SSE_HISTORY_MAXLEN", "SSE_MAX_STREAMS",
-             "SSE_MAX_CHANNELS", "SSE_MAX_CHANNEL_LENGTH", "SSE_MAX_EVENT_SIZE"}
+_INTEGERS = {
+    "SSE_RETRY",
+    "SSE_QUEUE_SIZE",
+    "SSE_HISTORY_MAXLEN",
+    "SSE_MAX_STREAMS",
+    "SSE_MAX_CHANNELS",
+    "SSE_MAX_CHANNEL_LENGTH",
+    "SSE_MAX_EVENT_SIZE",
+}
 
 
 def _error(id_: str, setting: str, value: Any, expected: str) -> checks.Error:
@@ -63,23 +70,34 @@ def check_broker() -> list[checks.CheckMessage]:
     errors = []
     broker = sse_settings.SSE_BROKER
     if broker not in (None, "memory", "redis"):
-        errors.append(_error("E020", "SSE_BROKER", broker, "'redis', 'memory', or None (redis when SSE_REDIS_URL is set)"))
+        errors.append(
+            _error(
+                "E020",
+                "SSE_BROKER",
+                broker,
+                "'redis', 'memory', or None (redis when SSE_REDIS_URL is set)",
+            )
+        )
     url = sse_settings.SSE_REDIS_URL
     if url is not None and (problem := url_problem(url)):
-        errors.append(checks.Error(
-            f"SSE_REDIS_URL is {url!r}: {problem}.",
-            hint="Set SSE_REDIS_URL to e.g. 'redis://localhost:6379/0', 'rediss://host:6380/0' or 'unix:///run/redis.sock'.",
-            id="django_sse.E021",
-        ))
+        errors.append(
+            checks.Error(
+                f"SSE_REDIS_URL is {url!r}: {problem}.",
+                hint="Set SSE_REDIS_URL to e.g. 'redis://localhost:6379/0', 'rediss://host:6380/0' or 'unix:///run/redis.sock'.",
+                id="django_sse.E021",
+            )
+        )
     legacy = sse_settings.REDIS_SSEQUEUE_CONNECTION_SETTINGS
     if legacy is not None and url is None:
         errors.extend(_check_legacy(legacy))
     if broker == "redis" and url is None and legacy is None:
-        errors.append(checks.Error(
-            "SSE_BROKER is 'redis' but no Redis connection is configured.",
-            hint="Set SSE_REDIS_URL = 'redis://localhost:6379/0' (or drop SSE_BROKER to use the in-process broker).",
-            id="django_sse.E022",
-        ))
+        errors.append(
+            checks.Error(
+                "SSE_BROKER is 'redis' but no Redis connection is configured.",
+                hint="Set SSE_REDIS_URL = 'redis://localhost:6379/0' (or drop SSE_BROKER to use the in-process broker).",
+                id="django_sse.E022",
+            )
+        )
     prefix = sse_settings.SSE_REDIS_PREFIX
     if not isinstance(prefix, str):
         errors.append(_error("E023", "SSE_REDIS_PREFIX", prefix, "a string, e.g. 'sse:'"))
@@ -89,8 +107,10 @@ def check_broker() -> list[checks.CheckMessage]:
 def _check_legacy(legacy: Any) -> list[checks.CheckMessage]:
     from .redis_url import url_from_legacy_settings, url_problem
 
-    expected = ("a dict like {'location': 'localhost:6379', 'db': 0, 'password': None} "
-                "(location may be 'unix:/path'), or use SSE_REDIS_URL = 'redis://localhost:6379/0'")
+    expected = (
+        "a dict like {'location': 'localhost:6379', 'db': 0, 'password': None} "
+        "(location may be 'unix:/path'), or use SSE_REDIS_URL = 'redis://localhost:6379/0'"
+    )
     setting = "REDIS_SSEQUEUE_CONNECTION_SETTINGS"
     if not isinstance(legacy, dict) or set(legacy) - {"location", "db", "password"}:
         return [_error("E024", setting, legacy, expected)]
@@ -119,17 +139,27 @@ def check_channels() -> list[checks.CheckMessage]:
         try:
             validate_channel(value)
         except InvalidChannel as exc:
-            errors.append(checks.Error(
-                f"{setting} is {value!r}: {exc}",
-                hint=f"Set {setting} to a channel name without whitespace, e.g. 'sse'.",
-                id="django_sse.E030",
-            ))
+            errors.append(
+                checks.Error(
+                    f"{setting} is {value!r}: {exc}",
+                    hint=f"Set {setting} to a channel name without whitespace, e.g. 'sse'.",
+                    id="django_sse.E030",
+                )
+            )
     ephemeral = sse_settings.SSE_EPHEMERAL_CHANNELS
-    if isinstance(ephemeral, str) or not isinstance(ephemeral, (list, tuple, set, frozenset)) or not all(
-        isinstance(item, str) for item in ephemeral
+    if (
+        isinstance(ephemeral, str)
+        or not isinstance(ephemeral, (list, tuple, set, frozenset))
+        or not all(isinstance(item, str) for item in ephemeral)
     ):
-        errors.append(_error("E031", "SSE_EPHEMERAL_CHANNELS", ephemeral,
-                             "a list of channel names or 'prefix*' patterns, e.g. ['typing-*']"))
+        errors.append(
+            _error(
+                "E031",
+                "SSE_EPHEMERAL_CHANNELS",
+                ephemeral,
+                "a list of channel names or 'prefix*' patterns, e.g. ['typing-*']",
+            )
+        )
     for setting in ("SSE_HISTORY",):
         if not isinstance(getattr(sse_settings, setting), bool):
             errors.append(_error("E032", setting, getattr(sse_settings, setting), "True or False"))
@@ -139,7 +169,9 @@ def check_channels() -> list[checks.CheckMessage]:
         if not reset_event:
             raise ValueError
     except (TypeError, ValueError):
-        errors.append(_error("E033", "SSE_RESET_EVENT", reset_event, "an event name, e.g. 'stream-reset'"))
+        errors.append(
+            _error("E033", "SSE_RESET_EVENT", reset_event, "an event name, e.g. 'stream-reset'")
+        )
     return errors
 
 
@@ -152,18 +184,26 @@ def check_channel_manager() -> list[checks.CheckMessage]:
     try:
         manager = import_string(path)
     except (ImportError, TypeError, ValueError) as exc:
-        return [checks.Error(
-            f"SSE_CHANNEL_MANAGER is {path!r}, which cannot be imported: {exc}",
-            hint="Set SSE_CHANNEL_MANAGER to the dotted path of a django_sse.permissions.ChannelManager subclass.",
-            id="django_sse.E040",
-        )]
-    missing = [name for name in ("get_channels_for_request", "can_read_channel") if not hasattr(manager, name)]
+        return [
+            checks.Error(
+                f"SSE_CHANNEL_MANAGER is {path!r}, which cannot be imported: {exc}",
+                hint="Set SSE_CHANNEL_MANAGER to the dotted path of a django_sse.permissions.ChannelManager subclass.",
+                id="django_sse.E040",
+            )
+        ]
+    missing = [
+        name
+        for name in ("get_channels_for_request", "can_read_channel")
+        if not hasattr(manager, name)
+    ]
     if missing:
-        return [checks.Error(
-            f"SSE_CHANNEL_MANAGER {path!r} lacks {', '.join(missing)}.",
-            hint="Subclass django_sse.permissions.ChannelManager.",
-            id="django_sse.E041",
-        )]
+        return [
+            checks.Error(
+                f"SSE_CHANNEL_MANAGER {path!r} lacks {', '.join(missing)}.",
+                hint="Subclass django_sse.permissions.ChannelManager.",
+                id="django_sse.E041",
+            )
+        ]
     return []
 
 
@@ -173,30 +213,62 @@ def check_cors() -> list[checks.CheckMessage]:
     errors = []
     origins = sse_settings.SSE_CORS_ALLOWED_ORIGINS
     if isinstance(origins, str) or not isinstance(origins, (list, tuple)):
-        errors.append(_error("E050", "SSE_CORS_ALLOWED_ORIGINS", origins,
-                             "a list of origins, e.g. ['https://app.example.com'] (a list, not one string)"))
+        errors.append(
+            _error(
+                "E050",
+                "SSE_CORS_ALLOWED_ORIGINS",
+                origins,
+                "a list of origins, e.g. ['https://app.example.com'] (a list, not one string)",
+            )
+        )
     else:
         for origin in origins:
             if problem := origin_problem(origin):
-                errors.append(_error("E050", "SSE_CORS_ALLOWED_ORIGINS", origin,
-                                     f"a list of origins like 'https://app.example.com' ({problem})"))
+                errors.append(
+                    _error(
+                        "E050",
+                        "SSE_CORS_ALLOWED_ORIGINS",
+                        origin,
+                        f"a list of origins like 'https://app.example.com' ({problem})",
+                    )
+                )
     if not isinstance(sse_settings.SSE_CORS_ALLOW_CREDENTIALS, bool):
-        errors.append(_error("E051", "SSE_CORS_ALLOW_CREDENTIALS", sse_settings.SSE_CORS_ALLOW_CREDENTIALS, "True or False"))
+        errors.append(
+            _error(
+                "E051",
+                "SSE_CORS_ALLOW_CREDENTIALS",
+                sse_settings.SSE_CORS_ALLOW_CREDENTIALS,
+                "True or False",
+            )
+        )
     headers = sse_settings.SSE_CORS_ALLOWED_HEADERS
-    if isinstance(headers, str) or not isinstance(headers, (list, tuple)) or not all(isinstance(h, str) for h in headers):
-        errors.append(_error("E052", "SSE_CORS_ALLOWED_HEADERS", headers, "a list of header names, e.g. ['last-event-id']"))
+    if (
+        isinstance(headers, str)
+        or not isinstance(headers, (list, tuple))
+        or not all(isinstance(h, str) for h in headers)
+    ):
+        errors.append(
+            _error(
+                "E052",
+                "SSE_CORS_ALLOWED_HEADERS",
+                headers,
+                "a list of header names, e.g. ['last-event-id']",
+            )
+        )
     return errors
 
 
 def check_memory_broker_workers(workers: int) -> list[checks.CheckMessage]:
     """Warn when the in-process broker runs under a server with several workers."""
     if workers > 1 and sse_settings.broker_name == "memory":
-        return [checks.Warning(
-            f"The in-process broker is used by a server with {workers} workers: an event "
-            "published in one worker reaches only the streams of that worker.",
-            hint="Set SSE_REDIS_URL = 'redis://localhost:6379/0' to share events between workers.",
-            id="django_sse.W001",
-        )]
+        return [
+            checks.Warning(
+                f"The in-process broker is used by a server with {workers} workers: an event "
+                "published in one worker reaches only the streams of that worker.",
+                hint="Set SSE_REDIS_URL = 'redis://localhost:6379/0' to share events between workers.",
+                id="django_sse.W001",
+            )
+        ]
     return []
 
 

@@ -10,10 +10,9 @@ heartbeat: the first write to a vanished client fails.
 
 from __future__ import annotations
 
+import _socket
 import errno
 import socket
-
-import _socket
 from collections.abc import Callable
 from typing import Any
 

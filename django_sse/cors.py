@@ -27,7 +27,7 @@ def origin_problem(origin: object) -> str | None:
 
 def allowed_origin(request: HttpRequest) -> str | None:
     """Return the value for ``Access-Control-Allow-Origin``, or None when not allowed."""
-    origin = request.headers.get("Origin")
+    origin = request.META.get("HTTP_ORIGIN")
     if origin is None:
         return None
     allowed = sse_settings.SSE_CORS_ALLOWED_ORIGINS
@@ -53,7 +53,7 @@ def add_cors_headers(request: HttpRequest, response: HttpResponse) -> HttpRespon
 
 def preflight(request: HttpRequest, response: HttpResponse) -> HttpResponse:
     """Complete the answer to an ``OPTIONS`` preflight from an allowed origin."""
-    if allowed_origin(request) is None or "Access-Control-Request-Method" not in request.headers:
+    if allowed_origin(request) is None or "HTTP_ACCESS_CONTROL_REQUEST_METHOD" not in request.META:
         return response
     response["Access-Control-Allow-Methods"] = _METHODS
     response["Access-Control-Allow-Headers"] = ", ".join(sse_settings.SSE_CORS_ALLOWED_HEADERS)

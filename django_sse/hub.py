@@ -14,6 +14,7 @@ history.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Iterable
@@ -33,6 +34,15 @@ class _Sync:
 
 
 SYNC = _Sync()
+
+
+class Recheck:
+    """Tells a stream to check again whether its user may read ``channel``."""
+
+    __slots__ = ("channel",)
+
+    def __init__(self, channel: str) -> None:
+        self.channel = channel
 
 
 class _Channel:
@@ -92,8 +102,7 @@ class Hub:
     def ready(self, channels: Iterable[str]) -> bool:
         """Return whether every one of ``channels`` is subscribed for sure."""
         return all(
-            (channel := self._channels.get(name)) is not None and channel.ready
-            for name in channels
+            (channel := self._channels.get(name)) is not None and channel.ready for name in channels
         )
 
     def tip(self, name: str) -> Position | None:
@@ -104,7 +113,11 @@ class Hub:
     def learn_tip(self, name: str, position: Position) -> None:
         """Record a tip read from history, for streams that open after it."""
         channel = self._channels.get(name)
-        if channel is not None and channel.ready and (channel.tip is None or position > channel.tip):
+        if (
+            channel is not None
+            and channel.ready
+            and (channel.tip is None or position > channel.tip)
+        ):
             channel.tip = position
 
     def channel_names(self) -> list[str]:
@@ -146,6 +159,21 @@ class Hub:
                 channel.tip = message.position
         for mailbox in tuple(channel.listeners):
             mailbox.put(message)
+
+    def on_control(self, payload: str) -> None:
+        """Act on a control message published by any process (see ``permissions``)."""
+        try:
+            command = json.loads(payload)
+            user, name = str(command["user"]), command["channel"]
+        except (ValueError, KeyError, TypeError):
+            logger.error("Ignoring a malformed django-sse control message: %.200r", payload)
+            return
+        channel = self._channels.get(name)
+        if channel is None:
+            return
+        for mailbox in tuple(channel.listeners):
+            if mailbox.owner == user:
+                mailbox.put_control(Recheck(name))
 
     def on_disconnected(self) -> None:
         """The subscription is lost: nothing is ready until the broker resubscribes."""

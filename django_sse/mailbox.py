@@ -3,29 +3,41 @@
 from __future__ import annotations
 
 import threading
-from collections import deque
+import time
 from typing import Any
 
 
 class Mailbox:
-    """A bounded, thread-safe inbox that one consumer waits on with a timeout.
+    """A bounded, thread-safe inbox that one consumer waits on.
 
     Producers (the hub's fan-out, a pump running user code) call ``put()``,
     which never blocks: past ``limit`` items the mailbox is marked
     ``overflowed`` instead, and the stream ends so that the client reconnects
     and replays rather than silently losing events. The consumer takes every
-    waiting item at once, which is what lets several events go out in one write.
-    Works with threads and, once gevent has patched ``threading``, greenlets.
+    waiting item at once, which is what lets several events go out in one
+    write. The heartbeat wheel pokes it when the stream has been silent too
+    long. Works with threads and, once gevent has patched ``threading``,
+    greenlets.
     """
 
-    __slots__ = ("_items", "_wakeup", "limit", "overflowed", "end_reason")
+    __slots__ = (
+        "_items", "_wakeup", "limit", "overflowed", "end_reason", "owner", "last_sent", "idle",
+    )
 
-    def __init__(self, limit: int) -> None:
-        self._items: deque[Any] = deque()
+    def __init__(self, limit: int, owner: str | None = None) -> None:
+        # A list, never replaced: append() and the slice/del in take() are each
+        # atomic under the GIL, so no lock is needed even with real threads.
+        self._items: list[Any] = []
         self._wakeup = threading.Event()
         self.limit = limit
         self.overflowed = False
         self.end_reason: str | None = None
+        #: Who the stream serves (the user's primary key), for permission changes.
+        self.owner = owner
+        #: When the stream last wrote (time.monotonic()), for the heartbeat wheel.
+        self.last_sent = time.monotonic()
+        #: Set by the heartbeat wheel: the stream has been silent for a heartbeat interval.
+        self.idle = False
 
     def put(self, item: Any) -> None:
         """Leave ``item``; mark the mailbox overflowed instead when it is full."""
@@ -46,17 +58,22 @@ class Mailbox:
             self.end_reason = reason
         self._wakeup.set()
 
-    def wait(self, timeout: float | None) -> bool:
-        """Block until something arrives or ``timeout`` seconds pass; return whether it did."""
-        return self._wakeup.wait(timeout)
+    def poke_idle(self) -> None:
+        """Wake the stream to send a heartbeat (called by the heartbeat wheel)."""
+        self.idle = True
+        self._wakeup.set()
+
+    def wait(self) -> None:
+        """Block until an item, an end, or a heartbeat poke arrives."""
+        self._wakeup.wait()
 
     def take(self) -> list[Any]:
         """Remove and return every waiting item, oldest first."""
         self._wakeup.clear()
         items = self._items
-        taken = []
-        while items:
-            taken.append(items.popleft())
+        count = len(items)
+        taken = items[:count]
+        del items[:count]
         if self.end_reason is not None or self.overflowed:
             self._wakeup.set()  # keep the consumer awake until it acts on it
         return taken

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 from typing import Any
 
 from django.http import HttpRequest
@@ -27,6 +28,33 @@ class ChannelManager:
     def can_read_channel(self, user: Any, channel: str) -> bool:
         """Return whether ``user`` (possibly anonymous) may read ``channel``; default: yes."""
         return True
+
+
+def user_key(user: Any) -> str | None:
+    """Return the key that identifies ``user`` (or a primary key) across processes."""
+    if user is None or getattr(user, "is_anonymous", False):
+        return None
+    return str(getattr(user, "pk", user))
+
+
+def channel_permission_changed(user: Any, channel: str) -> None:
+    """Re-check, on every worker and host, the streams of ``user`` that read ``channel``.
+
+    Call it after revoking access (e.g. removing a user from a group): each
+    such stream asks its view's ``can_read_channel`` (and the channel
+    manager) again and ends at once when refused. ``user`` is a user object
+    or its primary key.
+    """
+    from .brokers import get_broker
+    from .channels import validate_channel
+
+    validate_channel(channel)
+    key = user_key(user)
+    if key is None:
+        raise ValueError(
+            "channel_permission_changed() needs an authenticated user or a primary key."
+        )
+    get_broker().publish_control(json.dumps({"user": key, "channel": channel}))
 
 
 @functools.lru_cache(maxsize=8)

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping
 Position = tuple[int, int]
 ZERO: Position = (0, 0)
 
-_POSITION = re.compile(r"(\d{1,19})-(\d{1,19})")
+_POSITION = re.compile(r"(\d{1,20})-(\d{1,20})")
 _MAX = 2**64 - 1
 
 

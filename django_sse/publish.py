@@ -39,9 +39,7 @@ def send_event(
     size = len(text.encode("utf-8"))
     limit = sse_settings.SSE_MAX_EVENT_SIZE
     if limit is not None and size > limit:
-        raise EventTooLarge(
-            f"The event data is {size} bytes; SSE_MAX_EVENT_SIZE allows {limit}."
-        )
+        raise EventTooLarge(f"The event data is {size} bytes; SSE_MAX_EVENT_SIZE allows {limit}.")
     if history is None:
         history = sse_settings.history_enabled(channel)
     return get_broker().publish(channel, event_name, text, bool(history))

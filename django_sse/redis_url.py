@@ -15,7 +15,7 @@ def url_from_legacy_settings(legacy: dict[str, Any]) -> str:
     password = legacy.get("password")
     auth = f":{quote(str(password), safe='')}@" if password else ""
     if location.startswith("unix:"):
-        return f"unix://{auth}{location[len('unix:'):]}?db={db}"
+        return f"unix://{auth}{location[len('unix:') :]}?db={db}"
     return f"redis://{auth}{location}/{db}"
 
 

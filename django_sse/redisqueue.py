@@ -17,8 +17,9 @@ from .brokers.base import Message
 from .channels import validate_channel
 from .conf import sse_settings
 from .exceptions import InvalidChannel, SseError
-from .hub import SYNC
+from .hub import SYNC, Recheck
 from .mailbox import Mailbox
+from .permissions import get_channel_manager
 from .positions import Position, decode_positions, encode_positions
 from .publish import send_event
 from .responses import bad_request, forbidden
@@ -54,8 +55,6 @@ class RedisQueueView(BaseSseView):
 
     def get_redis_channels(self) -> list[str]:
         """Return the channels to stream; by default ``redis_channels`` or the one channel."""
-        from .permissions import get_channel_manager
-
         manager = get_channel_manager()
         if manager is not None:
             channels = manager.get_channels_for_request(self.request, self.kwargs)
@@ -86,16 +85,19 @@ class RedisQueueView(BaseSseView):
             return bad_request("The stream names no channel.")
         limit = sse_settings.SSE_MAX_CHANNELS
         if len(channels) > limit:
-            return bad_request(f"The stream asks for {len(channels)} channels; SSE_MAX_CHANNELS allows {limit}.")
+            return bad_request(
+                f"The stream asks for {len(channels)} channels; SSE_MAX_CHANNELS allows {limit}."
+            )
         for channel in channels:
-            if not (self.can_read_channel(self.request, channel) and self._manager_allows(channel)):
+            if not self._may_read(channel):
                 return forbidden(f"You may not read the channel {channel!r}.")
         self.channels = channels
         return None
 
-    def _manager_allows(self, channel: str) -> bool:
-        from .permissions import get_channel_manager
-
+    def _may_read(self, channel: str) -> bool:
+        """Ask the view's hook and the project's channel manager; both must allow."""
+        if not self.can_read_channel(self.request, channel):
+            return False
         manager = get_channel_manager()
         user = getattr(self.request, "user", None)
         return manager is None or manager.can_read_channel(user, channel)
@@ -106,7 +108,9 @@ class RedisQueueView(BaseSseView):
         self._mailbox = mailbox
         self._hub = get_hub()
         self._history = [
-            channel for channel in self.channels if self.replay and sse_settings.history_enabled(channel)
+            channel
+            for channel in self.channels
+            if self.replay and sse_settings.history_enabled(channel)
         ]
         self._single = len(self._history) == 1 and len(self.channels) == 1
         self._resuming = self.replay and self.last_event_id is not None
@@ -116,24 +120,29 @@ class RedisQueueView(BaseSseView):
         self._sent_id = self.last_event_id
         self._synced = not self._history
         self._pending: list[Message] = []
+        self._fresh: set[str] = set()  # new client's channels awaiting their first live event
         self._hub.attach(mailbox, self.channels)
         mailbox.put_control(SYNC)
 
     def stop(self) -> None:
         self._hub.detach(self._mailbox, self.channels)
 
-    def render(self, items: list[Any], mailbox: Mailbox) -> bytes:
+    def render(self, items: list[Any], mailbox: Mailbox) -> list[bytes]:
+        """Return every event waiting as one write (a burst costs one syscall per client)."""
         out = []
         for item in items:
             if item is SYNC:
                 out.append(self._sync())
+            elif isinstance(item, Recheck):
+                if not self._may_read(item.channel):
+                    mailbox.end("permission revoked")
             elif self._synced:
                 out.append(self._deliver(item))
             else:
                 self._pending.append(item)
                 if len(self._pending) > mailbox.limit:
                     mailbox.overflowed = True
-        return b"".join(out)
+        return [b"".join(out)]
 
     def idle(self, mailbox: Mailbox) -> bytes:
         # A history read that failed (Redis away) is retried at each heartbeat.
@@ -147,8 +156,11 @@ class RedisQueueView(BaseSseView):
         channel = message.channel
         if position is None or channel not in self._positions:
             return message.frame if len(self.channels) == 1 else message.body
-        if position <= self._positions[channel]:
+        if position <= self._positions[channel] and channel not in self._fresh:
             return b""  # already sent by the replay, or older than this stream's start
+        # A new client's start is a tip read after subscribing: the first live event
+        # may be older than it (published meanwhile) yet was never sent.
+        self._fresh.discard(channel)
         self._positions[channel] = position
         if self._single:
             self._sent_id = message.id
@@ -192,6 +204,7 @@ class RedisQueueView(BaseSseView):
                 tip = broker.read_history(channel, None, 0).tip
                 self._hub.learn_tip(channel, tip)
             self._positions[channel] = tip
+            self._fresh.add(channel)
             return []
         if after is None:
             reset.append(channel)  # a Last-Event-ID that says nothing of this channel

@@ -129,7 +129,9 @@ def encode_comment(text: str = "") -> str:
 def encode_retry(milliseconds: int) -> str:
     """Return a ``retry:`` field that sets the client's reconnection delay."""
     if isinstance(milliseconds, bool) or not isinstance(milliseconds, int) or milliseconds < 0:
-        raise ValueError(f"retry must be a non-negative integer of milliseconds, not {milliseconds!r}.")
+        raise ValueError(
+            f"retry must be a non-negative integer of milliseconds, not {milliseconds!r}."
+        )
     return f"retry: {milliseconds}\n\n"
 
 
@@ -140,7 +142,9 @@ class Sse:
     Iterating yields the buffered chunks and empties the buffer.
     """
 
-    def __init__(self, default_retry: int | None = None, json_encoder: type[json.JSONEncoder] | None = None):
+    def __init__(
+        self, default_retry: int | None = None, json_encoder: type[json.JSONEncoder] | None = None
+    ):
         self._buffer: list[str] = []
         self._event_id: str | None = None
         self._json_encoder = json_encoder

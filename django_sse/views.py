@@ -16,8 +16,11 @@ from . import sse as encoder
 from .concurrency import Task
 from .conf import sse_settings
 from .connection import ClientConnection
+from .database import release_connections
 from .cors import add_cors_headers, preflight
+from .heartbeat import wheel_for
 from .mailbox import Mailbox
+from .permissions import user_key
 from .registry import streams
 from .server import warn_if_blocking_server
 from .sse import Sse
@@ -128,7 +131,7 @@ class BaseSseView(View):
         refusal = self.check_request()
         if refusal is not None:
             return refusal
-        mailbox = Mailbox(sse_settings.SSE_QUEUE_SIZE)
+        mailbox = Mailbox(sse_settings.SSE_QUEUE_SIZE, owner=self.get_owner())
         if not streams.add(mailbox, sse_settings.SSE_MAX_STREAMS):
             return self.unavailable()
         warn_if_blocking_server(self.request.META)
@@ -139,6 +142,10 @@ class BaseSseView(View):
     def check_request(self) -> HttpResponse | None:
         """Return an error response that refuses the stream, or None to open it."""
         return None
+
+    def get_owner(self) -> str | None:
+        """Return who this stream serves (the user's pk), so permission changes can reach it."""
+        return user_key(getattr(self.request, "user", None))
 
     def unavailable(self) -> HttpResponse:
         response = HttpResponse(
@@ -158,28 +165,31 @@ class BaseSseView(View):
 
     def start(self, mailbox: Mailbox) -> None:
         """Start producing into ``mailbox``: by default, run ``iterator()`` beside the stream."""
-        self._pump = Task(self._run_iterator, mailbox)
+        # Called here, not in the pump, so that a missing iterator() fails the request.
+        self._pump = Task(self._run_iterator, self.iterator(), mailbox)
 
     def stop(self) -> None:
         """Release what ``start()`` took; called once, whenever the stream ends."""
         self._pump.kill()
 
-    def render(self, items: list[Any], mailbox: Mailbox) -> bytes:
-        """Turn the items taken from the mailbox into one chunk to write."""
+    def render(self, items: list[Any], mailbox: Mailbox) -> list[bytes]:
+        """Turn the items taken from the mailbox into the chunks to write, one write each.
+
+        By default every ``yield`` of ``iterator()`` is one write.
+        """
         chunks = []
         for item in items:
             if item is END:
                 mailbox.end("iterator finished")
             else:
                 chunks.append(item)
-        return b"".join(chunks)
+        return chunks
 
     def idle(self, mailbox: Mailbox) -> bytes:
         """Return what to send after a heartbeat interval of silence (default: nothing)."""
         return b""
 
-    def _run_iterator(self, mailbox: Mailbox) -> None:
-        generator = self.iterator()
+    def _run_iterator(self, generator: Iterator[Any], mailbox: Mailbox) -> None:
         try:
             for _ in generator:
                 chunk = self.sse.take()
@@ -202,36 +212,39 @@ class BaseSseView(View):
     def _stream(self, mailbox: Mailbox) -> Iterator[bytes]:
         """Yield the chunks of one stream; owns the mailbox, the source and the watcher."""
         client = ClientConnection(self.request.META)
-        heartbeat = self.get_heartbeat_interval()
         lifetime = self.get_max_lifetime()
-        deadline = None if lifetime is None else time.monotonic() + lifetime
+        wheel = wheel_for(self.get_heartbeat_interval())
         started = False
         try:
-            # The request's database connection is not needed while streaming.
-            close_old_connections()
+            release_connections()
             client.watch(lambda: mailbox.end("client gone"))
+            wheel.add(mailbox, None if lifetime is None else time.monotonic() + lifetime)
             self.start(mailbox)
             started = True
             yield self.opening()
-            while mailbox.end_reason is None and not mailbox.overflowed:
-                timeout = heartbeat
-                if deadline is not None:
-                    timeout = max(0.0, min(timeout, deadline - time.monotonic()))
-                if mailbox.wait(timeout):
-                    chunk = self.render(mailbox.take(), mailbox)
-                elif deadline is not None and time.monotonic() >= deadline:
-                    mailbox.end("max lifetime")
-                    continue
-                elif client.gone():
-                    return
-                else:
-                    chunk = self.idle(mailbox) or HEARTBEAT
-                if chunk:
-                    yield chunk
+            while True:
+                mailbox.wait()
+                chunks = self.render(mailbox.take(), mailbox)
+                ending = mailbox.end_reason is not None or mailbox.overflowed
+                if mailbox.idle and not ending:
+                    mailbox.idle = False
+                    if client.gone():
+                        return
+                    chunks = chunks or [self.idle(mailbox) or HEARTBEAT]
+                for chunk in chunks:
+                    if chunk:
+                        yield chunk
+                if chunks:
+                    mailbox.last_sent = time.monotonic()
+                if ending:
+                    break
             if mailbox.end_reason != "client gone":
                 yield self.closing(mailbox)
         finally:
             client.unwatch()
+            wheel.discard(mailbox)
+            # A pump thread, which stop() cannot kill, stops at its next yield.
+            mailbox.end("stream closed")
             streams.discard(mailbox)
             if started:
                 self.stop()

@@ -1,5 +1,6 @@
 """Settings of the test project. Redis is used when DJANGO_SSE_TEST_REDIS_URL is set."""
 
+import json
 import os
 
 SECRET_KEY = "django-sse-tests"
@@ -29,8 +30,14 @@ DATABASES = {
 }
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
 SSE_HEARTBEAT_INTERVAL = float(os.environ.get("DJANGO_SSE_TEST_HEARTBEAT", "15"))
+if os.environ.get("DJANGO_SSE_TEST_QUEUE_SIZE"):
+    SSE_QUEUE_SIZE = int(os.environ["DJANGO_SSE_TEST_QUEUE_SIZE"])
+if os.environ.get("DJANGO_SSE_TEST_BAD_SETTING"):  # test_checks: a server must refuse to start
+    SSE_HEARTBEAT_INTERVAL = -1
 if os.environ.get("DJANGO_SSE_TEST_REDIS_URL"):
     SSE_REDIS_URL = os.environ["DJANGO_SSE_TEST_REDIS_URL"]
+# Any other settings a test's server needs, as JSON, e.g. '{"SSE_MAX_CHANNELS": 45}'.
+globals().update(json.loads(os.environ.get("DJANGO_SSE_TEST_SETTINGS", "{}")))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

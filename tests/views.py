@@ -112,3 +112,28 @@ def plain(request):
 
 def stats_json(response) -> dict:
     return json.loads(response.content)
+
+
+class GuardedChannelView(MultiChannelView):
+    """Stream every ``channel`` query parameter; channels named ``secret*`` are refused."""
+
+    def can_read_channel(self, request, channel):
+        return not channel.startswith("secret")
+
+
+class WorkerChannelView(ChannelView):
+    """Stream the URL's channel; the ``X-Worker-Pid`` header names the worker serving it."""
+
+    def get(self, request, *args, **kwargs):
+        response = super().get(request, *args, **kwargs)
+        response["X-Worker-Pid"] = str(os.getpid())
+        return response
+
+
+class LateView(BaseSseView):
+    """Send one event ``delay`` seconds (query, default 2) after the stream opens, then end."""
+
+    def iterator(self):
+        time.sleep(float(self.request.GET.get("delay", "2")))
+        self.sse.add_message("late", "after the delay")
+        yield

@@ -99,6 +99,10 @@ class Broker(ABC):
     def unsubscribe(self, channels: list[str]) -> bool:
         """Stop live events of ``channels``; return False when not connected."""
 
+    @abstractmethod
+    def publish_control(self, payload: str) -> None:
+        """Announce a control message to the hub of every process (``hub.on_control``)."""
+
     def close(self) -> None:
         """Release connections and stop delivering."""
 

@@ -78,6 +78,10 @@ class MemoryBroker(Broker):
                 hub.on_message(message)
         return message.id
 
+    def publish_control(self, payload: str) -> None:
+        if self._hub is not None:
+            self._hub.on_control(payload)
+
     def read_history(self, channel: str, after: Position | None, limit: int) -> History:
         with self._lock:
             log = self._logs.get(channel)

@@ -76,6 +76,9 @@ class RedisBroker(Broker):
         self._publish = self._client.register_script(_script("publish.lua"))
         self._read = self._client.register_script(_script("read.lua"))
         self._params = _socket_params(url)
+        # Whitespace is never in a user's channel name, so this cannot collide with one.
+        self.control_key = prefix + "django-sse control"
+        self._control_key_bytes = self.control_key.encode()
         self._subscriber: PubSubConnection | None = None
         self._hub: Hub | None = None
         self._closed = False
@@ -99,6 +102,14 @@ class RedisBroker(Broker):
             ) from exc
         return event_id.decode()
 
+    def publish_control(self, payload: str) -> None:
+        import redis
+
+        try:
+            self._client.publish(self.control_key, payload.encode())
+        except redis.RedisError as exc:
+            raise PublishError(f"Could not publish to Redis at {self._safe_url()}: {exc}") from exc
+
     def read_history(self, channel: str, after: Position | None, limit: int) -> History:
         import redis
 
@@ -119,7 +130,9 @@ class RedisBroker(Broker):
         if after != ZERO and after != max_deleted and not reply[3]:
             return History(gap=True, tip=last)  # an id this stream never issued
         messages = [
-            Message(channel, fields[b"event"].decode(), fields[b"data"].decode(), _position(entry_id))
+            Message(
+                channel, fields[b"event"].decode(), fields[b"data"].decode(), _position(entry_id)
+            )
             for entry_id, fields in ((entry[0], _fields(entry[1])) for entry in reply[4])
         ]
         return History(messages=messages, tip=last, more=len(messages) >= limit)
@@ -161,6 +174,7 @@ class RedisBroker(Broker):
                         len(self._hub.channel_names()),
                     )
                 outage_started, delay = None, 0.05
+                subscriber.send("SUBSCRIBE", self.control_key)
                 self._hub.resubscribe_all()
                 for replies in subscriber.replies():
                     for reply in replies:
@@ -188,11 +202,13 @@ class RedisBroker(Broker):
         if isinstance(reply, RespError):
             raise reply
         kind = reply[0]
-        if kind == b"message":
+        if kind == b"message" and reply[1] == self._control_key_bytes:
+            self._hub.on_control(reply[2].decode("utf-8", "replace"))
+        elif kind == b"message":
             message = self._decode(reply[1], reply[2])
             if message is not None:
                 self._hub.on_message(message)
-        elif kind == b"subscribe":
+        elif kind == b"subscribe" and reply[1] != self._control_key_bytes:
             self._hub.on_subscribed(reply[1].decode()[len(self.prefix) :])
 
     def _decode(self, key: bytes, payload: bytes) -> Message | None:

@@ -120,8 +120,11 @@ class PubSubConnection:
         self._sock = sock
         parser = RespParser()
         if params.get("password"):
-            auth = ("AUTH", params["username"], params["password"]) if params.get("username") else (
-                "AUTH", params["password"])
+            auth = (
+                ("AUTH", params["username"], params["password"])
+                if params.get("username")
+                else ("AUTH", params["password"])
+            )
             sock.sendall(encode_command(*auth))
             reply = self._read_one(parser)
             if isinstance(reply, RespError):
@@ -153,7 +156,7 @@ class PubSubConnection:
         while True:
             try:
                 data = self._sock.recv(65536)
-            except socket.timeout:
+            except TimeoutError:
                 if pinged:
                     raise ConnectionError("Redis did not answer a PING in time.") from None
                 self.send("PING")

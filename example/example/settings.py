@@ -1,4 +1,10 @@
-"""Settings of the example project. Set REDIS_URL to use Redis instead of the in-process broker."""
+"""Settings of the example project.
+
+The in-process broker serves it out of the box; set REDIS_URL (e.g.
+``redis://localhost:6379/0``) to publish through Redis, so that
+``manage.py send_event`` and ``manage.py run_job`` reach the pages from
+another process and streams resume across server restarts.
+"""
 
 import os
 from pathlib import Path
@@ -15,6 +21,7 @@ INSTALLED_APPS = [
     "example",
 ]
 MIDDLEWARE = [
+    # GZip stays on to show that streams are never compressed (they would be buffered).
     "django.middleware.gzip.GZipMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -24,14 +31,29 @@ TEMPLATES = [
         "BACKEND": "django.template.backends.django.DjangoTemplates",
         "DIRS": [BASE_DIR / "templates"],
         "APP_DIRS": True,
-        "OPTIONS": {"context_processors": ["django.template.context_processors.request"]},
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.template.context_processors.csrf",
+                "example.context_processors.broker",
+            ]
+        },
     }
 ]
-DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "db.sqlite3"}}
+# No model of the example uses the database; Django only needs one configured.
+DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
 STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
 USE_TZ = True
 TIME_ZONE = "UTC"
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"django_sse": {"handlers": ["console"], "level": "INFO"}},
+}
 
+# django-sse: Redis when REDIS_URL is set, else the in-process broker.
 if os.environ.get("REDIS_URL"):
     SSE_REDIS_URL = os.environ["REDIS_URL"]

@@ -19,8 +19,12 @@ class Command(BaseCommand):
         parser.add_argument("channel")
         parser.add_argument("event")
         parser.add_argument("data")
-        parser.add_argument("--json", action="store_true", help="Parse DATA as JSON and send it JSON-encoded.")
-        parser.add_argument("--no-history", action="store_true", help="Do not record the event for replay.")
+        parser.add_argument(
+            "--json", action="store_true", help="Parse DATA as JSON and send it JSON-encoded."
+        )
+        parser.add_argument(
+            "--no-history", action="store_true", help="Do not record the event for replay."
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if not get_broker().shared:
@@ -36,7 +40,10 @@ class Command(BaseCommand):
                 raise CommandError(f"DATA is not valid JSON: {exc}") from None
         try:
             event_id = send_event(
-                options["event"], data, options["channel"], history=False if options["no_history"] else None
+                options["event"],
+                data,
+                options["channel"],
+                history=False if options["no_history"] else None,
             )
         except (SseError, ValueError, TypeError) as exc:
             raise CommandError(str(exc)) from None

@@ -1,0 +1,1 @@
+"""Benchmarks of django-sse against a raw gevent ceiling: ``python -m benchmarks.run``."""

@@ -1,0 +1,1 @@
+"""The Django project under test: RedisQueueView streams and a stats view, served by gunicorn."""

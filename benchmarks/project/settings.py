@@ -1,0 +1,19 @@
+"""Settings of the benchmarked server: a small project, Redis from the driver."""
+
+import os
+
+SECRET_KEY = "django-sse-benchmarks"
+DEBUG = False
+ALLOWED_HOSTS = ["*"]
+USE_TZ = True
+ROOT_URLCONF = "benchmarks.project.urls"
+INSTALLED_APPS = ["django_sse"]
+MIDDLEWARE = ["django.middleware.common.CommonMiddleware"]
+DATABASES = {}
+SSE_REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"django_sse": {"handlers": ["console"], "level": "WARNING"}},
+}

@@ -1,0 +1,44 @@
+"""The benchmarked views: one channel per URL, and what the worker holds."""
+
+from __future__ import annotations
+
+import gc
+import os
+import threading
+
+from django.http import JsonResponse
+
+from django_sse.brokers import get_broker, get_hub
+from django_sse.redisqueue import RedisQueueView
+from django_sse.registry import streams
+
+
+class ChannelView(RedisQueueView):
+    """Stream the channel named in the URL."""
+
+    def get_redis_channel(self):
+        return self.kwargs["channel"]
+
+
+def stats(request):
+    """The worker's pid and what it holds right now (streams, greenlets, fds, Redis)."""
+    gc.collect()
+    try:
+        from greenlet import greenlet
+
+        greenlets = sum(1 for obj in gc.get_objects() if isinstance(obj, greenlet) and not obj.dead)
+    except ImportError:
+        greenlets = 0
+    hub = get_hub()
+    return JsonResponse(
+        {
+            "pid": os.getpid(),
+            "streams": len(streams),
+            "greenlets": greenlets,
+            "threads": threading.active_count(),
+            "fds": len(os.listdir("/proc/self/fd")),
+            "hub_channels": len(hub.channel_names()),
+            "hub_listeners": hub.listener_count(),
+            "broker_connections": get_broker().connection_count(),
+        }
+    )

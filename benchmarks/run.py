@@ -1,0 +1,236 @@
+"""Run the benchmarks: django-sse beside a raw gevent ceiling, in the same run.
+
+    python -m benchmarks.run                                # every scenario, once
+    python -m benchmarks.run --repeat 3                     # medians of 3
+    python -m benchmarks.run --scenario fanout --n 500      # one scenario, another size
+    python -m benchmarks.run --scenario idle --n 10000 --server library
+
+Starts a redis-server (no persistence) and a publisher process, then for each
+scenario and repeat a fresh server of each kind: the library under gunicorn
+(``-c gunicorn.conf.py``, one gevent worker) and the ceiling
+(``benchmarks/ceiling.py``). Prints one JSON line per scenario (medians over
+repeats, and each library figure as a ratio to the ceiling's), then a table
+and the goals of issue 6 with the library's figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+from . import scenarios
+from .loadclient import raise_fd_limit
+
+# name -> (function, parameter sets, headline figures for the table)
+SCENARIOS: dict[str, tuple[Callable[..., dict], list[dict], list[str]]] = {
+    "send-event": (
+        scenarios.send_event_cost,
+        [{}],
+        ["history_on_per_s", "history_off_per_s", "history_on_us", "history_off_us"],
+    ),
+    "idle": (
+        scenarios.idle,
+        [{"n": 1000}, {"n": 5000}, {"n": 10000}, {"n": 15000}],
+        ["held", "ready_s", "first_event_s", "rss_per_stream_kb", "fds", "redis_connections"],
+    ),
+    "fanout": (
+        scenarios.fanout,
+        [{"n": 1000}],
+        ["lost", "duplicates", "reconnects", "deliveries_per_s", "burst_p50_ms", "burst_p95_ms",
+         "burst_p99_ms", "burst_max_ms", "steady_p50_ms", "steady_p99_ms",
+         "cpu_us_per_delivery", "steady_cpu_us_per_delivery", "redis_connections"],
+    ),
+    "many-channels": (
+        scenarios.many_channels,
+        [{"n": 1000}],
+        ["lost", "duplicates", "p50_ms", "p95_ms", "p99_ms", "max_ms", "round_s",
+         "cpu_us_per_delivery", "redis_connections"],
+    ),
+    "churn": (
+        scenarios.churn,
+        [{"cycles": 5000}],
+        ["cycles", "failed", "cycles_per_s", "rss_growth_kb", "fds_before", "fds_after",
+         "greenlets_before", "greenlets_after", "redis_before", "redis_after", "streams_after"],
+    ),
+    "replay": (
+        scenarios.replay,
+        [{"n": 1000}],
+        ["caught_up_s", "all_s", "lost", "duplicates", "worker_cpu_s", "redis_connections"],
+    ),
+}
+SIZE_PARAMETER = {"idle": "n", "fanout": "n", "many-channels": "n", "churn": "cycles",
+                  "replay": "n"}
+
+
+def run_scenario(bench: scenarios.Bench, name: str, params: dict, repeat: int,
+                 kinds: list[str]) -> dict:
+    function = SCENARIOS[name][0]
+    runs: dict[str, list[dict]] = {kind: [] for kind in kinds}
+    for index in range(repeat):
+        for kind in kinds:
+            started = time.monotonic()
+            result = function(bench, kind, **params)
+            result["run_s"] = round(time.monotonic() - started, 1)
+            runs[kind].append(result)
+            print(f"# {name} {_label(params)} {kind} #{index + 1}: {json.dumps(result)}",
+                  file=sys.stderr, flush=True)
+    line: dict[str, Any] = {"scenario": name, "params": params, "repeat": repeat}
+    for kind in kinds:
+        keys = runs[kind][0].keys()
+        line[kind] = {key: scenarios.median([run[key] for run in runs[kind]]) for key in keys}
+    if "library" in line and "ceiling" in line:
+        line["ratio"] = {
+            key: _ratio(value, line["ceiling"].get(key))
+            for key, value in line["library"].items()
+        }
+    return line
+
+
+def _ratio(mine: Any, ceiling: Any) -> float | None:
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (mine, ceiling))
+    if not numbers or not ceiling:
+        return None
+    return round(mine / ceiling, 2)
+
+
+def _label(params: dict) -> str:
+    return " ".join(f"{key}={value}" for key, value in params.items())
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def table(lines: list[dict]) -> str:
+    rows = [("scenario", "figure", "library", "ceiling", "ratio")]
+    for line in lines:
+        headline = SCENARIOS[line["scenario"]][2]
+        title = f"{line['scenario']} {_label(line['params'])}".strip()
+        for key in headline:
+            rows.append((
+                title,
+                key,
+                _cell(line.get("library", {}).get(key)),
+                _cell(line.get("ceiling", {}).get(key)),
+                _cell(line.get("ratio", {}).get(key)),
+            ))
+            title = ""
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    out = []
+    for number, row in enumerate(rows):
+        out.append("  ".join(
+            cell.ljust(width) if i < 2 else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(row, widths))
+        ))
+        if number == 0:
+            out.append("  ".join("-" * width for width in widths))
+    return "\n".join(out)
+
+
+def goals(lines: list[dict]) -> str:
+    """The goals of issue 6, each with the library's measured figure."""
+    library = [(line["scenario"], line["params"], line.get("library")) for line in lines]
+    library = [item for item in library if item[2]]
+    out = []
+
+    def goal(text: str, figure: Any, met: bool | None) -> None:
+        verdict = "n/a" if met is None else ("met" if met else "NOT MET")
+        out.append(f"{verdict:8} {text}: {figure}")
+
+    idle = {params["n"]: result for name, params, result in library if name == "idle"}
+    if idle:
+        worst = max(result["rss_per_stream_kb"] for result in idle.values())
+        goal("<= 16 KB RSS per idle stream (worst N)", f"{worst} KB", worst <= 16)
+        if 10000 in idle:
+            ready = idle[10000]["ready_s"]
+            goal("10,000 streams ready in <= 3 s", f"{ready} s", ready is not None and ready <= 3)
+        if 15000 in idle:
+            held = idle[15000]["held"]
+            goal("15,000 streams held", f"{held}", held == 15000)
+    for name, params, result in library:
+        if name == "fanout":
+            cpu = result["cpu_us_per_delivery"]
+            goal("<= 6 us worker CPU per delivery (fanout burst)", f"{cpu} us",
+                 cpu is not None and cpu <= 6)
+    losses = {}
+    for name, params, result in library:
+        lost = result.get("lost", result.get("failed"))
+        if name == "idle":
+            lost = params["n"] - result["held"]
+        if lost is not None:
+            losses[f"{name} {_label(params)}".strip()] = lost
+    if losses:
+        goal("0 loss in every scenario", json.dumps(losses), all(v == 0 for v in losses.values()))
+    connections = [
+        result[key] for _, _, result in library for key in ("redis_connections", "redis_after")
+        if isinstance(result.get(key), int)
+    ]
+    if connections:
+        goal("<= 2 Redis connections per worker", f"max {max(connections)}", max(connections) <= 2)
+    for name, params, result in library:
+        if name == "churn":
+            same = (result["fds_after"] <= result["fds_before"]
+                    and result["greenlets_after"] <= result["greenlets_before"]
+                    and result["redis_after"] <= result["redis_before"]
+                    and result["streams_after"] == 0)
+            figure = (f"fds {result['fds_before']}->{result['fds_after']}, greenlets "
+                      f"{result['greenlets_before']}->{result['greenlets_after']}, redis "
+                      f"{result['redis_before']}->{result['redis_after']}, RSS "
+                      f"+{result['rss_growth_kb']} KB")
+            goal("after churn, everything back to baseline", figure, same)
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="django-sse benchmarks, beside a raw ceiling.")
+    parser.add_argument("--scenario", action="append", choices=list(SCENARIOS),
+                        help="run this scenario (repeatable; default: all)")
+    parser.add_argument("--n", type=int, help="size instead of the default (streams, or cycles)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per server; medians reported")
+    parser.add_argument("--server", action="append", choices=["library", "ceiling"],
+                        help="run only this server (repeatable; default: both)")
+    parser.add_argument("--client-processes", type=int,
+                        help="load client processes (default: 1 per core for large runs)")
+    parser.add_argument("--output", help="also append the JSON lines to this file")
+    parser.add_argument("--log-dir", help="server logs (default: a temporary directory)")
+    arguments = parser.parse_args(argv)
+
+    raise_fd_limit()
+    names = arguments.scenario or list(SCENARIOS)
+    kinds = arguments.server or ["library", "ceiling"]
+    log_dir = arguments.log_dir or tempfile.mkdtemp(prefix="django-sse-bench-")
+    print(f"# logs in {log_dir}", file=sys.stderr, flush=True)
+    lines = []
+    with scenarios.Bench.running(log_dir, arguments.client_processes) as bench:
+        for name in names:
+            parameter_sets = SCENARIOS[name][1]
+            if arguments.n is not None and name in SIZE_PARAMETER:
+                parameter_sets = [{SIZE_PARAMETER[name]: arguments.n}]
+            for params in parameter_sets:
+                line = run_scenario(bench, name, params, arguments.repeat, kinds)
+                lines.append(line)
+                text = json.dumps(line)
+                print(text, flush=True)
+                if arguments.output:
+                    with open(arguments.output, "a") as output:
+                        output.write(text + "\n")
+    print()
+    print(table(lines))
+    print()
+    print(goals(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,368 @@
+"""The benchmark scenarios: each runs once against one server and returns its figures.
+
+Every scenario starts a fresh server (``Bench.serving``), warms it up with a
+few streams (so Django's first-request imports do not count as per-stream
+memory), runs bounded in time and count, and stops the server by PID. The
+same functions serve ``python -m benchmarks.run`` (full sizes) and the smoke
+tests (tiny sizes). Times are seconds, memory KiB or MiB as named, latencies
+milliseconds, CPU microseconds per delivery.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import statistics
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .loadclient import ClientPool
+from .publisher import Publisher
+from .servers import SERVERS, HttpServer, RedisProcess, redis_connections, worker_stats
+
+WAIT = 60.0  # the longest any delivery may take before it counts as lost
+
+
+@dataclass
+class Bench:
+    """What scenarios share: one Redis, one publisher process, where logs go."""
+
+    redis: RedisProcess
+    publisher: Publisher
+    log_dir: Path
+    client_processes: int | None = None  # None: one per core for large runs
+    servers_started: list[HttpServer] = field(default_factory=list)
+
+    @classmethod
+    @contextlib.contextmanager
+    def running(cls, log_dir: str | Path, client_processes: int | None = None) -> Iterator[Bench]:
+        log_dir = Path(log_dir)
+        log_dir.mkdir(parents=True, exist_ok=True)
+        redis = RedisProcess(log_dir).start()
+        try:
+            with Publisher(redis.url, log_dir / "publisher.log") as publisher:
+                yield cls(redis, publisher, log_dir, client_processes)
+        finally:
+            redis.stop()
+
+    @contextlib.contextmanager
+    def serving(self, kind: str) -> Iterator[HttpServer]:
+        """Start a fresh server of ``kind`` ("library" or "ceiling") on an empty Redis."""
+        with self.redis.client() as client:
+            client.flushall()
+        server = SERVERS[kind](self.redis.url, self.log_dir)
+        server.start()
+        self.servers_started.append(server)
+        try:
+            yield server
+        finally:
+            server.stop()
+
+    def clients(self, server: HttpServer, streams: int) -> ClientPool:
+        processes = self.client_processes
+        if processes is None:
+            processes = 1 if streams <= 200 else min(2, os.cpu_count() or 1)
+        return ClientPool(server.port, processes)
+
+
+# Helpers -----------------------------------------------------------------------
+
+
+def probe_until(bench: Bench, pool: ClientPool, channels: list[str], streams: int,
+                timeout: float = WAIT, interval: float = 0.2) -> dict:
+    """Publish probe events until every stream received one (its subscription is live)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        bench.publisher.call("probe", channels=channels)
+        status = pool.wait(lambda s: s["probed"] >= streams, interval)
+        if status["probed"] >= streams or time.monotonic() > deadline:
+            return status
+
+
+def warm_up(bench: Bench, server: HttpServer, streams: int = 20) -> None:
+    """Serve a few streams and events once, then let the server settle."""
+    with ClientPool(server.port, 1) as pool:
+        pool.open(["/events/warm-up/"] * streams)
+        probe_until(bench, pool, ["warm-up"], streams, timeout=20)
+        pool.target(0, 10)
+        bench.publisher.call("publish", channels=["warm-up"], count=10)
+        pool.wait(lambda s: s["done"] >= streams, 20)
+        pool.close()
+    settle(server)
+
+
+def settle(server: HttpServer, timeout: float = 15.0) -> dict:
+    """Wait until the server holds no stream (closed clients noticed); return its stats."""
+    deadline = time.monotonic() + timeout
+    while True:
+        stats = server.stats()
+        if stats["streams"] == 0 or time.monotonic() > deadline:
+            return stats
+        time.sleep(0.1)
+
+
+def percentiles(latencies: Any, prefix: str = "") -> dict:
+    """p50/p95/p99/max of ``latencies`` (seconds) in milliseconds."""
+    if not len(latencies):
+        return {f"{prefix}p50_ms": None, f"{prefix}p95_ms": None, f"{prefix}p99_ms": None,
+                f"{prefix}max_ms": None}
+    ordered = sorted(latencies)
+    last = len(ordered) - 1
+
+    def at(fraction: float) -> float:
+        return round(ordered[min(last, int(fraction * len(ordered)))] * 1000, 2)
+
+    return {f"{prefix}p50_ms": at(0.50), f"{prefix}p95_ms": at(0.95), f"{prefix}p99_ms": at(0.99),
+            f"{prefix}max_ms": round(ordered[-1] * 1000, 2)}
+
+
+def _errors(*results: dict) -> dict:
+    merged: dict[str, int] = {}
+    for result in results:
+        for key, count in result.get("errors", {}).items():
+            merged[key] = merged.get(key, 0) + count
+    return merged
+
+
+def _us_per(cpu_seconds: float, deliveries: int) -> float | None:
+    return round(cpu_seconds / deliveries * 1e6, 2) if deliveries else None
+
+
+# Scenarios -----------------------------------------------------------------------
+
+
+def idle(bench: Bench, kind: str, n: int = 1000, hold: float = 2.0) -> dict:
+    """Open ``n`` streams on one channel; time until all opened and got a first event; memory."""
+    with bench.serving(kind) as server:
+        pid = server.worker_pid
+        warm_up(bench, server)
+        before = worker_stats(pid)
+        with bench.clients(server, n) as pool:
+            opened = pool.open(["/events/idle/"] * n)
+            probed = probe_until(bench, pool, ["idle"], n)
+            time.sleep(hold)  # held: nothing may drop them meanwhile
+            status = pool.status()
+            after = worker_stats(pid)
+            connections = redis_connections(pid, bench.redis)
+            stats = server.stats()
+            result = pool.collect(0, 0)
+            pool.close()
+    first = [t for t in result["first_probe_at"] if t]
+    return {
+        "n": n,
+        "opened": opened["opened"],
+        "held": status["open"],
+        "probed": probed["probed"],
+        "ready_s": round(opened["last_open"] - opened["started"], 3),
+        "first_event_s": round(max(first) - opened["started"], 3) if first else None,
+        "rss_per_stream_kb": round((after["rss"] - before["rss"]) / n / 1024, 2),
+        "worker_rss_mb": round(after["rss"] / 2**20, 1),
+        "fds": after["fds"],
+        "fds_per_stream": round((after["fds"] - before["fds"]) / n, 3),
+        "greenlets": stats["greenlets"],
+        "redis_connections": connections,
+        "worker_cpu_s": round(after["cpu"] - before["cpu"], 2),
+        "server_ends": status["server_ends"],
+        "errors": _errors(result),
+    }
+
+
+def fanout(bench: Bench, kind: str, n: int = 1000, rate: float = 100, seconds: float = 2.0,
+           burst: int = 2000) -> dict:
+    """``n`` subscribers of one channel: ``rate``/s for ``seconds``, then a burst of ``burst``."""
+    steady = int(rate * seconds)
+    total = steady + burst
+    with bench.serving(kind) as server:
+        pid = server.worker_pid
+        warm_up(bench, server)
+        with bench.clients(server, n) as pool:
+            pool.open(["/events/fanout/"] * n)
+            probe_until(bench, pool, ["fanout"], n)
+            # Steady: paced events, latency without backlog.
+            pool.target(0, steady)
+            cpu0 = worker_stats(pid)["cpu"]
+            bench.publisher.call("publish", channels=["fanout"], count=steady, rate=rate)
+            pool.wait(lambda s: s["done"] >= n, WAIT)
+            cpu1 = worker_stats(pid)["cpu"]
+            first = pool.collect(0, steady)
+            # Burst: as fast as send_event goes; the worker's CPU per delivery.
+            pool.target(steady, total)
+            cpu2 = worker_stats(pid)["cpu"]
+            published = bench.publisher.call("publish", channels=["fanout"], count=burst,
+                                             seq0=steady)
+            pool.wait(lambda s: s["done"] >= n, WAIT)
+            cpu3 = worker_stats(pid)["cpu"]
+            second = pool.collect(steady, total)
+            whole = pool.collect(0, total)
+            connections = redis_connections(pid, bench.redis)
+            pool.close()
+    finished = [t for t in second["done_at"] if t]
+    last = max(finished) if len(finished) == n else second["last_at"]
+    burst_deliveries = n * burst - second["missing"]
+    return {
+        "n": n,
+        "expected": n * total,
+        "delivered": n * total - whole["missing"],
+        "lost": whole["missing"],
+        "duplicates": whole["duplicates"],
+        "reconnects": whole["reconnects"],
+        **percentiles(first["latencies"], "steady_"),
+        **percentiles(second["latencies"], "burst_"),
+        "burst_publish_per_s": round(burst / published["elapsed"], 1),
+        "burst_s": round(last - published["started"], 3),
+        "deliveries_per_s": round(burst_deliveries / max(1e-9, last - published["started"])),
+        "steady_cpu_us_per_delivery": _us_per(cpu1 - cpu0, n * steady),
+        "cpu_us_per_delivery": _us_per(cpu3 - cpu2, burst_deliveries),
+        "redis_connections": connections,
+        "errors": _errors(first, second),
+    }
+
+
+def many_channels(bench: Bench, kind: str, n: int = 1000, rounds: int = 5) -> dict:
+    """``n`` clients, each on its own channel; one event per channel, ``rounds`` times."""
+    names = [f"ch-{i}" for i in range(n)]
+    with bench.serving(kind) as server:
+        pid = server.worker_pid
+        warm_up(bench, server)
+        with bench.clients(server, n) as pool:
+            pool.open([f"/events/{name}/" for name in names])
+            probe_until(bench, pool, names, n)
+            cpu0 = worker_stats(pid)["cpu"]
+            started = time.monotonic()
+            publish_s = 0.0
+            for round_ in range(rounds):
+                pool.target(0, round_ + 1)
+                published = bench.publisher.call("publish", channels=names, count=1, seq0=round_)
+                publish_s += published["elapsed"]
+                pool.wait(lambda s: s["done"] >= n, WAIT)
+            elapsed = time.monotonic() - started
+            cpu1 = worker_stats(pid)["cpu"]
+            result = pool.collect(0, rounds)
+            stats = server.stats()
+            connections = redis_connections(pid, bench.redis)
+            pool.close()
+    return {
+        "n": n,
+        "rounds": rounds,
+        "expected": n * rounds,
+        "lost": result["missing"],
+        "duplicates": result["duplicates"],
+        "reconnects": result["reconnects"],
+        **percentiles(result["latencies"]),
+        "round_s": round(elapsed / rounds, 3),
+        "publish_per_s": round(n * rounds / publish_s, 1) if publish_s else None,
+        "cpu_us_per_delivery": _us_per(cpu1 - cpu0, n * rounds - result["missing"]),
+        "hub_channels": stats["hub_channels"],
+        "redis_connections": connections,
+        "errors": _errors(result),
+    }
+
+
+def churn(bench: Bench, kind: str, cycles: int = 5000, concurrency: int = 100,
+          rate: float = 50) -> dict:
+    """Connect, read the opening, disconnect (every 10th with RST), ``cycles`` times; leaks."""
+    # Half on one busy channel, half on a channel of their own (subscribe/unsubscribe).
+    paths = ["/events/churn/" if i % 2 == 0 else f"/events/churn-{i}/" for i in range(cycles)]
+    with bench.serving(kind) as server:
+        pid = server.worker_pid
+        warm_up(bench, server)
+        with bench.clients(server, min(cycles, 1000)) as pool:
+            pool.churn(paths[: max(10, cycles // 20)], concurrency)  # warm-up, not counted
+            before_stats = settle(server)
+            before = worker_stats(pid)
+            before_redis = redis_connections(pid, bench.redis)
+            bench.publisher.call("start", channel="churn", rate=rate)
+            try:
+                result = pool.churn(paths, concurrency)
+            finally:
+                bench.publisher.call("stop")
+        after_stats = settle(server)
+        after = worker_stats(pid)
+        after_redis = redis_connections(pid, bench.redis)
+    return {
+        "cycles": result["cycles"],
+        "failed": result["failed"],
+        "cycles_per_s": round(result["cycles"] / result["elapsed"], 1),
+        "rss_before_mb": round(before["rss"] / 2**20, 1),
+        "rss_after_mb": round(after["rss"] / 2**20, 1),
+        "rss_growth_kb": round((after["rss"] - before["rss"]) / 1024),
+        "fds_before": before["fds"],
+        "fds_after": after["fds"],
+        "greenlets_before": before_stats["greenlets"],
+        "greenlets_after": after_stats["greenlets"],
+        "redis_before": before_redis,
+        "redis_after": after_redis,
+        "streams_after": after_stats["streams"],
+        "hub_channels_after": after_stats["hub_channels"],
+        "errors": result["errors"],
+    }
+
+
+def replay(bench: Bench, kind: str, n: int = 1000, back: int = 100, live: int = 100,
+           rate: float = 200) -> dict:
+    """``n`` clients reconnect ``back`` events behind while ``live`` more are published."""
+    with bench.serving(kind) as server:
+        pid = server.worker_pid
+        warm_up(bench, server)
+        history = bench.publisher.call("publish", channels=["replay"], count=back + 1, ids=True)
+        last_event_id = history["ids"][0]  # the clients saw seq 0 and nothing after
+        total = back + 1 + live
+        with bench.clients(server, n) as pool:
+            pool.target(1, back + 1)
+            cpu0 = worker_stats(pid)["cpu"]
+            bench.publisher.send("publish", channels=["replay"], count=live, seq0=back + 1,
+                                 rate=rate)
+            opened = pool.open(["/events/replay/"] * n, [last_event_id] * n)
+            pool.wait(lambda s: s["done"] >= n, WAIT)
+            caught_up = pool.collect(1, back + 1)
+            bench.publisher.result()
+            pool.target(1, total)
+            pool.wait(lambda s: s["done"] >= n, WAIT)
+            cpu1 = worker_stats(pid)["cpu"]
+            result = pool.collect(1, total)
+            connections = redis_connections(pid, bench.redis)
+            pool.close()
+    done = [t for t in caught_up["done_at"] if t]
+    everything = [t for t in result["done_at"] if t]
+    return {
+        "n": n,
+        "back": back,
+        "live": live,
+        "opened": opened["opened"],
+        "caught_up_s": round(max(done) - opened["started"], 3) if len(done) == n else None,
+        "all_s": round(max(everything) - opened["started"], 3) if len(everything) == n else None,
+        "expected": n * (total - 1),
+        "lost": result["missing"],
+        "duplicates": result["duplicates"],
+        "extra": result["extra"],
+        "reconnects": result["reconnects"],
+        "worker_cpu_s": round(cpu1 - cpu0, 2),
+        "redis_connections": connections,
+        "errors": _errors(result),
+    }
+
+
+def send_event_cost(bench: Bench, kind: str, seconds: float = 2.0) -> dict:
+    """Events/s from one process: ``send_event`` (library) or a bare redis-py publish (ceiling)."""
+    with bench.redis.client() as client:
+        client.flushall()
+    raw = kind == "ceiling"
+    on = bench.publisher.call("cost", seconds=seconds, history=True, raw=raw)
+    off = bench.publisher.call("cost", seconds=seconds, history=False, raw=raw)
+    return {
+        "history_on_per_s": round(on["per_s"]),
+        "history_off_per_s": round(off["per_s"]),
+        "history_on_us": round(1e6 / on["per_s"], 1),
+        "history_off_us": round(1e6 / off["per_s"], 1),
+    }
+
+
+def median(values: list[Any]) -> Any:
+    numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if len(numbers) != len(values) or not numbers:
+        return values[-1] if values else None
+    middle = statistics.median(numbers)
+    return round(middle, 3) if isinstance(middle, float) else middle

@@ -1,0 +1,64 @@
+"""The heartbeat wheel: one task per interval wakes the streams that have been silent.
+
+Streams wait without a timeout, so the hot path (an event arrives, it is
+written) arms and cancels no timer. Every ``interval / 4`` the wheel looks at
+its streams and pokes those that have written nothing for ``interval``
+seconds; they send a comment, which keeps proxies from closing the
+connection and reveals a vanished client. A stream with a maximum lifetime
+is ended by the wheel when it expires.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from .concurrency import Task
+from .mailbox import Mailbox
+
+_MIN_TICK = 0.02
+
+
+class HeartbeatWheel:
+    """Pokes the idle mailboxes of one heartbeat interval."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._deadlines: dict[Mailbox, float | None] = {}
+        self._task = Task(self._run)
+
+    def add(self, mailbox: Mailbox, deadline: float | None) -> None:
+        self._deadlines[mailbox] = deadline
+
+    def discard(self, mailbox: Mailbox) -> None:
+        self._deadlines.pop(mailbox, None)
+
+    def __len__(self) -> int:
+        return len(self._deadlines)
+
+    def _run(self) -> None:
+        tick = max(self.interval / 4, _MIN_TICK)
+        while True:
+            time.sleep(tick)
+            now = time.monotonic()
+            silent_since = now - self.interval
+            for mailbox, deadline in list(self._deadlines.items()):
+                if deadline is not None and now >= deadline:
+                    mailbox.end("max lifetime")
+                elif mailbox.last_sent <= silent_since:
+                    mailbox.poke_idle()
+
+
+_wheels: dict[float, HeartbeatWheel] = {}
+_lock = threading.Lock()
+
+
+def wheel_for(interval: float) -> HeartbeatWheel:
+    """Return this process's wheel for ``interval`` seconds, starting it on first use."""
+    wheel = _wheels.get(interval)
+    if wheel is None:
+        with _lock:
+            wheel = _wheels.get(interval)
+            if wheel is None:
+                wheel = _wheels[interval] = HeartbeatWheel(interval)
+    return wheel

@@ -1,0 +1,404 @@
+"""The per-process hub: unit tests with the in-process broker, then gunicorn on a real Redis.
+
+The integration tests count Redis connections two ways: the established
+TCP connections the worker's PID holds to the Redis port (from /proc), and
+Redis's own ``CLIENT LIST`` minus the test's connection.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+
+import pytest
+
+import django_sse
+from django_sse.brokers.base import Message
+from django_sse.brokers.memory import MemoryBroker
+from django_sse.hub import SYNC, Hub
+from django_sse.mailbox import Mailbox
+from tests.redis_helpers import (
+    data_of,
+    eventually,
+    get_stats,
+    open_live,
+    other_redis_clients,
+    redis_connections_of,
+    wait_live,
+)
+from tests.sseclient import SseClient
+
+
+class RecordingBroker(MemoryBroker):
+    """The in-process broker, recording (un)subscriptions; ``confirm=False`` defers confirmations."""
+
+    def __init__(self, confirm: bool = True, connected: bool = True) -> None:
+        super().__init__(maxlen=100, ttl=0)
+        self.confirm = confirm
+        self.connected = connected
+        self.calls: list[tuple[str, list[str]]] = []
+        self.subscribed: set[str] = set()
+
+    def subscribe(self, channels: list[str]) -> bool:
+        if not self.connected:
+            return False
+        self.calls.append(("subscribe", list(channels)))
+        self.subscribed.update(channels)
+        if self.confirm:
+            return super().subscribe(channels)
+        self._subscribed.update(channels)
+        return True
+
+    def unsubscribe(self, channels: list[str]) -> bool:
+        self.calls.append(("unsubscribe", list(channels)))
+        self.subscribed.difference_update(channels)
+        return super().unsubscribe(channels)
+
+
+def _messages(mailbox: Mailbox) -> list:
+    return [item for item in mailbox.take() if item is not SYNC]
+
+
+# --- unit tests: Hub with the in-process broker ---------------------------------
+
+
+def test_the_first_listener_subscribes_and_the_last_unsubscribes():
+    """A channel is subscribed when its first mailbox attaches, unsubscribed when the last leaves."""
+    broker = RecordingBroker()
+    hub = Hub(broker)
+    one, two = Mailbox(10), Mailbox(10)
+
+    hub.attach(one, ["a", "b"])
+    hub.attach(two, ["b", "c"])
+    after_attach = (list(broker.calls), sorted(hub.channel_names()), hub.listener_count())
+    hub.detach(one, ["a", "b"])
+    after_first_detach = (list(broker.calls[2:]), sorted(hub.channel_names()))
+    hub.detach(two, ["b", "c"])
+
+    assert after_attach == (
+        [("subscribe", ["a", "b"]), ("subscribe", ["c"])],
+        ["a", "b", "c"],
+        4,
+    )
+    assert after_first_detach == ([("unsubscribe", ["a"])], ["b", "c"])
+    assert broker.calls[3:] == [("unsubscribe", ["b", "c"])]
+    assert (hub.channel_names(), hub.listener_count(), broker.subscribed) == ([], 0, set())
+
+
+def test_detaching_what_was_never_attached_changes_nothing():
+    """Detaching an unknown mailbox, or from a channel it does not read, unsubscribes nothing."""
+    broker = RecordingBroker()
+    hub = Hub(broker)
+    reader = Mailbox(10)
+    hub.attach(reader, ["a"])
+
+    hub.detach(Mailbox(10), ["a"])
+    hub.detach(reader, ["never"])
+
+    assert broker.calls == [("subscribe", ["a"])]
+    assert (hub.channel_names(), hub.listener_count()) == (["a"], 1)
+
+
+def test_a_channel_is_ready_and_synced_once_its_subscription_is_confirmed():
+    """Until the broker confirms, the channel is not ready; then every listener gets one SYNC."""
+    broker = RecordingBroker(confirm=False)
+    hub = Hub(broker)
+    one, two = Mailbox(10), Mailbox(10)
+    hub.attach(one, ["a"])
+    hub.attach(two, ["a"])
+    before = (hub.ready(["a"]), one.take(), two.take())
+
+    hub.on_subscribed("a")
+    hub.on_subscribed("a")  # a duplicate confirmation syncs nobody again
+
+    assert before == (False, [], [])
+    assert hub.ready(["a"]) and not hub.ready(["a", "unknown"])
+    assert (one.take(), two.take()) == ([SYNC], [SYNC])
+
+
+def test_a_confirmation_of_an_earlier_subscribe_does_not_make_a_channel_ready():
+    """Left and rejoined before any reply: only the second SUBSCRIBE's reply makes it ready."""
+    broker = RecordingBroker(confirm=False)
+    hub = Hub(broker)
+    first, second = Mailbox(10), Mailbox(10)
+    hub.attach(first, ["a"])
+    hub.detach(first, ["a"])
+    hub.attach(second, ["a"])
+
+    hub.on_subscribed("a")  # the reply to the first SUBSCRIBE
+    ready_early = hub.ready(["a"])
+    hub.on_subscribed("a")
+
+    assert broker.calls == [("subscribe", ["a"]), ("unsubscribe", ["a"]), ("subscribe", ["a"])]
+    assert (ready_early, hub.ready(["a"]), second.take()) == (False, True, [SYNC])
+
+
+def test_after_a_disconnection_channels_are_ready_again_only_once_resubscribed():
+    """on_disconnected() unreadies every channel; resubscribe_all() subscribes them all and syncs."""
+    broker = RecordingBroker(confirm=False)
+    hub = Hub(broker)
+    reader = Mailbox(10)
+    hub.attach(reader, ["a", "b"])
+    hub.on_subscribed("a")
+    hub.on_subscribed("b")
+    hub.on_message(Message("a", "e", "d", (5, 0)))
+    reader.take()
+
+    hub.on_disconnected()
+    lost = (hub.ready(["a"]), hub.ready(["b"]), hub.tip("a"))
+    hub.resubscribe_all()
+    hub.on_subscribed("a")
+    hub.on_subscribed("b")
+
+    assert lost == (False, False, None)
+    assert sorted(broker.calls[-1][1]) == ["a", "b"] and broker.calls[-1][0] == "subscribe"
+    assert hub.ready(["a", "b"])
+    assert reader.take() == [SYNC, SYNC]
+
+
+def test_a_subscribe_that_could_not_be_sent_is_sent_on_resubscription():
+    """With the broker disconnected, attach leaves nothing pending; resubscribe_all() catches up."""
+    broker = RecordingBroker(connected=False)
+    hub = Hub(broker)
+    reader = Mailbox(10)
+    hub.attach(reader, ["a"])
+    not_sent = (list(broker.calls), hub.ready(["a"]))
+
+    broker.connected = True
+    hub.resubscribe_all()
+
+    assert not_sent == ([], False)
+    assert broker.calls == [("subscribe", ["a"])]
+    assert hub.ready(["a"])
+    assert reader.take() == [SYNC]
+
+
+def test_each_message_is_fanned_out_to_every_listener_of_its_channel_only():
+    """One published message reaches each listener of its channel, as the same encoded object."""
+    broker = MemoryBroker(maxlen=100, ttl=0)
+    hub = Hub(broker)
+    readers = [Mailbox(10) for _ in range(3)]
+    other = Mailbox(10)
+    for reader in readers:
+        hub.attach(reader, ["news"])
+    hub.attach(other, ["sport"])
+
+    event_id = broker.publish("news", "headline", "hello", history=True)
+    broker.publish("nobody", "lost", "nobody listens", history=True)
+
+    received = [_messages(reader) for reader in readers]
+    assert [len(items) for items in received] == [1, 1, 1]
+    assert received[0][0] is received[1][0] is received[2][0]
+    assert (received[0][0].channel, received[0][0].id) == ("news", event_id)
+    assert received[0][0].frame == f"id: {event_id}\nevent: headline\ndata: hello\n\n".encode()
+    assert _messages(other) == []
+    assert hub.tip("news") == tuple(int(part) for part in event_id.split("-"))
+
+
+def test_a_full_mailbox_is_marked_overflowed_and_the_others_are_not_slowed():
+    """Past its limit a mailbox drops messages and is marked; other listeners get everything."""
+    broker = MemoryBroker(maxlen=100, ttl=0)
+    hub = Hub(broker)
+    slow, fast = Mailbox(3), Mailbox(100)
+    hub.attach(slow, ["a"])
+    hub.attach(fast, ["a"])
+    slow.take(), fast.take()
+
+    for n in range(5):
+        broker.publish("a", "e", str(n), history=False)
+    slow.put_control(SYNC)  # control items are never refused
+
+    assert (slow.overflowed, fast.overflowed) == (True, False)
+    assert [m.data for m in _messages(fast)] == ["0", "1", "2", "3", "4"]
+    slow_items = slow.take()
+    assert [m.data for m in slow_items[:3]] == ["0", "1", "2"] and slow_items[3:] == [SYNC]
+
+
+def test_concurrent_attach_and_detach_leave_no_listener_and_no_subscription():
+    """8 threads attaching and detaching at random leave the hub and the broker empty."""
+    broker = RecordingBroker()
+    hub = Hub(broker)
+    errors = []
+
+    def churn(seed: int) -> None:
+        rng = random.Random(seed)
+        try:
+            for _ in range(300):
+                mailbox = Mailbox(10)
+                channels = rng.sample(["a", "b", "c", "d", "e"], rng.randint(1, 3))
+                hub.attach(mailbox, channels)
+                if rng.random() < 0.5:
+                    time.sleep(0)
+                hub.detach(mailbox, channels)
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=churn, args=(seed,)) for seed in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+
+    assert errors == []
+    assert (hub.channel_names(), hub.listener_count(), broker.subscribed) == ([], 0, set())
+
+
+# --- integration: a gunicorn gevent worker on a real Redis ----------------------
+
+
+@pytest.fixture
+def redis_worker(servers):
+    """A redis-server of this test and one gunicorn gevent worker using it."""
+    redis = servers.redis()
+    gunicorn = servers.gunicorn(
+        env={"DJANGO_SSE_TEST_REDIS_URL": redis.url, "DJANGO_SSE_TEST_HEARTBEAT": "1"}
+    )
+    return redis, gunicorn
+
+
+def _publish_to(settings, redis) -> None:
+    settings.SSE_REDIS_URL = redis.url
+
+
+@pytest.mark.integration
+def test_300_streams_on_30_channels_use_at_most_2_redis_connections(redis_worker, settings):
+    """One worker with 300 streams over 30 channels holds <= 2 Redis connections, then none leak."""
+    redis, gunicorn = redis_worker
+    [worker] = gunicorn.worker_pids()
+    clients = []
+    try:
+        for n in range(300):
+            clients.append(SseClient.connect(gunicorn.port, f"/events/c{n % 30}/", timeout=20))
+        for client in clients:
+            wait_live(client, timeout=30)
+        with redis.client() as admin:
+            held_open = (redis_connections_of(worker, redis.port), len(other_redis_clients(admin)))
+            subscribed = sorted(c.decode() for c in admin.pubsub_channels("sse:c[0-9]*"))
+        stats_open = get_stats(gunicorn.port)
+
+        _publish_to(settings, redis)
+        for n in range(30):
+            django_sse.send_event("hello", f"c{n}", channel=f"c{n}")
+        received = [data_of(client, 1, timeout=20) for client in clients]
+        held_after_publishing = redis_connections_of(worker, redis.port)
+    finally:
+        for n, client in enumerate(clients):
+            client.abort() if n % 2 else client.close()
+
+    print(f"Redis connections of worker {worker} holding 300 streams: {held_open}")
+    assert held_open[0] <= 2 and held_open[1] <= 2, held_open
+    assert held_after_publishing <= 2
+    assert subscribed == sorted(f"sse:c{n}" for n in range(30))
+    assert (stats_open["streams"], stats_open["hub_channels"], stats_open["hub_listeners"]) == (
+        300,
+        30,
+        300,
+    )
+    assert stats_open["broker_connections"] <= 2
+    assert received == [[f"c{n % 30}"] for n in range(300)]
+
+    eventually(
+        lambda: (s := get_stats(gunicorn.port))["hub_channels"] == s["hub_listeners"] == 0
+        and s["streams"] == 0,
+        timeout=15,
+    )
+    with redis.client() as admin:
+        eventually(lambda: admin.pubsub_channels("sse:c[0-9]*") == [], timeout=10)
+
+
+@pytest.mark.integration
+def test_2000_connect_disconnect_cycles_leave_no_listener_and_no_subscription(
+    redis_worker, settings
+):
+    """After 2,000 streams opened and dropped (FIN or RST), the hub and Redis hold nothing."""
+    redis, gunicorn = redis_worker
+    [worker] = gunicorn.worker_pids()
+    errors = []
+
+    def cycle(thread: int) -> None:
+        rng = random.Random(thread)
+        try:
+            for n in range(200):
+                client = SseClient.connect(gunicorn.port, f"/events/churn{rng.randrange(50)}/")
+                assert client.status == 200
+                if n % 3 == 0:  # some wait for the stream to go live first
+                    wait_live(client)
+                client.abort() if rng.random() < 0.5 else client.close()
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=cycle, args=(t,)) for t in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+
+    assert errors == []
+    stats = eventually(
+        lambda: (s := get_stats(gunicorn.port))["hub_listeners"] == s["hub_channels"] == 0
+        and s["streams"] == 0
+        and s,
+        timeout=15,
+    )
+    with redis.client() as admin:
+        eventually(lambda: admin.pubsub_channels("sse:churn*") == [], timeout=10)
+        assert redis_connections_of(worker, redis.port) <= 2
+    print(f"after 2,000 cycles: {stats}")
+
+    # The hub still works: a new stream subscribes afresh and receives.
+    _publish_to(settings, redis)
+    client = open_live(gunicorn.port, "/events/churn7/")
+    try:
+        django_sse.send_event("still", "working", channel="churn7")
+        assert data_of(client, 1) == ["working"]
+    finally:
+        client.close()
+
+
+@pytest.mark.integration
+def test_every_client_on_two_workers_gets_every_event_exactly_once(servers, settings):
+    """Two gevent workers, 20+ clients on both: each of 30 events from another process arrives once."""
+    redis = servers.redis()
+    gunicorn = servers.gunicorn(workers=2, env={"DJANGO_SSE_TEST_REDIS_URL": redis.url})
+    workers = set(gunicorn.worker_pids())
+    clients = []
+    try:
+        for _ in range(200):  # bounded: until 20 clients and both workers serve some
+            client = SseClient.connect(gunicorn.port, "/worker-events/everyone/")
+            clients.append(client)
+            if len(clients) >= 20 and len({c.headers["X-Worker-Pid"] for c in clients}) == 2:
+                break
+        serving = {int(c.headers["X-Worker-Pid"]) for c in clients}
+        for client in clients:
+            wait_live(client)
+
+        _publish_to(settings, redis)
+        for n in range(30):
+            django_sse.send_event("n", str(n), channel="everyone")
+        django_sse.send_event("last", "", channel="everyone")
+        received = [
+            [e.data for e in client.read_until(lambda e: e.type == "last", timeout=20)]
+            for client in clients
+        ]
+        extra = []
+        for client in clients:  # nothing more comes: no event was delivered twice
+            try:
+                extra.append(client.read_events(1, timeout=0.05))
+            except TimeoutError:
+                pass
+        time.sleep(0.5)
+        for client in clients:
+            try:
+                extra.append(client.read_events(1, timeout=0.05))
+            except TimeoutError:
+                pass
+    finally:
+        for client in clients:
+            client.close()
+
+    print(f"{len(clients)} clients on workers {sorted(serving)}")
+    assert serving == workers and len(workers) == 2
+    expected = [str(n) for n in range(30)] + [""]
+    assert all(got == expected for got in received), received
+    assert extra == []
