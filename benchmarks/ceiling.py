@@ -33,6 +33,8 @@ import gevent  # noqa: E402
 from gevent.event import Event  # noqa: E402
 from gevent.server import StreamServer  # noqa: E402
 
+from benchmarks import gctime  # noqa: E402
+
 PREFIX = b"sse:"
 HEADERS = (
     b"HTTP/1.1 200 OK\r\n"
@@ -331,16 +333,18 @@ class CeilingServer:
         client.write_after(buffered)
 
     def stats(self) -> dict:
+        collector = gctime.totals()  # before this call's own collection
         gc.collect()
-        from greenlet import greenlet
-
+        greenlets, stacks = gctime.greenlets()
         return {
             "pid": os.getpid(),
             "streams": sum(len(channel.clients) for channel in self.channels.values()),
-            "greenlets": sum(1 for o in gc.get_objects() if isinstance(o, greenlet) and not o.dead),
+            "greenlets": greenlets,
+            "greenlet_stack_bytes": stacks,
             "fds": len(os.listdir("/proc/self/fd")),
             "hub_channels": len(self.channels),
             "broker_connections": 1 + len(self.pool._connections),
+            **collector,
         }
 
 
@@ -349,6 +353,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--redis-url", required=True)
     arguments = parser.parse_args()
+    gctime.install()
     CeilingServer(arguments.port, arguments.redis_url).serve_forever()
 
 

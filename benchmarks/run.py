@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from . import scenarios
@@ -204,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="load client processes (default: 1 per core for large runs)")
     parser.add_argument("--output", help="also append the JSON lines to this file")
     parser.add_argument("--log-dir", help="server logs (default: a temporary directory)")
+    parser.add_argument("--profile", metavar="DIR",
+                        help="sample the library's worker with py-spy; collapsed stacks in DIR")
     arguments = parser.parse_args(argv)
 
     raise_fd_limit()
@@ -212,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     log_dir = arguments.log_dir or tempfile.mkdtemp(prefix="django-sse-bench-")
     print(f"# logs in {log_dir}", file=sys.stderr, flush=True)
     lines = []
-    with scenarios.Bench.running(log_dir, arguments.client_processes) as bench:
+    with scenarios.Bench.running(log_dir, arguments.client_processes, arguments.profile) as bench:
         for name in names:
             parameter_sets = SCENARIOS[name][1]
             if arguments.n is not None and name in SIZE_PARAMETER:
@@ -229,6 +232,11 @@ def main(argv: list[str] | None = None) -> int:
     print(table(lines))
     print()
     print(goals(lines))
+    if arguments.profile:
+        from .profiling import summarize
+
+        for path in sorted(Path(arguments.profile).glob("*.txt")):
+            print(f"\n# py-spy {path.name}\n{summarize(path, 15)}")
     return 0
 
 

@@ -15,7 +15,7 @@ import os
 import statistics
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,31 +34,41 @@ class Bench:
     publisher: Publisher
     log_dir: Path
     client_processes: int | None = None  # None: one per core for large runs
-    servers_started: list[HttpServer] = field(default_factory=list)
+    profile_dir: Path | None = None  # sample the serving process with py-spy, into this folder
+    profile_kinds: tuple[str, ...] = ("library",)
 
     @classmethod
     @contextlib.contextmanager
-    def running(cls, log_dir: str | Path, client_processes: int | None = None) -> Iterator[Bench]:
+    def running(cls, log_dir: str | Path, client_processes: int | None = None,
+                profile_dir: str | Path | None = None) -> Iterator[Bench]:
         log_dir = Path(log_dir)
         log_dir.mkdir(parents=True, exist_ok=True)
         redis = RedisProcess(log_dir).start()
         try:
             with Publisher(redis.url, log_dir / "publisher.log") as publisher:
-                yield cls(redis, publisher, log_dir, client_processes)
+                yield cls(redis, publisher, log_dir, client_processes,
+                          Path(profile_dir) if profile_dir else None)
         finally:
             redis.stop()
 
     @contextlib.contextmanager
-    def serving(self, kind: str) -> Iterator[HttpServer]:
+    def serving(self, kind: str, label: str) -> Iterator[HttpServer]:
         """Start a fresh server of ``kind`` ("library" or "ceiling") on an empty Redis."""
         with self.redis.client() as client:
             client.flushall()
         server = SERVERS[kind](self.redis.url, self.log_dir)
         server.start()
-        self.servers_started.append(server)
+        sampler = None
+        if self.profile_dir is not None and kind in self.profile_kinds:
+            from .profiling import Sampler
+
+            self.profile_dir.mkdir(parents=True, exist_ok=True)
+            sampler = Sampler(server.worker_pid, self.profile_dir / f"{label}-{kind}.txt")
         try:
             yield server
         finally:
+            if sampler is not None:
+                sampler.stop()
             server.stop()
 
     def clients(self, server: HttpServer, streams: int) -> ClientPool:
@@ -72,25 +82,30 @@ class Bench:
 
 
 def probe_until(bench: Bench, pool: ClientPool, channels: list[str], streams: int,
-                timeout: float = WAIT, interval: float = 0.2) -> dict:
-    """Publish probe events until every stream received one (its subscription is live)."""
+                timeout: float = WAIT) -> dict:
+    """Publish probe events until every stream received one (its subscription is live).
+
+    One probe reaches every stream that is subscribed when it is published; another
+    follows only after a growing pause, so a slow server is not buried in probes.
+    """
     deadline = time.monotonic() + timeout
+    pause = 0.2
     while True:
         bench.publisher.call("probe", channels=channels)
-        status = pool.wait(lambda s: s["probed"] >= streams, interval)
+        status = pool.wait(lambda s: s["probed"] >= streams, pause)
         if status["probed"] >= streams or time.monotonic() > deadline:
             return status
+        pause = min(pause * 2, 3.0)
 
 
-def warm_up(bench: Bench, server: HttpServer, streams: int = 20) -> None:
+def warm_up(bench: Bench, server: HttpServer, pool: ClientPool, streams: int = 20) -> None:
     """Serve a few streams and events once, then let the server settle."""
-    with ClientPool(server.port, 1) as pool:
-        pool.open(["/events/warm-up/"] * streams)
-        probe_until(bench, pool, ["warm-up"], streams, timeout=20)
-        pool.target(0, 10)
-        bench.publisher.call("publish", channels=["warm-up"], count=10)
-        pool.wait(lambda s: s["done"] >= streams, 20)
-        pool.close()
+    pool.open(["/events/warm-up/"] * streams)
+    probe_until(bench, pool, ["warm-up"], streams, timeout=20)
+    pool.target(0, 10)
+    bench.publisher.call("publish", channels=["warm-up"], count=10)
+    pool.wait(lambda s: s["done"] >= streams, 20)
+    pool.close()
     settle(server)
 
 
@@ -119,6 +134,20 @@ def percentiles(latencies: Any, prefix: str = "") -> dict:
             f"{prefix}max_ms": round(ordered[-1] * 1000, 2)}
 
 
+_READS = ("evalsha", "evalsha_ro", "eval", "xrange", "xread")
+
+
+def redis_commands(bench: Bench, since: dict | None = None) -> dict:
+    """Calls per Redis command so far, or since ``since`` (an earlier result)."""
+    with bench.redis.client() as client:
+        stats = client.info("commandstats")
+    calls = {name.removeprefix("cmdstat_"): value["calls"] for name, value in stats.items()}
+    if since is None:
+        return calls
+    return {name: count - since.get(name, 0) for name, count in calls.items()
+            if count != since.get(name, 0)}
+
+
 def _errors(*results: dict) -> dict:
     merged: dict[str, int] = {}
     for result in results:
@@ -136,16 +165,19 @@ def _us_per(cpu_seconds: float, deliveries: int) -> float | None:
 
 def idle(bench: Bench, kind: str, n: int = 1000, hold: float = 2.0) -> dict:
     """Open ``n`` streams on one channel; time until all opened and got a first event; memory."""
-    with bench.serving(kind) as server:
+    with bench.serving(kind, f"idle-n{n}") as server:
         pid = server.worker_pid
-        warm_up(bench, server)
-        before = worker_stats(pid)
         with bench.clients(server, n) as pool:
+            warm_up(bench, server, pool)
+            before_stats = server.stats()
+            before = worker_stats(pid)
+            commands = redis_commands(bench)
             opened = pool.open(["/events/idle/"] * n)
             probed = probe_until(bench, pool, ["idle"], n)
             time.sleep(hold)  # held: nothing may drop them meanwhile
             status = pool.status()
             after = worker_stats(pid)
+            commands = redis_commands(bench, commands)
             connections = redis_connections(pid, bench.redis)
             stats = server.stats()
             result = pool.collect(0, 0)
@@ -163,8 +195,14 @@ def idle(bench: Bench, kind: str, n: int = 1000, hold: float = 2.0) -> dict:
         "fds": after["fds"],
         "fds_per_stream": round((after["fds"] - before["fds"]) / n, 3),
         "greenlets": stats["greenlets"],
+        "greenlet_stack_kb": round(
+            (stats["greenlet_stack_bytes"] - before_stats["greenlet_stack_bytes"]) / n / 1024, 2),
         "redis_connections": connections,
+        "redis_reads": sum(commands.get(name, 0) for name in _READS),
+        "probes": commands.get("publish", 0),
         "worker_cpu_s": round(after["cpu"] - before["cpu"], 2),
+        "open_cpu_us": round((after["cpu"] - before["cpu"]) / n * 1e6),
+        "gc_s": round(stats["gc_seconds"] - before_stats["gc_seconds"], 3),
         "server_ends": status["server_ends"],
         "errors": _errors(result),
     }
@@ -175,10 +213,10 @@ def fanout(bench: Bench, kind: str, n: int = 1000, rate: float = 100, seconds: f
     """``n`` subscribers of one channel: ``rate``/s for ``seconds``, then a burst of ``burst``."""
     steady = int(rate * seconds)
     total = steady + burst
-    with bench.serving(kind) as server:
+    with bench.serving(kind, f"fanout-n{n}") as server:
         pid = server.worker_pid
-        warm_up(bench, server)
         with bench.clients(server, n) as pool:
+            warm_up(bench, server, pool)
             pool.open(["/events/fanout/"] * n)
             probe_until(bench, pool, ["fanout"], n)
             # Steady: paced events, latency without backlog.
@@ -190,11 +228,13 @@ def fanout(bench: Bench, kind: str, n: int = 1000, rate: float = 100, seconds: f
             first = pool.collect(0, steady)
             # Burst: as fast as send_event goes; the worker's CPU per delivery.
             pool.target(steady, total)
+            gc_before = server.stats()["gc_seconds"]
             cpu2 = worker_stats(pid)["cpu"]
             published = bench.publisher.call("publish", channels=["fanout"], count=burst,
                                              seq0=steady)
             pool.wait(lambda s: s["done"] >= n, WAIT)
             cpu3 = worker_stats(pid)["cpu"]
+            gc_burst = server.stats()["gc_seconds"] - gc_before
             second = pool.collect(steady, total)
             whole = pool.collect(0, total)
             connections = redis_connections(pid, bench.redis)
@@ -216,6 +256,8 @@ def fanout(bench: Bench, kind: str, n: int = 1000, rate: float = 100, seconds: f
         "deliveries_per_s": round(burst_deliveries / max(1e-9, last - published["started"])),
         "steady_cpu_us_per_delivery": _us_per(cpu1 - cpu0, n * steady),
         "cpu_us_per_delivery": _us_per(cpu3 - cpu2, burst_deliveries),
+        "burst_cpu_s": round(cpu3 - cpu2, 2),
+        "burst_gc_s": round(gc_burst, 3),
         "redis_connections": connections,
         "errors": _errors(first, second),
     }
@@ -224,10 +266,10 @@ def fanout(bench: Bench, kind: str, n: int = 1000, rate: float = 100, seconds: f
 def many_channels(bench: Bench, kind: str, n: int = 1000, rounds: int = 5) -> dict:
     """``n`` clients, each on its own channel; one event per channel, ``rounds`` times."""
     names = [f"ch-{i}" for i in range(n)]
-    with bench.serving(kind) as server:
+    with bench.serving(kind, f"many-channels-n{n}") as server:
         pid = server.worker_pid
-        warm_up(bench, server)
         with bench.clients(server, n) as pool:
+            warm_up(bench, server, pool)
             pool.open([f"/events/{name}/" for name in names])
             probe_until(bench, pool, names, n)
             cpu0 = worker_stats(pid)["cpu"]
@@ -266,10 +308,10 @@ def churn(bench: Bench, kind: str, cycles: int = 5000, concurrency: int = 100,
     """Connect, read the opening, disconnect (every 10th with RST), ``cycles`` times; leaks."""
     # Half on one busy channel, half on a channel of their own (subscribe/unsubscribe).
     paths = ["/events/churn/" if i % 2 == 0 else f"/events/churn-{i}/" for i in range(cycles)]
-    with bench.serving(kind) as server:
+    with bench.serving(kind, f"churn-{cycles}") as server:
         pid = server.worker_pid
-        warm_up(bench, server)
         with bench.clients(server, min(cycles, 1000)) as pool:
+            warm_up(bench, server, pool)
             pool.churn(paths[: max(10, cycles // 20)], concurrency)  # warm-up, not counted
             before_stats = settle(server)
             before = worker_stats(pid)
@@ -280,7 +322,16 @@ def churn(bench: Bench, kind: str, cycles: int = 5000, concurrency: int = 100,
             finally:
                 bench.publisher.call("stop")
         after_stats = settle(server)
-        after = worker_stats(pid)
+        # A stream is unregistered a moment before its socket closes: allow for that.
+        deadline = time.monotonic() + 5
+        while True:
+            after = worker_stats(pid)
+            back = (after["fds"] <= before["fds"]
+                    and after_stats["greenlets"] <= before_stats["greenlets"])
+            if back or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+            after_stats = server.stats()
         after_redis = redis_connections(pid, bench.redis)
     return {
         "cycles": result["cycles"],
@@ -304,13 +355,14 @@ def churn(bench: Bench, kind: str, cycles: int = 5000, concurrency: int = 100,
 def replay(bench: Bench, kind: str, n: int = 1000, back: int = 100, live: int = 100,
            rate: float = 200) -> dict:
     """``n`` clients reconnect ``back`` events behind while ``live`` more are published."""
-    with bench.serving(kind) as server:
+    with bench.serving(kind, f"replay-n{n}") as server:
         pid = server.worker_pid
-        warm_up(bench, server)
-        history = bench.publisher.call("publish", channels=["replay"], count=back + 1, ids=True)
-        last_event_id = history["ids"][0]  # the clients saw seq 0 and nothing after
-        total = back + 1 + live
         with bench.clients(server, n) as pool:
+            warm_up(bench, server, pool)
+            history = bench.publisher.call("publish", channels=["replay"], count=back + 1,
+                                           ids=True)
+            last_event_id = history["ids"][0]  # the clients saw seq 0 and nothing after
+            total = back + 1 + live
             pool.target(1, back + 1)
             cpu0 = worker_stats(pid)["cpu"]
             bench.publisher.send("publish", channels=["replay"], count=live, seq0=back + 1,

@@ -72,6 +72,49 @@ class ClientConnection:
         self.unwatch()
         on_readable()
 
+    def hang_up(self) -> None:
+        """Shut the connection down, failing a write blocked on a client that stopped reading."""
+        if self._sock is None:
+            return
+        try:
+            _socket.socket.shutdown(self._sock, socket.SHUT_RDWR)
+        except OSError:
+            pass  # already gone
+
+    def limit_unacknowledged(self, seconds: float) -> None:
+        """Have the kernel drop the connection once sent data stays unacknowledged for ``seconds``.
+
+        A client that vanished without closing (its network gone, a laptop
+        shut) acknowledges no heartbeat, and one whose process hangs keeps its
+        window closed; either way the connection fails after ``seconds`` (the
+        watcher then ends the stream) instead of lingering for TCP's
+        retransmission timeout, about 15 minutes. Other sockets than TCP (a
+        Unix socket behind a proxy) are left alone.
+        """
+        if self._sock is None or not hasattr(socket, "TCP_USER_TIMEOUT"):
+            return
+        try:
+            _socket.socket.setsockopt(
+                self._sock, socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(seconds * 1000)
+            )
+        except OSError:
+            pass  # not a TCP socket
+
+    def close_after_response(self) -> None:
+        """Make the server close the connection when this response ends, not keep it alive.
+
+        Shutting down the reading side makes the server's wait for a next
+        request on this connection see end-of-file at once; what was written
+        still goes out. The client's reconnection then goes through the
+        listening socket, to any worker.
+        """
+        if self._sock is None:
+            return
+        try:
+            _socket.socket.shutdown(self._sock, socket.SHUT_RD)
+        except OSError:
+            pass  # already gone
+
     def unwatch(self) -> None:
         if self._watcher is not None:
             self._watcher.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 
@@ -22,6 +23,7 @@ class Mailbox:
 
     __slots__ = (
         "_items", "_wakeup", "limit", "overflowed", "end_reason", "owner", "last_sent", "idle",
+        "on_overflow",
     )
 
     def __init__(self, limit: int, owner: str | None = None) -> None:
@@ -38,11 +40,17 @@ class Mailbox:
         self.last_sent = time.monotonic()
         #: Set by the heartbeat wheel: the stream has been silent for a heartbeat interval.
         self.idle = False
+        #: Called once, when the mailbox first overflows (the stream hangs up on its client).
+        self.on_overflow: Callable[[], None] | None = None
 
     def put(self, item: Any) -> None:
         """Leave ``item``; mark the mailbox overflowed instead when it is full."""
         if len(self._items) >= self.limit:
+            first = not self.overflowed
             self.overflowed = True
+            if first and self.on_overflow is not None:
+                # The stream may be blocked writing to a client that stopped reading.
+                self.on_overflow()
         else:
             self._items.append(item)
         self._wakeup.set()

@@ -16,8 +16,8 @@ from . import sse as encoder
 from .concurrency import Task
 from .conf import sse_settings
 from .connection import ClientConnection
-from .database import release_connections
 from .cors import add_cors_headers, preflight
+from .database import release_connections
 from .heartbeat import wheel_for
 from .mailbox import Mailbox
 from .permissions import user_key
@@ -29,6 +29,9 @@ logger = logging.getLogger(__name__)
 
 HEARTBEAT = b":\n\n"
 _MAX_LAST_EVENT_ID = 1024
+# A client that acknowledges nothing for two heartbeat intervals, and at least this
+# many seconds, is gone (see ClientConnection.limit_unacknowledged).
+_MIN_UNACKNOWLEDGED = 5.0
 
 
 class _End:
@@ -79,10 +82,12 @@ class BaseSseView(View):
 
         Read from the ``Last-Event-ID`` header, or the ``lastEventId`` query
         parameter that EventSource polyfills use. Values that no server could
-        have sent (too long, control characters) are treated as absent.
+        have sent (longer than 1024 characters, or holding CR, LF or NUL) are
+        treated as absent.
         """
-        value = self.request.META.get("HTTP_LAST_EVENT_ID")
-        if value is None:
+        meta = self.request.META
+        value = meta.get("HTTP_LAST_EVENT_ID")
+        if value is None and "lastEventId" in meta.get("QUERY_STRING", ""):
             value = self.request.GET.get("lastEventId")
         if not value or len(value) > _MAX_LAST_EVENT_ID:
             return None
@@ -108,7 +113,10 @@ class BaseSseView(View):
 
     def iterator(self) -> Iterator[Any]:
         """Buffer messages in ``self.sse`` and ``yield`` to send them. Override this."""
-        raise ImproperlyConfigured(
+        raise self._no_iterator()
+
+    def _no_iterator(self) -> ImproperlyConfigured:
+        return ImproperlyConfigured(
             f"{type(self).__name__} requires an implementation of 'iterator()'."
         )
 
@@ -131,9 +139,12 @@ class BaseSseView(View):
         refusal = self.check_request()
         if refusal is not None:
             return refusal
+        cls = type(self)
+        if cls.start is BaseSseView.start and cls.iterator is BaseSseView.iterator:
+            raise self._no_iterator()  # before the response starts: Django's error page
         mailbox = Mailbox(sse_settings.SSE_QUEUE_SIZE, owner=self.get_owner())
         if not streams.add(mailbox, sse_settings.SSE_MAX_STREAMS):
-            return self.unavailable()
+            return self.stopping() if streams.closing else self.unavailable()
         warn_if_blocking_server(self.request.META)
         # Compressing a stream would buffer it and cost a zlib state per client.
         self.request.META.pop("HTTP_ACCEPT_ENCODING", None)
@@ -155,6 +166,16 @@ class BaseSseView(View):
         )
         response["Retry-After"] = "5"
         return response
+
+    def stopping(self) -> HttpResponse:
+        """Answer a stream asked of a process that is shutting down: a retry hint, then the end.
+
+        A 503 would make EventSource give up for good; this way the client
+        reconnects (on a new connection: the stopping server closes this one)
+        to a worker that serves, resuming from its ``Last-Event-ID``.
+        """
+        retry = self.get_retry()
+        return SseResponse([encoder.encode_retry(retry).encode() if retry is not None else b""])
 
     # The stream -------------------------------------------------------------
 
@@ -213,18 +234,22 @@ class BaseSseView(View):
         """Yield the chunks of one stream; owns the mailbox, the source and the watcher."""
         client = ClientConnection(self.request.META)
         lifetime = self.get_max_lifetime()
-        wheel = wheel_for(self.get_heartbeat_interval())
+        interval = self.get_heartbeat_interval()
+        wheel = wheel_for(interval)
         started = False
         try:
             release_connections()
             client.watch(lambda: mailbox.end("client gone"))
+            client.limit_unacknowledged(max(2 * interval, _MIN_UNACKNOWLEDGED))
+            mailbox.on_overflow = client.hang_up
             wheel.add(mailbox, None if lifetime is None else time.monotonic() + lifetime)
             self.start(mailbox)
             started = True
             yield self.opening()
             while True:
                 mailbox.wait()
-                chunks = self.render(mailbox.take(), mailbox)
+                # Empty chunks are nothing sent: they must not put off the heartbeat.
+                chunks = [chunk for chunk in self.render(mailbox.take(), mailbox) if chunk]
                 ending = mailbox.end_reason is not None or mailbox.overflowed
                 if mailbox.idle and not ending:
                     mailbox.idle = False
@@ -240,6 +265,10 @@ class BaseSseView(View):
                     break
             if mailbox.end_reason != "client gone":
                 yield self.closing(mailbox)
+                if streams.closing or mailbox.end_reason == "max lifetime":
+                    # Reconnecting on this kept-alive connection would come back to this
+                    # worker, which is stopping or should shed load: close it instead.
+                    client.close_after_response()
         finally:
             client.unwatch()
             wheel.discard(mailbox)

@@ -30,6 +30,18 @@ def eventually(check: Callable[[], object], timeout: float = 10, interval: float
         time.sleep(interval)
 
 
+def stats_when(port: int, predicate: Callable[[dict], bool], timeout: float = 15) -> dict:
+    """Return /stats/ once ``predicate(stats)`` holds; raise AssertionError with the last ones."""
+    deadline = time.monotonic() + timeout
+    while True:
+        stats = get_stats(port)
+        if predicate(stats):
+            return stats
+        if time.monotonic() > deadline:
+            raise AssertionError(f"After {timeout} s, /stats/ is still {stats}")
+        time.sleep(0.1)
+
+
 def wait_live(client: SseClient, timeout: float = 15) -> None:
     """Wait until the stream has caught up and gone live.
 

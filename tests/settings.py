@@ -36,11 +36,11 @@ if os.environ.get("DJANGO_SSE_TEST_BAD_SETTING"):  # test_checks: a server must 
     SSE_HEARTBEAT_INTERVAL = -1
 if os.environ.get("DJANGO_SSE_TEST_REDIS_URL"):
     SSE_REDIS_URL = os.environ["DJANGO_SSE_TEST_REDIS_URL"]
-# Any other settings a test's server needs, as JSON, e.g. '{"SSE_MAX_CHANNELS": 45}'.
-globals().update(json.loads(os.environ.get("DJANGO_SSE_TEST_SETTINGS", "{}")))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "loggers": {"django_sse": {"handlers": ["console"], "level": "INFO"}},
 }
+# Any other settings a test's server needs, as JSON, e.g. '{"SSE_MAX_CHANNELS": 45}'.
+globals().update(json.loads(os.environ.get("DJANGO_SSE_TEST_SETTINGS", "{}")))

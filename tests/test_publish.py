@@ -31,7 +31,7 @@ from tests.redis_helpers import gunicorn_on_redis, open_live, other_redis_client
 from tests.servers import REPO_TOP, free_port
 
 PUBLISH_TIMEOUT = 0.5
-# Beyond SSE_PUBLISH_TIMEOUT: connect + one command may each take the timeout, plus a loaded machine.
+# Beyond SSE_PUBLISH_TIMEOUT: connecting and one command may each take it, on a loaded machine.
 SLACK = 3.0
 
 
@@ -188,10 +188,8 @@ def test_a_bad_event_raises_before_anything_is_published(watcher, event, data, c
 
 
 @pytest.mark.integration
-def test_data_over_sse_max_event_size_raises_event_too_large_before_publishing(
-    settings, watcher
-):
-    """Encoded data over SSE_MAX_EVENT_SIZE bytes raises EventTooLarge; at the limit it publishes."""
+def test_data_over_sse_max_event_size_raises_event_too_large_before_publishing(settings, watcher):
+    """Data over SSE_MAX_EVENT_SIZE bytes raises EventTooLarge; at the limit it publishes."""
     settings.SSE_MAX_EVENT_SIZE = 1000
 
     for data in ["x" * 1001, "é" * 501, {"k": "x" * 995}]:  # 1001, 1002 and 1003 bytes
@@ -310,7 +308,7 @@ def test_publishing_many_times_uses_one_pooled_connection(publishing, redis_serv
 
 @pytest.mark.integration
 def test_a_foreign_publisher_using_the_documented_format_reaches_a_stream(server, redis_server):
-    """redis-cli PUBLISH sse:<channel> "1\\n\\n<event>\\n<data>" (and redis-py with an id) arrive."""
+    """redis-cli PUBLISH sse:<channel> "1\\n\\n<event>\\n<data>" (or with an id) arrive."""
     with redis_server.client() as client:
         client.flushall()
         stream = open_live(server.port, "/events/foreign/")
@@ -339,9 +337,7 @@ def test_a_foreign_publisher_using_the_documented_format_reaches_a_stream(server
 
 
 def _command(*args: str, redis_url: str | None = None) -> subprocess.CompletedProcess:
-    env = {
-        key: value for key, value in os.environ.items() if not key.startswith("DJANGO_SSE_TEST")
-    }
+    env = {key: value for key, value in os.environ.items() if not key.startswith("DJANGO_SSE_TEST")}
     env.update(DJANGO_SETTINGS_MODULE="tests.settings", PYTHONPATH=str(REPO_TOP))
     if redis_url is not None:
         env["DJANGO_SSE_TEST_REDIS_URL"] = redis_url
@@ -400,4 +396,3 @@ def test_the_send_event_command_reports_a_bad_channel(watcher):
 
     assert watcher.next(timeout=0.5) is None
     assert watcher.stream_keys() == []
-

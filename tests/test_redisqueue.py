@@ -39,6 +39,10 @@ def publish(settings, redis_url):
     return send_event
 
 
+def _multi(count: int) -> str:
+    return "/multi/?" + urllib.parse.urlencode([("channel", f"c{n}") for n in range(count)])
+
+
 def _refusal(port: int, path: str) -> SseClient:
     client = SseClient.connect(port, path)
     client.read_to_end(timeout=10)
@@ -59,7 +63,10 @@ def test_as_view_with_redis_channel_streams_what_send_event_publishes(server, pu
         client.close()
 
     assert client.headers["Content-Type"].startswith("text/event-stream")
-    assert [(e.type, e.data) for e in events] == [("greeting", "hello\nworld"), ("greeting", '{"n":2}')]
+    assert [(e.type, e.data) for e in events] == [
+        ("greeting", "hello\nworld"),
+        ("greeting", '{"n":2}'),
+    ]
     assert events[0].last_event_id == event_id
 
 
@@ -191,8 +198,8 @@ def test_a_200_character_channel_name_is_accepted(server, publish):
 @pytest.mark.integration
 def test_more_channels_than_sse_max_channels_get_400(server):
     """21 channels exceed SSE_MAX_CHANNELS (20): 400 naming the setting; 20 stream."""
-    too_many = _refusal(server.port, "/multi/?" + urllib.parse.urlencode([("channel", f"c{n}") for n in range(21)]))
-    at_limit = open_live(server.port, "/multi/?" + urllib.parse.urlencode([("channel", f"c{n}") for n in range(20)]))
+    too_many = _refusal(server.port, _multi(21))
+    at_limit = open_live(server.port, _multi(20))
     at_limit.close()
 
     assert too_many.status == 400
@@ -244,7 +251,7 @@ def test_an_event_published_as_a_stream_starts_is_delivered(settings):
     view.start(mailbox)
     try:
         event_id = send_event("news", "just after the start", channel="starting")
-        chunk = view.render(mailbox.take(), mailbox)
+        chunk = b"".join(view.render(mailbox.take(), mailbox))
     finally:
         view.stop()
 

@@ -248,13 +248,13 @@ def test_a_client_that_saw_every_event_resumes_with_nothing_replayed(backend, ch
 
 
 def _expect_reset_then_live(backend, path, last_event_id, channels, publish_to):
-    client = connect(backend.port, path, last_event_id)
-    first = client.read_events(1)[0]
-    assert (first.type, json.loads(first.data)) == (RESET, {"channels": channels})
-    position = wait_position(client)
-    backend.publish(publish_to, "live")
-    [live] = client.read_events(1)
-    client.close()
+    """Check that the stream opens with stream-reset naming ``channels``, then goes live; return its id."""
+    with connect(backend.port, path, last_event_id) as client:
+        [first] = client.read_events(1, timeout=5)
+        assert (first.type, json.loads(first.data)) == (RESET, {"channels": channels})
+        position = wait_position(client)
+        backend.publish(publish_to, "live")
+        [live] = client.read_events(1)
     assert (live.type, live.data) == ("tick", "live")
     return position
 
@@ -394,9 +394,8 @@ def test_a_stream_of_45_channels_resumes(servers, settings, redis_url, request):
     first.close()
     send_event("tick", "missed", channels[7])
 
-    second = connect(server.port, path, first.parser.last_event_id)
-    [event] = second.read_events(1)
-    second.close()
+    with connect(server.port, path, first.parser.last_event_id) as second:
+        [event] = second.read_events(1, timeout=5)
 
     assert len(first.parser.last_event_id) > 1024
     assert (event.type, event.data) == ("tick", "missed")
@@ -409,74 +408,96 @@ RACE_EVENTS = 5000
 RACE_CLIENTS = 20
 
 
+class RaceClient:
+    """A client that drops its connection at random points and resumes from its last id, as EventSource does."""
+
+    def __init__(self, index: int, port: int, path: str, channels: list[str]) -> None:
+        self.rng = random.Random(index)
+        self.port = port
+        self.path = path
+        self.got: dict[str, list[int]] = {name: [] for name in channels}
+        self.other: list[tuple[str, str]] = []
+        self.connections = 0
+        self.last_id = ""
+        self.error: str | None = None
+        self.client: SseClient | None = None
+
+    def open(self) -> None:
+        self.client = connect(self.port, self.path, self.last_id or None)
+        self.connections += 1
+
+    def complete(self, count: int) -> bool:
+        return all(values[-1:] == [count - 1] for values in self.got.values())
+
+    def hang_up(self) -> None:
+        """Drop the connection (FIN or RST) and keep what was parsed, as a browser does."""
+        client = self.client
+        client.close() if self.rng.random() < 0.5 else client.abort()
+        for event in client.events:
+            name, _, number = event.data.partition(":")
+            if event.type == "tick" and name in self.got:
+                self.got[name].append(int(number))
+            else:
+                self.other.append((event.type, event.data))
+        self.last_id = client.parser.last_event_id or self.last_id
+
+    def run(self, count: int, deadline: float) -> None:
+        """Read a random number of events (0: drop at once), hang up, reconnect; until all arrived."""
+        try:
+            while time.monotonic() < deadline:
+                wanted = self.rng.choice([0, 1, 2, 5, 20, 100, 300, 700])
+                try:
+                    while len(self.client.events) < wanted and not self._complete_with(count):
+                        self.client.read_events(1, timeout=max(0.1, deadline - time.monotonic()))
+                except (TimeoutError, StreamEnded):
+                    pass
+                self.hang_up()
+                if self.complete(count):
+                    return
+                self.open()
+        except Exception as exc:  # reported by the test
+            self.error = repr(exc)
+
+    def _complete_with(self, count: int) -> bool:
+        """Whether the events parsed on the open connection complete every channel."""
+        last = {name: values[-1:] for name, values in self.got.items()}
+        for event in self.client.events:
+            name, _, number = event.data.partition(":")
+            if name in last:
+                last[name] = [int(number)]
+        return all(values == [count - 1] for values in last.values())
+
+
 def test_clients_reconnecting_at_random_during_a_burst_get_every_event_once_in_order(
     redis_backend, channel
 ):
     """5,000 events on 2 channels at full speed; 20 clients drop and resume at random: none misses any."""
     channels = [f"{channel}-a", f"{channel}-b"]
-    path = multi_path(*channels)
-    port = redis_backend.port
     per_channel = RACE_EVENTS // 2
-    deadline = time.monotonic() + 50
-    results: list[dict] = [{} for _ in range(RACE_CLIENTS)]
-    go = threading.Event()
-
-    def client_loop(index: int) -> None:
-        try:
-            run_client(index)
-        except BaseException as exc:  # reported by the assertions below
-            results[index]["error"] = repr(exc)
-            results[index]["ready"] = True
-
-    def run_client(index: int) -> None:
-        rng = random.Random(index)
-        got = {name: [] for name in channels}
-        other = []
-        connections = 0
-        client = connect(port, path)
-        last_id = wait_position(client)
-        results[index].update(got=got, other=other, connections=1, ready=True)
-        go.wait(30)
-        while time.monotonic() < deadline:
-            try:
-                client.read_events(rng.randint(1, 700), timeout=rng.uniform(0.05, 1.0))
-            except (TimeoutError, StreamEnded):
-                pass
-            client.close() if rng.random() < 0.5 else client.abort()
-            for event in client.events:
-                if event.type == "tick" and event.data.partition(":")[0] in got:
-                    name, _, number = event.data.partition(":")
-                    got[name].append(int(number))
-                else:
-                    other.append((event.type, event.data))
-            last_id = client.parser.last_event_id or last_id
-            if all(values and values[-1] == per_channel - 1 for values in got.values()):
-                break
-            client = connect(port, path, last_id)
-            connections += 1
-        results[index]["connections"] = connections
-
-    threads = [threading.Thread(target=client_loop, args=(i,), daemon=True) for i in range(RACE_CLIENTS)]
+    deadline = time.monotonic() + 45
+    clients = [RaceClient(i, redis_backend.port, multi_path(*channels), channels) for i in range(RACE_CLIENTS)]
+    for client in clients:  # each knows its starting position before the first event
+        client.open()
+        client.last_id = wait_position(client.client)
+    threads = [
+        threading.Thread(target=client.run, args=(per_channel, deadline), daemon=True)
+        for client in clients
+    ]
     for thread in threads:
         thread.start()
-    while not all(result.get("ready") for result in results):
-        assert time.monotonic() < deadline, "clients did not all connect"
-        time.sleep(0.05)
-    go.set()
+
     for index in range(RACE_EVENTS):
         name = channels[index % 2]
         send_event("tick", f"{name}:{index // 2}", name)
     for thread in threads:
-        thread.join(max(1.0, deadline - time.monotonic() + 5))
+        thread.join(max(0.1, deadline - time.monotonic() + 5))
 
     expected = list(range(per_channel))
-    for index, result in enumerate(results):
-        assert "error" not in result, f"client {index}: {result['error']}"
-        assert result["other"] == [], f"client {index} got {result['other'][:5]}"
+    for index, client in enumerate(clients):
+        assert client.error is None, f"client {index}: {client.error}"
+        assert client.other == [], f"client {index} got {client.other[:5]}"
         for name in channels:
-            got = result["got"][name]
-            assert got == expected, (
-                f"client {index}, {name}: {len(got)} events, first differences at "
-                f"{next((i for i, (a, b) in enumerate(zip(got, expected)) if a != b), len(got))}"
-            )
-    assert sum(result["connections"] for result in results) > 5 * RACE_CLIENTS
+            got = client.got[name]
+            first_wrong = next((i for i, (a, b) in enumerate(zip(got, expected)) if a != b), len(got))
+            assert got == expected, f"client {index}, {name}: {len(got)} events, wrong from {first_wrong}"
+    assert sum(client.connections for client in clients) > 5 * RACE_CLIENTS

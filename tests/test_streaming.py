@@ -81,9 +81,9 @@ def payloads(client: SseClient) -> list[bytes]:
 
 @pytest.mark.parametrize("kind", [*GEVENT_SERVERS, "runserver"])
 def test_headers_and_opening_chunk_arrive_before_the_first_event(servers, kind):
-    """The response head and the opening chunk arrive at once, before an event sent 3 s later."""
+    """The response head and the opening chunk arrive at once, before an event sent 1.5 s later."""
     server = start(servers, kind)
-    with SseClient.connect(server.port, "/late/?delay=3") as client:
+    with SseClient.connect(server.port, "/late/?delay=1.5") as client:
         assert client.status == 200
         assert client.headers["Content-Type"] == "text/event-stream; charset=utf-8"
         assert client.headers["Cache-Control"] == "no-cache"

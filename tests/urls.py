@@ -17,4 +17,5 @@ urlpatterns = [
     path("stats/", views.stats),
     path("plain/", views.plain),
     path("late/", views.LateView.as_view()),
+    path("ticks-short-life/", views.TickView.as_view(max_lifetime=0.5, heartbeat_interval=0.1)),
 ]

@@ -15,5 +15,11 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"django_sse": {"handlers": ["console"], "level": "WARNING"}},
+    # BENCH_SSE_LOG_LEVEL=DEBUG shows, e.g., history reads that failed and wait for a retry.
+    "loggers": {
+        "django_sse": {
+            "handlers": ["console"],
+            "level": os.environ.get("BENCH_SSE_LOG_LEVEL", "WARNING"),
+        }
+    },
 }

@@ -8,6 +8,7 @@ import threading
 
 from django.http import JsonResponse
 
+from benchmarks import gctime
 from django_sse.brokers import get_broker, get_hub
 from django_sse.redisqueue import RedisQueueView
 from django_sse.registry import streams
@@ -22,23 +23,21 @@ class ChannelView(RedisQueueView):
 
 def stats(request):
     """The worker's pid and what it holds right now (streams, greenlets, fds, Redis)."""
+    collector = gctime.totals()  # before this view's own collection
     gc.collect()
-    try:
-        from greenlet import greenlet
-
-        greenlets = sum(1 for obj in gc.get_objects() if isinstance(obj, greenlet) and not obj.dead)
-    except ImportError:
-        greenlets = 0
+    greenlets, stacks = gctime.greenlets()
     hub = get_hub()
     return JsonResponse(
         {
             "pid": os.getpid(),
             "streams": len(streams),
             "greenlets": greenlets,
+            "greenlet_stack_bytes": stacks,
             "threads": threading.active_count(),
             "fds": len(os.listdir("/proc/self/fd")),
             "hub_channels": len(hub.channel_names()),
             "hub_listeners": hub.listener_count(),
             "broker_connections": get_broker().connection_count(),
+            **collector,
         }
     )

@@ -1,9 +1,27 @@
-"""WSGI entry of the benchmarked server: ``gunicorn -c gunicorn.conf.py benchmarks.project.wsgi``."""
+"""WSGI entry of the benchmarked server: ``gunicorn -c gunicorn.conf.py benchmarks.project.wsgi``.
 
+``BENCH_GC`` tries garbage-collector settings without touching the library
+(an experiment, off by default): ``freeze`` moves everything allocated at
+start-up out of the collector's reach (``gc.freeze()``), ``off`` disables
+it, a number sets the generation-0 threshold.
+"""
+
+import gc
 import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.project.settings")
 
 from django.core.wsgi import get_wsgi_application  # noqa: E402
 
+from benchmarks import gctime  # noqa: E402
+
+gctime.install()  # /stats/ reports the time spent collecting garbage
 application = get_wsgi_application()
+
+_gc = os.environ.get("BENCH_GC", "")
+if _gc == "freeze":
+    gc.freeze()
+elif _gc == "off":
+    gc.disable()
+elif _gc.isdigit():
+    gc.set_threshold(int(_gc), *gc.get_threshold()[1:])

@@ -103,7 +103,7 @@ class Broker(ABC):
     def publish_control(self, payload: str) -> None:
         """Announce a control message to the hub of every process (``hub.on_control``)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (optional hook)
         """Release connections and stop delivering."""
 
     def connection_count(self) -> int:

@@ -168,7 +168,7 @@ class RedisBroker(Broker):
                 subscriber.connect()
                 self._subscriber = subscriber
                 if outage_started is not None:
-                    logger.warning(
+                    logger.info(
                         "Redis subscription restored after %.1fs; resubscribing %d channel(s).",
                         time.monotonic() - outage_started,
                         len(self._hub.channel_names()),
@@ -243,7 +243,7 @@ class RedisBroker(Broker):
 
 
 def _fields(flat: list[bytes]) -> dict[bytes, bytes]:
-    return dict(zip(flat[::2], flat[1::2]))
+    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 def _socket_params(url: str) -> dict[str, Any]:

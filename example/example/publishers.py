@@ -26,7 +26,9 @@ def run_job(job_id, steps=20, delay=0.5, report=None):
     for step in range(1, steps + 1):
         time.sleep(delay)  # the work
         percent = round(100 * step / steps)
-        send_event("progress", {"job": job_id, "step": step, "steps": steps, "percent": percent}, channel)
+        send_event(
+            "progress", {"job": job_id, "step": step, "steps": steps, "percent": percent}, channel
+        )
         if report:
             report(f"{job_id}: step {step}/{steps} ({percent}%)")
     send_event("done", {"job": job_id, "steps": steps}, channel)

@@ -11,7 +11,9 @@ urlpatterns = [
     path("clock/", views.clock, name="clock"),
     path("clock/events/", views.ClockView.as_view(), name="clock-events"),
     path("feed/", views.feed, name="feed"),
-    path("feed/events/", RedisQueueView.as_view(redis_channel=views.FEED_CHANNEL), name="feed-events"),
+    path(
+        "feed/events/", RedisQueueView.as_view(redis_channel=views.FEED_CHANNEL), name="feed-events"
+    ),
     path("objects/<int:pk>/", views.object_detail, name="object"),
     path("objects/<int:pk>/events/", views.ObjectEventsView.as_view(), name="object-events"),
     path("jobs/", views.jobs, name="jobs"),

@@ -73,7 +73,9 @@ def feed(request):
         if not text.strip():
             return JsonResponse({"error": "Write a message first."}, status=400)
         event_id = send_event(
-            "message", {"author": author[:40], "text": text[:2000], "at": timezone.now()}, FEED_CHANNEL
+            "message",
+            {"author": author[:40], "text": text[:2000], "at": timezone.now()},
+            FEED_CHANNEL,
         )
         if _wants_json(request):
             return JsonResponse({"id": event_id})

@@ -14,40 +14,18 @@ import sys
 
 import pytest
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.wait import WebDriverWait
 
-from tests.browser.conftest import WAIT, example_env
+from tests.browser.fixtures import (
+    example_env,
+    logged,
+    text_of,
+    wait_for,
+    wait_open,
+    wait_subscribed,
+)
 from tests.servers import REPO_TOP
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
-
-
-def wait_for(driver, condition, timeout=WAIT, message=""):
-    """Return ``condition(driver)`` once truthy; fail after ``timeout`` seconds."""
-    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(condition, message)
-
-
-def text_of(driver, element_id):
-    return driver.find_element(By.ID, element_id).text
-
-
-def wait_open(driver):
-    """Wait until the page's EventSource is open (the header's connection badge)."""
-    wait_for(
-        driver,
-        lambda d: d.find_element(By.ID, "connection").get_attribute("data-state") == "open",
-        message="the page's EventSource did not open",
-    )
-
-
-def wait_subscribed(example, channel):
-    """Wait until the server's worker subscribes ``channel`` in Redis: from then on no event is missed."""
-    wait_for(None, lambda _: example.subscribers(channel) >= 1, message=f"{channel} never subscribed")
-
-
-def logged(driver, event_type):
-    """Return the events of ``event_type`` that the page received, in order (``window.sseLog``)."""
-    return driver.execute_script("return sseLog.filter((e) => e.type === arguments[0])", event_type)
 
 
 def open_feed(driver, example):
@@ -125,7 +103,9 @@ def cut_by_restarting_gunicorn(example):
     ],
     ids=["worker-killed", "graceful-restart"],
 )
-def test_eventsource_reconnects_after_the_connection_is_cut_and_misses_nothing(example, browser, cut):
+def test_eventsource_reconnects_after_the_connection_is_cut_and_misses_nothing(
+    example, browser, cut
+):
     """While events are published the connection is cut; the browser resumes with Last-Event-ID, shows 1..N in order."""
     count = 30
     driver = browser()
@@ -136,7 +116,15 @@ def test_eventsource_reconnects_after_the_connection_is_cut_and_misses_nothing(e
         "window.opened = []; source.addEventListener('open', () => opened.push(Date.now()));"
     )
     publisher = subprocess.Popen(
-        [sys.executable, "example/manage.py", "publish_sequence", "--count", str(count), "--interval", "0.2"],
+        [
+            sys.executable,
+            "example/manage.py",
+            "publish_sequence",
+            "--count",
+            str(count),
+            "--interval",
+            "0.2",
+        ],
         cwd=REPO_TOP,
         env=example_env(example.redis.url),
         stdout=subprocess.PIPE,

@@ -1,0 +1,169 @@
+"""Fixtures for the browser tests (also used by tests/test_readme.py): the example project under gunicorn + Redis, and headless Chromium."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.wait import WebDriverWait
+
+from tests.servers import REPO_TOP, GunicornServer, RedisServer
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+CHROME_ARGUMENTS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1100,900",
+]
+# Every wait for the page is bounded by this: generous, for a loaded 2-core machine.
+WAIT = 20
+
+
+@dataclass
+class Example:
+    """The example project served by gunicorn (gevent worker) on a real Redis."""
+
+    redis: RedisServer
+    gunicorn: GunicornServer
+
+    @property
+    def url(self) -> str:
+        return self.gunicorn.url
+
+    def manage(self, *args: str, timeout: float = 60) -> str:
+        """Run ``python example/manage.py ARGS`` in its own process; return its stdout."""
+        result = subprocess.run(
+            [sys.executable, "example/manage.py", *args],
+            cwd=REPO_TOP,
+            env=example_env(self.redis.url),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        assert result.returncode == 0, f"manage.py {args[0]} failed:\n{result.stderr}"
+        return result.stdout
+
+    def subscribers(self, channel: str) -> int:
+        """Return how many connections subscribe to ``channel`` in Redis (one per worker)."""
+        with self.redis.client() as client:
+            return dict(client.pubsub_numsub(f"sse:{channel}"))[f"sse:{channel}".encode()]
+
+
+def example_env(redis_url: str) -> dict[str, str]:
+    """The environment of the example's processes: its settings, Redis, DEBUG off."""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "example.settings", "REDIS_URL": redis_url}
+    # django_sse from this checkout, whether or not it is installed in the venv.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_TOP), os.environ.get("PYTHONPATH")]))
+    env["DEBUG"] = "0"  # static files are served by the example's own URL, not DEBUG
+    return env
+
+
+@pytest.fixture
+def example(servers) -> Example:
+    """The example project under ``gunicorn -c gunicorn.conf.py`` (gevent) on its own redis-server.
+
+    The access log records the ``Last-Event-ID`` header of every request.
+    """
+    redis = servers.redis()
+    gunicorn = servers.gunicorn(
+        app="example.wsgi:application",
+        env={
+            "DJANGO_SETTINGS_MODULE": "example.settings",
+            "REDIS_URL": redis.url,
+            "DEBUG": "0",
+            "SSE_ACCESS_LOG": "-",
+        },
+        extra_args=["--access-logformat", '"%(r)s" %(s)s last-event-id=%({last-event-id}i)s'],
+    )
+    return Example(redis=redis, gunicorn=gunicorn)
+
+
+@pytest.fixture
+def browser(request, output_dir):
+    """A factory of headless Chromium sessions; each saves a screenshot of every window at the end.
+
+    Screenshots go to test-output/screenshots/<test>[-<n>].png whether the test
+    passed or not, so that a failure can be looked at.
+    """
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    drivers = []
+    profiles = []
+
+    def open_browser():
+        profile = tempfile.mkdtemp(prefix="django-sse-chromium-")
+        profiles.append(profile)
+        options = webdriver.ChromeOptions()
+        options.binary_location = CHROMIUM
+        for argument in [*CHROME_ARGUMENTS, f"--user-data-dir={profile}"]:
+            options.add_argument(argument)
+        driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+        driver.set_page_load_timeout(WAIT)
+        drivers.append(driver)
+        return driver
+
+    yield open_browser
+
+    screenshots = output_dir / "screenshots"
+    screenshots.mkdir(exist_ok=True)
+    name = re.sub(r"[^\w.-]+", "_", request.node.name)
+    count = 0
+    for driver in drivers:
+        try:
+            for handle in driver.window_handles:
+                driver.switch_to.window(handle)
+                count += 1
+                suffix = "" if count == 1 else f"-{count}"
+                driver.save_screenshot(str(screenshots / f"{name}{suffix}.png"))
+        finally:
+            driver.quit()
+    for profile in profiles:
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+# --- helpers for the pages ------------------------------------------------------------
+
+
+def wait_for(driver, condition, timeout=WAIT, message=""):
+    """Return ``condition(driver)`` once truthy; fail after ``timeout`` seconds."""
+    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(condition, message)
+
+
+def text_of(driver, element_id):
+    return driver.find_element(By.ID, element_id).text
+
+
+def wait_open(driver):
+    """Wait until the page's EventSource is open (the header's connection badge)."""
+    wait_for(
+        driver,
+        lambda d: d.find_element(By.ID, "connection").get_attribute("data-state") == "open",
+        message="the page's EventSource did not open",
+    )
+
+
+def wait_subscribed(example, channel):
+    """Wait until the server's worker subscribes ``channel`` in Redis: from then on no event is missed."""
+    wait_for(
+        None, lambda _: example.subscribers(channel) >= 1, message=f"{channel} never subscribed"
+    )
+
+
+def logged(driver, event_type):
+    """Return the events of ``event_type`` that the page received, in order (``window.sseLog``)."""
+    return driver.execute_script("return sseLog.filter((e) => e.type === arguments[0])", event_type)

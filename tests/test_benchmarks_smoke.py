@@ -1,0 +1,110 @@
+"""Every benchmark scenario, at a tiny size, against both servers: the benchmark code cannot rot.
+
+These run the same functions as ``python -m benchmarks.run`` (real redis-server,
+gunicorn with the project's gunicorn.conf.py, the raw gevent ceiling, the load
+client's processes) and check that each completes with no loss and figures that
+make sense. They assert no speed: the numbers belong to the benchmark run.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks import run, scenarios
+
+pytestmark = pytest.mark.integration
+
+SERVERS = ["library", "ceiling"]
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    """One redis-server and one publisher process for the module; servers start per scenario."""
+    with scenarios.Bench.running(tmp_path_factory.mktemp("bench"), client_processes=1) as bench:
+        yield bench
+
+
+@pytest.mark.parametrize("kind", SERVERS)
+def test_idle_holds_every_stream_and_delivers_a_first_event(bench, kind):
+    """idle: all streams open, stay open and get the probe; memory and fds are measured."""
+    result = scenarios.idle(bench, kind, n=30, hold=0.2)
+    assert result["opened"] == result["held"] == result["probed"] == 30
+    assert 0 < result["ready_s"] <= result["first_event_s"]
+    assert result["fds"] >= 30
+    assert result["greenlets"] >= 30
+    assert 1 <= result["redis_connections"] <= 2
+    assert result["errors"] == {}
+    assert result["server_ends"] == 0
+
+
+@pytest.mark.parametrize("kind", SERVERS)
+def test_fanout_delivers_every_event_once_with_latencies(bench, kind):
+    """fanout: the paced events and the burst reach every subscriber exactly once."""
+    result = scenarios.fanout(bench, kind, n=10, rate=100, seconds=0.2, burst=100)
+    assert result["expected"] == 10 * (20 + 100)
+    assert result["delivered"] == result["expected"]
+    assert result["lost"] == result["duplicates"] == 0
+    assert 0 <= result["steady_p50_ms"] <= result["steady_p99_ms"] <= result["steady_max_ms"]
+    assert 0 <= result["burst_p50_ms"] <= result["burst_max_ms"]
+    assert result["deliveries_per_s"] > 0
+    assert result["cpu_us_per_delivery"] >= 0
+    assert result["errors"] == {}
+
+
+@pytest.mark.parametrize("kind", SERVERS)
+def test_many_channels_delivers_each_channel_its_own_events(bench, kind):
+    """many-channels: one event per channel per round, none lost, none repeated."""
+    result = scenarios.many_channels(bench, kind, n=15, rounds=2)
+    assert result["expected"] == 30
+    assert result["lost"] == result["duplicates"] == 0
+    assert result["hub_channels"] >= 15
+    assert result["p50_ms"] is not None and result["p50_ms"] <= result["max_ms"]
+    assert result["errors"] == {}
+
+
+@pytest.mark.parametrize("kind", SERVERS)
+def test_churn_leaves_the_server_as_it_found_it(bench, kind):
+    """churn: every cycle completes; streams, fds, greenlets and Redis connections come back."""
+    result = scenarios.churn(bench, kind, cycles=60, concurrency=10)
+    assert result["cycles"] == 60 and result["failed"] == 0
+    assert result["streams_after"] == 0
+    assert result["hub_channels_after"] == 0
+    assert result["fds_after"] <= result["fds_before"]
+    assert result["greenlets_after"] <= result["greenlets_before"]
+    assert result["redis_after"] <= result["redis_before"] <= 2
+
+
+@pytest.mark.parametrize("kind", SERVERS)
+def test_replay_catches_every_client_up_without_duplicates(bench, kind):
+    """replay: clients resuming 20 events back get those and the live ones, each once."""
+    result = scenarios.replay(bench, kind, n=10, back=20, live=10, rate=200)
+    assert result["opened"] == 10
+    assert result["expected"] == 10 * 30
+    assert result["lost"] == result["duplicates"] == result["extra"] == 0
+    assert 0 < result["caught_up_s"] <= result["all_s"]
+    assert result["errors"] == {}
+
+
+@pytest.mark.parametrize("kind", SERVERS)
+def test_send_event_cost_measures_both_history_modes(bench, kind):
+    """send-event: events/s with history on and off, from the publisher process."""
+    result = scenarios.send_event_cost(bench, kind, seconds=0.2)
+    assert result["history_on_per_s"] > 0 and result["history_off_per_s"] > 0
+    assert result["history_on_us"] > 0 and result["history_off_us"] > 0
+
+
+def test_driver_prints_a_table_with_ratios_and_the_goals():
+    """The driver's table and goal list render the JSON lines a run produces."""
+    line = {
+        "scenario": "fanout",
+        "params": {"n": 10},
+        "library": {"lost": 0, "cpu_us_per_delivery": 3.0, "redis_connections": 2},
+        "ceiling": {"lost": 0, "cpu_us_per_delivery": 1.5, "redis_connections": 1},
+        "ratio": {"lost": None, "cpu_us_per_delivery": 2.0, "redis_connections": 2.0},
+    }
+    table = run.table([line])
+    assert "fanout n=10" in table
+    assert "cpu_us_per_delivery" in table and "2" in table.split("cpu_us_per_delivery")[1]
+    goals = run.goals([line])
+    assert "met      <= 6 us worker CPU per delivery (fanout burst): 3.0 us" in goals
+    assert "<= 2 Redis connections per worker: max 2" in goals
