@@ -33,7 +33,7 @@ import gevent  # noqa: E402
 from gevent.event import Event  # noqa: E402
 from gevent.server import StreamServer  # noqa: E402
 
-from benchmarks import gctime  # noqa: E402
+from benchmarks import introspect  # noqa: E402
 
 PREFIX = b"sse:"
 HEADERS = (
@@ -272,7 +272,12 @@ class CeilingServer:
             path = target.split("?", 1)[0]
             if path == "/stats/":
                 self.respond(sock, 200, "application/json", json.dumps(self.stats()).encode())
-            elif method == "GET" and path.startswith("/events/") and path.endswith("/") and len(path) > 9:
+            elif (
+                method == "GET"
+                and path.startswith("/events/")
+                and path.endswith("/")
+                and len(path) > 9
+            ):
                 self.stream(sock, path[8:-1], headers.get("last-event-id") or None)
             else:
                 self.respond(sock, 404, "text/plain", b"Not found\n")
@@ -286,7 +291,8 @@ class CeilingServer:
         reason = {200: "OK", 404: "Not Found"}[status]
         sock.sendall(
             f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+            + body
         )
 
     def stream(self, sock: socket.socket, name: str, last_id: str | None) -> None:
@@ -333,9 +339,9 @@ class CeilingServer:
         client.write_after(buffered)
 
     def stats(self) -> dict:
-        collector = gctime.totals()  # before this call's own collection
+        collector = introspect.totals()  # before this call's own collection
         gc.collect()
-        greenlets, stacks = gctime.greenlets()
+        greenlets, stacks = introspect.greenlets()
         return {
             "pid": os.getpid(),
             "streams": sum(len(channel.clients) for channel in self.channels.values()),
@@ -345,6 +351,7 @@ class CeilingServer:
             "hub_channels": len(self.channels),
             "broker_connections": 1 + len(self.pool._connections),
             **collector,
+            **introspect.object_types(),
         }
 
 
@@ -353,7 +360,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--redis-url", required=True)
     arguments = parser.parse_args()
-    gctime.install()
+    introspect.install()
     CeilingServer(arguments.port, arguments.redis_url).serve_forever()
 
 

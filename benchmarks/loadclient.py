@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import multiprocessing
+import re
 import resource
 import socket
 import struct
@@ -35,6 +36,9 @@ _OPEN_TIMEOUT = 60.0
 _RECONNECT_DELAY = 0.05
 _MAX_RECONNECTS = 50
 _LINGER_RST = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
+
+# What send_event makes of the publisher's {"t": time.time(), "seq": n}.
+_TICK = re.compile(rb'event: tick\ndata: \{"t":([0-9.e+-]+),"seq":(\d+)\}\n')
 
 # Stream states.
 _HEAD, _CHUNKED, _IDENTITY, _DONE = range(4)
@@ -229,63 +233,84 @@ class Stream(asyncio.Protocol):
             self.text = text
             return
         self.text = text[end + 2 :]
+        block = text[: end + 1]  # complete frames; every line ends with LF
         now = time.time()
-        client = self.client
-        for frame in text[:end].split(b"\n\n"):
-            if not frame or (frame[0] == 58 and b"\n" not in frame):  # empty, or one comment line
-                continue
+        # Fast path, for what both servers send: "[id: ..\n]event: tick\ndata: {..}\n",
+        # probes, comments. Anything else (or a miscount) goes through the general parser.
+        ticks = _TICK.findall(block)
+        probes = block.count(b"event: probe\n")
+        if len(ticks) + probes != block.count(b"data:"):
+            self._frames(block[:-1], now)
+            return
+        position = block.rfind(b"id:")
+        while position > 0 and block[position - 1] != 10:  # not at a line start
+            position = block.rfind(b"id:", 0, position)
+        if position >= 0:
+            value = block[position + 3 : block.index(b"\n", position)]
+            self.last_id = (value[1:] if value[:1] == b" " else value) or None
+        if ticks:
+            self._ticks([(float(sent), int(seq)) for sent, seq in ticks], now)
+        if probes:
+            self._probes(probes, now)
+
+    def _frames(self, block: bytes, now: float) -> None:
+        """Parse SSE frames in general (any field order, multi-line data, no space)."""
+        ticks = []
+        probes = 0
+        for frame in block.split(b"\n\n"):
             event = b"message"
             data = None
             for line in frame.split(b"\n"):
-                if line.startswith(b"data: "):
-                    data = line[6:] if data is None else data + b"\n" + line[6:]
-                elif line.startswith(b"id: "):
-                    self.last_id = line[4:] or None
-                elif line.startswith(b"event: "):
-                    event = line[7:]
-                elif not line or line[0] == 58:  # comment
+                if not line or line[0] == 58:  # comment
                     continue
-                else:  # the general form "field:value" / "field"
-                    field, _, value = line.partition(b":")
-                    if value[:1] == b" ":
-                        value = value[1:]
-                    if field == b"data":
-                        data = value if data is None else data + b"\n" + value
-                    elif field == b"id":
-                        self.last_id = value or None
-                    elif field == b"event":
-                        event = value
-                    elif field == b"retry" and value.isdigit():
-                        self.retry_ms = int(value)
+                field, _, value = line.partition(b":")
+                if value[:1] == b" ":
+                    value = value[1:]
+                if field == b"data":
+                    data = value if data is None else data + b"\n" + value
+                elif field == b"id":
+                    self.last_id = value or None
+                elif field == b"event":
+                    event = value
+                elif field == b"retry" and value.isdigit():
+                    self.retry_ms = int(value)
             if data is None:
                 continue
             if event == b"tick":
-                comma = data.find(b',"seq":')  # as send_event encodes {"t": .., "seq": ..}
-                if comma > 5 and data.startswith(b'{"t":'):
-                    sent = float(data[5:comma])
-                    seq = int(data[comma + 7 : -1])
-                else:
-                    payload = json.loads(data)
-                    sent, seq = payload["t"], payload["seq"]
-                client.latencies.append(now - sent)
-                self.events += 1
-                self.last_at = now
-                seqs = self.seqs
-                if seq >= len(seqs):
-                    seqs.extend(bytes(seq + 1 - len(seqs) + 256))
-                count = seqs[seq]
-                if count < 255:
-                    seqs[seq] = count + 1
-                if count == 0 and client.lo <= seq < client.hi:
-                    self.in_target += 1
-                    if self.in_target == client.hi - client.lo:
-                        self.done_at = now
-                        client.done += 1
+                payload = json.loads(data)
+                ticks.append((payload["t"], payload["seq"]))
             elif event == b"probe":
-                if not self.probes:
-                    self.first_probe_at = now
-                    client.probed += 1
-                self.probes += 1
+                probes += 1
+        if ticks:
+            self._ticks(ticks, now)
+        if probes:
+            self._probes(probes, now)
+
+    def _ticks(self, ticks: list[tuple[float, int]], now: float) -> None:
+        client = self.client
+        latencies = client.latencies
+        seqs = self.seqs
+        lo, hi = client.lo, client.hi
+        for sent, seq in ticks:
+            latencies.append(now - sent)
+            if seq >= len(seqs):
+                seqs.extend(bytes(seq + 1 - len(seqs) + 256))
+            count = seqs[seq]
+            if count < 255:
+                seqs[seq] = count + 1
+            if count == 0 and lo <= seq < hi:
+                self.in_target += 1
+                if self.in_target == hi - lo:
+                    self.done_at = now
+                    client.done += 1
+        self.events += len(ticks)
+        self.last_at = now
+
+    def _probes(self, count: int, now: float) -> None:
+        if not self.probes:
+            self.first_probe_at = now
+            self.client.probed += 1
+        self.probes += count
 
 
 class Client:
@@ -377,6 +402,7 @@ class Client:
             "events": sum(stream.events for stream in self.streams),
             "reconnects": sum(stream.reconnects for stream in self.streams),
             "server_ends": sum(stream.server_ends for stream in self.streams),
+            "cpu": time.process_time(),  # this client process's CPU seconds so far
         }
 
     def collect(self, lo: int, hi: int, reset_latencies: bool) -> dict:
@@ -512,9 +538,9 @@ class ClientPool:
 
     def _all(self, commands: Iterable[tuple]) -> list[dict]:
         commands = list(commands)
-        for (_, conn), command in zip(self.workers, commands):
+        for (_, conn), command in zip(self.workers, commands, strict=True):
             conn.send(command)
-        replies = [conn.recv() for (_, conn), _ in zip(self.workers, commands)]
+        replies = [conn.recv() for (_, conn), _ in zip(self.workers, commands, strict=True)]
         for reply in replies:
             if "exception" in reply:
                 raise ClientError(reply["exception"])
@@ -533,7 +559,7 @@ class ClientPool:
         """Open one stream per path, spread over the processes; return counts and times."""
         ids = last_event_ids or [None] * len(paths)
         count = len(self.workers)
-        shares = [list(zip(paths[i::count], ids[i::count])) for i in range(count)]
+        shares = [list(zip(paths[i::count], ids[i::count], strict=True)) for i in range(count)]
         per_process = max(1, pending // count)
         replies = self._all(("open", share, per_process, timeout) for share in shares)
         return {
@@ -581,7 +607,7 @@ class ClientPool:
         return merged
 
     def shutdown(self) -> None:
-        for process, conn in self.workers:
+        for _, conn in self.workers:
             try:
                 conn.send(("exit",))
                 conn.recv()
@@ -608,8 +634,11 @@ def _sum(replies: list[dict]) -> dict:
     for reply in replies:
         for key, value in reply.items():
             if key not in merged:
-                merged[key] = list(value) if isinstance(value, list) else (
-                    dict(value) if isinstance(value, dict) else value)
+                merged[key] = (
+                    list(value)
+                    if isinstance(value, list)
+                    else (dict(value) if isinstance(value, dict) else value)
+                )
             elif isinstance(value, bool):
                 merged[key] = merged[key] or value
             elif isinstance(value, (int, float)):

@@ -26,8 +26,19 @@ class Sampler:
             raise RuntimeError("py-spy is not installed: pip install py-spy")
         self.output = output
         self.process = subprocess.Popen(
-            [binary, "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw",
-             "--output", str(output), "--nonblocking"],
+            [
+                binary,
+                "record",
+                "--pid",
+                str(pid),
+                "--rate",
+                str(rate),
+                "--format",
+                "raw",
+                "--output",
+                str(output),
+                "--nonblocking",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

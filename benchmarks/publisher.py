@@ -68,11 +68,18 @@ class _Server:
                     time.sleep(delay)
             seq = seq0 + i
             for channel in channels:
-                event_id = send_event("tick", {"t": time.time(), "seq": seq}, channel, history=history)
+                event_id = send_event(
+                    "tick", {"t": time.time(), "seq": seq}, channel, history=history
+                )
                 if ids:
                     returned.append(event_id)
         elapsed = time.time() - started
-        return {"sent": count * len(channels), "started": started, "elapsed": elapsed, "ids": returned}
+        return {
+            "sent": count * len(channels),
+            "started": started,
+            "elapsed": elapsed,
+            "ids": returned,
+        }
 
     def probe(self, channels: list[str]) -> dict:
         for channel in channels:
@@ -143,7 +150,9 @@ class _Server:
         else:
 
             def publish(payload: dict) -> None:
-                client.publish(key, b"1\n\ntick\n" + json.dumps(payload, separators=(",", ":")).encode())
+                client.publish(
+                    key, b"1\n\ntick\n" + json.dumps(payload, separators=(",", ":")).encode()
+                )
 
         return publish
 

@@ -37,39 +37,59 @@ SCENARIOS: dict[str, tuple[Callable[..., dict], list[dict], list[str]]] = {
     "idle": (
         scenarios.idle,
         [{"n": 1000}, {"n": 5000}, {"n": 10000}, {"n": 15000}],
-        ["held", "ready_s", "first_event_s", "rss_per_stream_kb", "fds", "redis_connections"],
+        [
+            "held", "ready_s", "first_event_s", "rss_per_stream_kb", "greenlet_stack_kb",
+            "open_cpu_us", "gc_s", "fds", "redis_connections", "redis_reads",
+        ],
     ),
     "fanout": (
         scenarios.fanout,
         [{"n": 1000}],
-        ["lost", "duplicates", "reconnects", "deliveries_per_s", "burst_p50_ms", "burst_p95_ms",
-         "burst_p99_ms", "burst_max_ms", "steady_p50_ms", "steady_p99_ms",
-         "cpu_us_per_delivery", "steady_cpu_us_per_delivery", "redis_connections"],
+        [
+            "lost", "duplicates", "reconnects", "deliveries_per_s", "burst_p50_ms",
+            "burst_p99_ms", "burst_max_ms", "steady_p50_ms", "steady_p99_ms",
+            "cpu_us_per_delivery", "steady_cpu_us_per_delivery", "steady_client_cores",
+            "burst_client_cores", "redis_connections",
+        ],
     ),
     "many-channels": (
         scenarios.many_channels,
         [{"n": 1000}],
-        ["lost", "duplicates", "p50_ms", "p95_ms", "p99_ms", "max_ms", "round_s",
-         "cpu_us_per_delivery", "redis_connections"],
+        [
+            "lost", "duplicates", "p50_ms", "p95_ms", "p99_ms", "max_ms", "round_s",
+            "cpu_us_per_delivery", "redis_connections",
+        ],
     ),
     "churn": (
         scenarios.churn,
         [{"cycles": 5000}],
-        ["cycles", "failed", "cycles_per_s", "rss_growth_kb", "fds_before", "fds_after",
-         "greenlets_before", "greenlets_after", "redis_before", "redis_after", "streams_after"],
+        [
+            "cycles", "failed", "cycles_per_s", "rss_growth_kb", "fds_before", "fds_peak",
+            "fds_after", "greenlets_before", "greenlets_after", "objects_before",
+            "objects_after", "redis_before", "redis_after", "streams_after",
+        ],
     ),
     "replay": (
         scenarios.replay,
         [{"n": 1000}],
-        ["caught_up_s", "all_s", "lost", "duplicates", "worker_cpu_s", "redis_connections"],
+        [
+            "caught_up_s", "all_s", "lost", "duplicates", "reconnects", "worker_cpu_s",
+            "redis_connections",
+        ],
     ),
+}  # fmt: skip
+SIZE_PARAMETER = {
+    "idle": "n",
+    "fanout": "n",
+    "many-channels": "n",
+    "churn": "cycles",
+    "replay": "n",
 }
-SIZE_PARAMETER = {"idle": "n", "fanout": "n", "many-channels": "n", "churn": "cycles",
-                  "replay": "n"}
 
 
-def run_scenario(bench: scenarios.Bench, name: str, params: dict, repeat: int,
-                 kinds: list[str]) -> dict:
+def run_scenario(
+    bench: scenarios.Bench, name: str, params: dict, repeat: int, kinds: list[str]
+) -> dict:
     function = SCENARIOS[name][0]
     runs: dict[str, list[dict]] = {kind: [] for kind in kinds}
     for index in range(repeat):
@@ -78,16 +98,18 @@ def run_scenario(bench: scenarios.Bench, name: str, params: dict, repeat: int,
             result = function(bench, kind, **params)
             result["run_s"] = round(time.monotonic() - started, 1)
             runs[kind].append(result)
-            print(f"# {name} {_label(params)} {kind} #{index + 1}: {json.dumps(result)}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"# {name} {_label(params)} {kind} #{index + 1}: {json.dumps(result)}",
+                file=sys.stderr,
+                flush=True,
+            )
     line: dict[str, Any] = {"scenario": name, "params": params, "repeat": repeat}
     for kind in kinds:
         keys = runs[kind][0].keys()
         line[kind] = {key: scenarios.median([run[key] for run in runs[kind]]) for key in keys}
     if "library" in line and "ceiling" in line:
         line["ratio"] = {
-            key: _ratio(value, line["ceiling"].get(key))
-            for key, value in line["library"].items()
+            key: _ratio(value, line["ceiling"].get(key)) for key, value in line["library"].items()
         }
     return line
 
@@ -119,21 +141,25 @@ def table(lines: list[dict]) -> str:
         headline = SCENARIOS[line["scenario"]][2]
         title = f"{line['scenario']} {_label(line['params'])}".strip()
         for key in headline:
-            rows.append((
-                title,
-                key,
-                _cell(line.get("library", {}).get(key)),
-                _cell(line.get("ceiling", {}).get(key)),
-                _cell(line.get("ratio", {}).get(key)),
-            ))
+            rows.append(
+                (
+                    title,
+                    key,
+                    _cell(line.get("library", {}).get(key)),
+                    _cell(line.get("ceiling", {}).get(key)),
+                    _cell(line.get("ratio", {}).get(key)),
+                )
+            )
             title = ""
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     out = []
     for number, row in enumerate(rows):
-        out.append("  ".join(
-            cell.ljust(width) if i < 2 else cell.rjust(width)
-            for i, (cell, width) in enumerate(zip(row, widths))
-        ))
+        out.append(
+            "  ".join(
+                cell.ljust(width) if i < 2 else cell.rjust(width)
+                for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+            )
+        )
         if number == 0:
             out.append("  ".join("-" * width for width in widths))
     return "\n".join(out)
@@ -159,11 +185,14 @@ def goals(lines: list[dict]) -> str:
         if 15000 in idle:
             held = idle[15000]["held"]
             goal("15,000 streams held", f"{held}", held == 15000)
-    for name, params, result in library:
+    for name, _, result in library:
         if name == "fanout":
             cpu = result["cpu_us_per_delivery"]
-            goal("<= 6 us worker CPU per delivery (fanout burst)", f"{cpu} us",
-                 cpu is not None and cpu <= 6)
+            goal(
+                "<= 6 us worker CPU per delivery (fanout burst)",
+                f"{cpu} us",
+                cpu is not None and cpu <= 6,
+            )
     losses = {}
     for name, params, result in library:
         lost = result.get("lost", result.get("failed"))
@@ -174,39 +203,59 @@ def goals(lines: list[dict]) -> str:
     if losses:
         goal("0 loss in every scenario", json.dumps(losses), all(v == 0 for v in losses.values()))
     connections = [
-        result[key] for _, _, result in library for key in ("redis_connections", "redis_after")
+        result[key]
+        for _, _, result in library
+        for key in ("redis_connections", "redis_after")
         if isinstance(result.get(key), int)
     ]
     if connections:
         goal("<= 2 Redis connections per worker", f"max {max(connections)}", max(connections) <= 2)
-    for name, params, result in library:
+    for name, _, result in library:
         if name == "churn":
-            same = (result["fds_after"] <= result["fds_before"]
-                    and result["greenlets_after"] <= result["greenlets_before"]
-                    and result["redis_after"] <= result["redis_before"]
-                    and result["streams_after"] == 0)
-            figure = (f"fds {result['fds_before']}->{result['fds_after']}, greenlets "
-                      f"{result['greenlets_before']}->{result['greenlets_after']}, redis "
-                      f"{result['redis_before']}->{result['redis_after']}, RSS "
-                      f"+{result['rss_growth_kb']} KB")
+            same = (
+                result["fds_after"] <= result["fds_before"]
+                and result["greenlets_after"] <= result["greenlets_before"]
+                and result["redis_after"] <= result["redis_before"]
+                and result["streams_after"] == 0
+            )
+            figure = (
+                f"fds {result['fds_before']}->{result['fds_after']}, greenlets "
+                f"{result['greenlets_before']}->{result['greenlets_after']}, redis "
+                f"{result['redis_before']}->{result['redis_after']}, RSS "
+                f"+{result['rss_growth_kb']} KB"
+            )
             goal("after churn, everything back to baseline", figure, same)
     return "\n".join(out)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="django-sse benchmarks, beside a raw ceiling.")
-    parser.add_argument("--scenario", action="append", choices=list(SCENARIOS),
-                        help="run this scenario (repeatable; default: all)")
+    parser.add_argument(
+        "--scenario",
+        action="append",
+        choices=list(SCENARIOS),
+        help="run this scenario (repeatable; default: all)",
+    )
     parser.add_argument("--n", type=int, help="size instead of the default (streams, or cycles)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per server; medians reported")
-    parser.add_argument("--server", action="append", choices=["library", "ceiling"],
-                        help="run only this server (repeatable; default: both)")
-    parser.add_argument("--client-processes", type=int,
-                        help="load client processes (default: 1 per core for large runs)")
+    parser.add_argument(
+        "--server",
+        action="append",
+        choices=["library", "ceiling"],
+        help="run only this server (repeatable; default: both)",
+    )
+    parser.add_argument(
+        "--client-processes",
+        type=int,
+        help="load client processes (default: 1 per core for large runs)",
+    )
     parser.add_argument("--output", help="also append the JSON lines to this file")
     parser.add_argument("--log-dir", help="server logs (default: a temporary directory)")
-    parser.add_argument("--profile", metavar="DIR",
-                        help="sample the library's worker with py-spy; collapsed stacks in DIR")
+    parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="sample the library's worker with py-spy; collapsed stacks in DIR",
+    )
     arguments = parser.parse_args(argv)
 
     raise_fd_limit()

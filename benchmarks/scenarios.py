@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import statistics
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,15 +40,24 @@ class Bench:
 
     @classmethod
     @contextlib.contextmanager
-    def running(cls, log_dir: str | Path, client_processes: int | None = None,
-                profile_dir: str | Path | None = None) -> Iterator[Bench]:
+    def running(
+        cls,
+        log_dir: str | Path,
+        client_processes: int | None = None,
+        profile_dir: str | Path | None = None,
+    ) -> Iterator[Bench]:
         log_dir = Path(log_dir)
         log_dir.mkdir(parents=True, exist_ok=True)
         redis = RedisProcess(log_dir).start()
         try:
             with Publisher(redis.url, log_dir / "publisher.log") as publisher:
-                yield cls(redis, publisher, log_dir, client_processes,
-                          Path(profile_dir) if profile_dir else None)
+                yield cls(
+                    redis,
+                    publisher,
+                    log_dir,
+                    client_processes,
+                    Path(profile_dir) if profile_dir else None,
+                )
         finally:
             redis.stop()
 
@@ -81,8 +91,9 @@ class Bench:
 # Helpers -----------------------------------------------------------------------
 
 
-def probe_until(bench: Bench, pool: ClientPool, channels: list[str], streams: int,
-                timeout: float = WAIT) -> dict:
+def probe_until(
+    bench: Bench, pool: ClientPool, channels: list[str], streams: int, timeout: float = WAIT
+) -> dict:
     """Publish probe events until every stream received one (its subscription is live).
 
     One probe reaches every stream that is subscribed when it is published; another
@@ -122,16 +133,46 @@ def settle(server: HttpServer, timeout: float = 15.0) -> dict:
 def percentiles(latencies: Any, prefix: str = "") -> dict:
     """p50/p95/p99/max of ``latencies`` (seconds) in milliseconds."""
     if not len(latencies):
-        return {f"{prefix}p50_ms": None, f"{prefix}p95_ms": None, f"{prefix}p99_ms": None,
-                f"{prefix}max_ms": None}
+        return {
+            f"{prefix}p50_ms": None,
+            f"{prefix}p95_ms": None,
+            f"{prefix}p99_ms": None,
+            f"{prefix}max_ms": None,
+        }
     ordered = sorted(latencies)
     last = len(ordered) - 1
 
     def at(fraction: float) -> float:
         return round(ordered[min(last, int(fraction * len(ordered)))] * 1000, 2)
 
-    return {f"{prefix}p50_ms": at(0.50), f"{prefix}p95_ms": at(0.95), f"{prefix}p99_ms": at(0.99),
-            f"{prefix}max_ms": round(ordered[-1] * 1000, 2)}
+    return {
+        f"{prefix}p50_ms": at(0.50),
+        f"{prefix}p95_ms": at(0.95),
+        f"{prefix}p99_ms": at(0.99),
+        f"{prefix}max_ms": round(ordered[-1] * 1000, 2),
+    }
+
+
+@contextlib.contextmanager
+def _peak_fds(pid: int, every: float = 0.05) -> Iterator[list[int]]:
+    """Sample the open fds of ``pid`` in a thread; yield a one-item list with the peak."""
+    peak = [0]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(every):
+            try:
+                peak[0] = max(peak[0], len(os.listdir(f"/proc/{pid}/fd")))
+            except OSError:
+                return
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield peak
+    finally:
+        stop.set()
+        thread.join()
 
 
 _READS = ("evalsha", "evalsha_ro", "eval", "xrange", "xread")
@@ -144,8 +185,11 @@ def redis_commands(bench: Bench, since: dict | None = None) -> dict:
     calls = {name.removeprefix("cmdstat_"): value["calls"] for name, value in stats.items()}
     if since is None:
         return calls
-    return {name: count - since.get(name, 0) for name, count in calls.items()
-            if count != since.get(name, 0)}
+    return {
+        name: count - since.get(name, 0)
+        for name, count in calls.items()
+        if count != since.get(name, 0)
+    }
 
 
 def _errors(*results: dict) -> dict:
@@ -196,7 +240,8 @@ def idle(bench: Bench, kind: str, n: int = 1000, hold: float = 2.0) -> dict:
         "fds_per_stream": round((after["fds"] - before["fds"]) / n, 3),
         "greenlets": stats["greenlets"],
         "greenlet_stack_kb": round(
-            (stats["greenlet_stack_bytes"] - before_stats["greenlet_stack_bytes"]) / n / 1024, 2),
+            (stats["greenlet_stack_bytes"] - before_stats["greenlet_stack_bytes"]) / n / 1024, 2
+        ),
         "redis_connections": connections,
         "redis_reads": sum(commands.get(name, 0) for name in _READS),
         "probes": commands.get("publish", 0),
@@ -208,8 +253,14 @@ def idle(bench: Bench, kind: str, n: int = 1000, hold: float = 2.0) -> dict:
     }
 
 
-def fanout(bench: Bench, kind: str, n: int = 1000, rate: float = 100, seconds: float = 2.0,
-           burst: int = 2000) -> dict:
+def fanout(
+    bench: Bench,
+    kind: str,
+    n: int = 1000,
+    rate: float = 100,
+    seconds: float = 2.0,
+    burst: int = 2000,
+) -> dict:
     """``n`` subscribers of one channel: ``rate``/s for ``seconds``, then a burst of ``burst``."""
     steady = int(rate * seconds)
     total = steady + burst
@@ -222,17 +273,20 @@ def fanout(bench: Bench, kind: str, n: int = 1000, rate: float = 100, seconds: f
             # Steady: paced events, latency without backlog.
             pool.target(0, steady)
             cpu0 = worker_stats(pid)["cpu"]
+            client0, wall0 = pool.status()["cpu"], time.monotonic()
             bench.publisher.call("publish", channels=["fanout"], count=steady, rate=rate)
-            pool.wait(lambda s: s["done"] >= n, WAIT)
+            client1, wall1 = pool.wait(lambda s: s["done"] >= n, WAIT)["cpu"], time.monotonic()
             cpu1 = worker_stats(pid)["cpu"]
             first = pool.collect(0, steady)
             # Burst: as fast as send_event goes; the worker's CPU per delivery.
             pool.target(steady, total)
             gc_before = server.stats()["gc_seconds"]
             cpu2 = worker_stats(pid)["cpu"]
-            published = bench.publisher.call("publish", channels=["fanout"], count=burst,
-                                             seq0=steady)
-            pool.wait(lambda s: s["done"] >= n, WAIT)
+            client2, wall2 = pool.status()["cpu"], time.monotonic()
+            published = bench.publisher.call(
+                "publish", channels=["fanout"], count=burst, seq0=steady
+            )
+            client3, wall3 = pool.wait(lambda s: s["done"] >= n, WAIT)["cpu"], time.monotonic()
             cpu3 = worker_stats(pid)["cpu"]
             gc_burst = server.stats()["gc_seconds"] - gc_before
             second = pool.collect(steady, total)
@@ -258,6 +312,10 @@ def fanout(bench: Bench, kind: str, n: int = 1000, rate: float = 100, seconds: f
         "cpu_us_per_delivery": _us_per(cpu3 - cpu2, burst_deliveries),
         "burst_cpu_s": round(cpu3 - cpu2, 2),
         "burst_gc_s": round(gc_burst, 3),
+        # Cores the load client kept busy (1.0 = one core): near its process count, the
+        # latencies measure the client more than the server.
+        "steady_client_cores": round((client1 - client0) / (wall1 - wall0), 2),
+        "burst_client_cores": round((client3 - client2) / (wall3 - wall2), 2),
         "redis_connections": connections,
         "errors": _errors(first, second),
     }
@@ -303,8 +361,9 @@ def many_channels(bench: Bench, kind: str, n: int = 1000, rounds: int = 5) -> di
     }
 
 
-def churn(bench: Bench, kind: str, cycles: int = 5000, concurrency: int = 100,
-          rate: float = 50) -> dict:
+def churn(
+    bench: Bench, kind: str, cycles: int = 5000, concurrency: int = 100, rate: float = 50
+) -> dict:
     """Connect, read the opening, disconnect (every 10th with RST), ``cycles`` times; leaks."""
     # Half on one busy channel, half on a channel of their own (subscribe/unsubscribe).
     paths = ["/events/churn/" if i % 2 == 0 else f"/events/churn-{i}/" for i in range(cycles)]
@@ -318,7 +377,8 @@ def churn(bench: Bench, kind: str, cycles: int = 5000, concurrency: int = 100,
             before_redis = redis_connections(pid, bench.redis)
             bench.publisher.call("start", channel="churn", rate=rate)
             try:
-                result = pool.churn(paths, concurrency)
+                with _peak_fds(pid) as peak:
+                    result = pool.churn(paths, concurrency)
             finally:
                 bench.publisher.call("stop")
         after_stats = settle(server)
@@ -326,8 +386,10 @@ def churn(bench: Bench, kind: str, cycles: int = 5000, concurrency: int = 100,
         deadline = time.monotonic() + 5
         while True:
             after = worker_stats(pid)
-            back = (after["fds"] <= before["fds"]
-                    and after_stats["greenlets"] <= before_stats["greenlets"])
+            back = (
+                after["fds"] <= before["fds"]
+                and after_stats["greenlets"] <= before_stats["greenlets"]
+            )
             if back or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
@@ -341,9 +403,12 @@ def churn(bench: Bench, kind: str, cycles: int = 5000, concurrency: int = 100,
         "rss_after_mb": round(after["rss"] / 2**20, 1),
         "rss_growth_kb": round((after["rss"] - before["rss"]) / 1024),
         "fds_before": before["fds"],
+        "fds_peak": peak[0],  # streams the server held at once (closed ones not yet noticed)
         "fds_after": after["fds"],
         "greenlets_before": before_stats["greenlets"],
         "greenlets_after": after_stats["greenlets"],
+        "objects_before": before_stats["objects"],
+        "objects_after": after_stats["objects"],
         "redis_before": before_redis,
         "redis_after": after_redis,
         "streams_after": after_stats["streams"],
@@ -352,21 +417,22 @@ def churn(bench: Bench, kind: str, cycles: int = 5000, concurrency: int = 100,
     }
 
 
-def replay(bench: Bench, kind: str, n: int = 1000, back: int = 100, live: int = 100,
-           rate: float = 200) -> dict:
+def replay(
+    bench: Bench, kind: str, n: int = 1000, back: int = 100, live: int = 100, rate: float = 200
+) -> dict:
     """``n`` clients reconnect ``back`` events behind while ``live`` more are published."""
     with bench.serving(kind, f"replay-n{n}") as server:
         pid = server.worker_pid
         with bench.clients(server, n) as pool:
             warm_up(bench, server, pool)
-            history = bench.publisher.call("publish", channels=["replay"], count=back + 1,
-                                           ids=True)
+            history = bench.publisher.call("publish", channels=["replay"], count=back + 1, ids=True)
             last_event_id = history["ids"][0]  # the clients saw seq 0 and nothing after
             total = back + 1 + live
             pool.target(1, back + 1)
             cpu0 = worker_stats(pid)["cpu"]
-            bench.publisher.send("publish", channels=["replay"], count=live, seq0=back + 1,
-                                 rate=rate)
+            bench.publisher.send(
+                "publish", channels=["replay"], count=live, seq0=back + 1, rate=rate
+            )
             opened = pool.open(["/events/replay/"] * n, [last_event_id] * n)
             pool.wait(lambda s: s["done"] >= n, WAIT)
             caught_up = pool.collect(1, back + 1)

@@ -162,11 +162,11 @@ class HttpServer(Process):
         self.worker_pid = stats["pid"]
         return True
 
-    def stats(self, timeout: float = 60) -> dict:
+    def stats(self, timeout: float = 60, query: str = "") -> dict:
         """GET /stats/: what the serving process holds (streams, greenlets, fds...)."""
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
-            connection.request("GET", "/stats/")
+            connection.request("GET", "/stats/" + (f"?{query}" if query else ""))
             response = connection.getresponse()
             body = response.read()
         finally:

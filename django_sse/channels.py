@@ -22,6 +22,13 @@ def validate_channel(channel: object) -> str:
         raise InvalidChannel(
             f"The channel name is {len(channel)} characters long; SSE_MAX_CHANNEL_LENGTH allows {limit}."
         )
+    if "\ufffd" in channel:
+        # What decoding replaces invalid UTF-8 with (a query string, a header): such a
+        # name is ambiguous, since different bytes would all name the same channel.
+        raise InvalidChannel(
+            f"The channel name {channel[:40]!r} contains U+FFFD, the mark of bytes that "
+            "are not valid UTF-8."
+        )
     match = _FORBIDDEN.search(channel)
     if match:
         raise InvalidChannel(

@@ -70,6 +70,10 @@ class ClientConnection:
         # Stop watching either way: after EOF the watcher would fire forever, and
         # data (a pipelined request) is the server's to read once the stream ends.
         self.unwatch()
+        # Peeking also takes a pending error (ETIMEDOUT, see limit_unacknowledged), so
+        # the server's last write to this socket fails with EPIPE, a disconnect it
+        # ignores, rather than an error it logs with a traceback.
+        self.gone()
         on_readable()
 
     def hang_up(self) -> None:

@@ -17,9 +17,13 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterable
 
 from .brokers.base import Broker, Message
+from .concurrency import Task
+from .conf import sse_settings
+from .exceptions import SseError
 from .mailbox import Mailbox
 from .positions import Position
 
@@ -46,13 +50,15 @@ class Recheck:
 
 
 class _Channel:
-    __slots__ = ("listeners", "ready", "tip")
+    __slots__ = ("listeners", "ready", "tip", "learning")
 
     def __init__(self) -> None:
         self.listeners: dict[Mailbox, None] = {}
         self.ready = False
-        #: The newest position seen since the subscription was confirmed (None: unknown).
+        #: The newest position since the subscription was confirmed (None: unknown).
         self.tip: Position | None = None
+        #: The tip is being read from history, once for all the channel's streams.
+        self.learning = False
 
 
 class Hub:
@@ -66,6 +72,8 @@ class Hub:
         self._pending: dict[str, int] = {}
         # Re-entrant: the memory broker confirms a subscription from inside subscribe().
         self._lock = threading.RLock()
+        # Counts the broker's connections: a tip read that spans an outage is stale.
+        self._generation = 0
         broker.start(self)
 
     # Called by streams -----------------------------------------------------
@@ -142,11 +150,48 @@ class Hub:
                 return
             self._pending.pop(name, None)
             channel = self._channels.get(name)
-            if channel is None or channel.ready:
+            if channel is None or channel.ready or channel.learning:
                 return
+            learn = sse_settings.history_enabled(name)
+            if learn:
+                channel.learning = True
+                generation = self._generation
+            else:
+                channel.ready = True
+                listeners = tuple(channel.listeners)
+        logger.debug("Subscribed to %r", name)
+        if not learn:
+            self._notify(listeners)
+        elif self.broker.blocking_reads:
+            Task(self._learn_tip, name, channel, generation)
+        else:
+            self._learn_tip(name, channel, generation)
+
+    def _learn_tip(self, name: str, channel: _Channel, generation: int) -> None:
+        """Read the channel's tip once, for every stream that opens on it; then it is ready."""
+        delay = 0.05
+        while True:
+            if self._generation != generation or self._channels.get(name) is not channel:
+                return
+            try:
+                tip = self.broker.read_history(name, None, 0).tip
+                break
+            except SseError as exc:
+                logger.debug("Reading the tip of %r failed, retrying: %s", name, exc)
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        with self._lock:
+            if self._generation != generation or self._channels.get(name) is not channel:
+                return
+            channel.learning = False
+            if channel.tip is None or tip > channel.tip:
+                channel.tip = tip
             channel.ready = True
             listeners = tuple(channel.listeners)
-        logger.debug("Subscribed to %r", name)
+        self._notify(listeners)
+
+    @staticmethod
+    def _notify(listeners: tuple[Mailbox, ...]) -> None:
         for mailbox in listeners:
             mailbox.put_control(SYNC)
 
@@ -154,7 +199,7 @@ class Hub:
         channel = self._channels.get(message.channel)
         if channel is None:
             return
-        if message.position is not None and channel.ready:
+        if message.position is not None and (channel.ready or channel.learning):
             if channel.tip is None or message.position > channel.tip:
                 channel.tip = message.position
         for mailbox in tuple(channel.listeners):
@@ -178,9 +223,11 @@ class Hub:
     def on_disconnected(self) -> None:
         """The subscription is lost: nothing is ready until the broker resubscribes."""
         with self._lock:
+            self._generation += 1
             self._pending.clear()
             for channel in self._channels.values():
                 channel.ready = False
+                channel.learning = False
                 channel.tip = None
 
     def close(self) -> None:

@@ -52,13 +52,17 @@ def channel_tag(channel: str) -> str:
 
 
 def encode_positions(positions: Mapping[str, Position]) -> str:
-    """Return the SSE id for these per-channel positions (a bare id for one channel)."""
+    """Return the SSE id for these per-channel positions (a bare id for one channel).
+
+    Entries are written in channel-name order, so that channels whose tags
+    collide can still be told apart by their order when decoding.
+    """
     if len(positions) == 1:
         (position,) = positions.values()
         return format_position(position)
     return ",".join(
-        f"{channel_tag(channel)}:{format_position(position)}"
-        for channel, position in positions.items()
+        f"{channel_tag(channel)}:{format_position(positions[channel])}"
+        for channel in sorted(positions)
     )
 
 
@@ -70,12 +74,21 @@ def decode_positions(last_event_id: str | None, channels: Iterable[str]) -> dict
     if len(channels) == 1:
         position = parse_position(last_event_id)
         return {} if position is None else {channels[0]: position}
-    by_tag = {channel_tag(channel): channel for channel in channels}
-    found: dict[str, Position] = {}
+    # Each tag's entries, in order; normally one channel per tag.
+    channels_by_tag: dict[str, list[str]] = {}
+    for channel in sorted(channels):
+        channels_by_tag.setdefault(channel_tag(channel), []).append(channel)
+    entries_by_tag: dict[str, list[Position | None]] = {}
     for part in last_event_id.split(",", len(channels)):
         tag, _, text = part.partition(":")
-        channel = by_tag.get(tag)
-        position = parse_position(text)
-        if channel is not None and position is not None and channel not in found:
-            found[channel] = position
+        if tag in channels_by_tag:
+            entries_by_tag.setdefault(tag, []).append(parse_position(text))
+    found: dict[str, Position] = {}
+    for tag, entries in entries_by_tag.items():
+        named = channels_by_tag[tag]
+        if len(entries) != len(named):
+            continue  # cannot tell which entry is whose: those channels lose their position
+        for channel, position in zip(named, entries, strict=True):
+            if position is not None:
+                found[channel] = position
     return found

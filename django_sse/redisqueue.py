@@ -8,29 +8,28 @@ Redis setting the in-process broker serves the same API.
 from __future__ import annotations
 
 import logging
+import random
+import time
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 
 from .brokers import get_broker, get_hub
-from .brokers.base import Message
 from .channels import validate_channel
+from .concurrency import Task
 from .conf import sse_settings
-from .exceptions import InvalidChannel, SseError
+from .cursor import ChannelCursor
+from .exceptions import InvalidChannel
 from .hub import SYNC, Recheck
 from .mailbox import Mailbox
 from .permissions import get_channel_manager
-from .positions import Position, decode_positions, encode_positions
 from .publish import send_event
 from .responses import bad_request, forbidden
-from .sse import encode_data, encode_event
 from .views import BaseSseView
 
 __all__ = ["RedisQueueView", "send_event"]
 
 logger = logging.getLogger(__name__)
-
-_HISTORY_BATCH = 500
 
 
 class RedisQueueView(BaseSseView):
@@ -104,23 +103,20 @@ class RedisQueueView(BaseSseView):
 
     # The stream -------------------------------------------------------------
 
+    def get_max_last_event_id_length(self) -> int:
+        # Room for a position per channel (about 45 bytes in the worst case).
+        return max(super().get_max_last_event_id_length(), 50 * sse_settings.SSE_MAX_CHANNELS)
+
     def start(self, mailbox: Mailbox) -> None:
         self._mailbox = mailbox
         self._hub = get_hub()
-        self._history = [
+        history = [
             channel
             for channel in self.channels
             if self.replay and sse_settings.history_enabled(channel)
         ]
-        self._single = len(self._history) == 1 and len(self.channels) == 1
-        self._resuming = self.replay and self.last_event_id is not None
-        self._positions: dict[str, Position] = (
-            decode_positions(self.last_event_id, self._history) if self._resuming else {}
-        )
-        self._sent_id = self.last_event_id
-        self._synced = not self._history
-        self._pending: list[Message] = []
-        self._fresh: set[str] = set()  # new client's channels awaiting their first live event
+        resuming = self.replay and self.last_event_id_sent
+        self._cursor = ChannelCursor(self.channels, history, self.last_event_id, resuming)
         self._hub.attach(mailbox, self.channels)
         mailbox.put_control(SYNC)
 
@@ -129,119 +125,45 @@ class RedisQueueView(BaseSseView):
 
     def render(self, items: list[Any], mailbox: Mailbox) -> list[bytes]:
         """Return every event waiting as one write (a burst costs one syscall per client)."""
+        cursor = self._cursor
         out = []
         for item in items:
             if item is SYNC:
-                out.append(self._sync())
+                out.append(self._catch_up(mailbox))
             elif isinstance(item, Recheck):
                 if not self._may_read(item.channel):
                     mailbox.end("permission revoked")
-            elif self._synced:
-                out.append(self._deliver(item))
             else:
-                self._pending.append(item)
-                if len(self._pending) > mailbox.limit:
+                chunk = cursor.receive(item, mailbox.limit)
+                if chunk is None:
                     mailbox.overflowed = True
+                else:
+                    out.append(chunk)
         return [b"".join(out)]
 
     def idle(self, mailbox: Mailbox) -> bytes:
-        # A history read that failed (Redis away) is retried at each heartbeat.
-        return b"" if self._synced else self._sync()
+        # A catch-up that failed (Redis away) is retried at the latest at each heartbeat.
+        return b"" if self._cursor.synced else self._catch_up(mailbox)
 
     def closing(self, mailbox: Mailbox) -> bytes:
-        return self._id_update() + super().closing(mailbox)
+        return self._cursor.id_update() + super().closing(mailbox)
 
-    def _deliver(self, message: Message) -> bytes:
-        position = message.position
-        channel = message.channel
-        if position is None or channel not in self._positions:
-            return message.frame if len(self.channels) == 1 else message.body
-        if position <= self._positions[channel] and channel not in self._fresh:
-            return b""  # already sent by the replay, or older than this stream's start
-        # A new client's start is a tip read after subscribing: the first live event
-        # may be older than it (published meanwhile) yet was never sent.
-        self._fresh.discard(channel)
-        self._positions[channel] = position
-        if self._single:
-            self._sent_id = message.id
-            return message.frame
-        self._sent_id = encode_positions(self._positions)
-        return b"id: %s\n%s" % (self._sent_id.encode(), message.body)
-
-    def _sync(self) -> bytes:
+    def _catch_up(self, mailbox: Mailbox) -> bytes:
         """Catch up from history once every channel is subscribed; then go live."""
-        if not self._history or not self._hub.ready(self.channels):
-            if not self._history:
-                return self._flush_pending()
-            return b""
-        broker = get_broker()
-        out: list[bytes] = []
-        reset: list[str] = []
-        try:
-            for channel in self._history:
-                out.extend(self._catch_up(broker, channel, reset))
-        except SseError as exc:
-            logger.debug("History read failed, retrying later: %s", exc)
-            return b"".join(out)
-        self._synced = True
-        self._resuming = True
-        if reset:
-            out.insert(0, self._reset_event(reset))
-        out.append(self._flush_pending())
-        out.append(self._id_update())
-        return b"".join(out)
-
-    def _catch_up(self, broker: Any, channel: str, reset: list[str]) -> list[bytes]:
-        after = self._positions.get(channel)
-        if after is None and not self._resuming:
-            # A new client starts now: with the first live event it got, or at the tip.
-            first = next((m for m in self._pending if m.channel == channel and m.position), None)
-            if first is not None:
-                self._positions[channel] = _before(first.position)
-                return []
-            tip = self._hub.tip(channel)
-            if tip is None:
-                tip = broker.read_history(channel, None, 0).tip
-                self._hub.learn_tip(channel, tip)
-            self._positions[channel] = tip
-            self._fresh.add(channel)
-            return []
-        if after is None:
-            reset.append(channel)  # a Last-Event-ID that says nothing of this channel
-            self._positions[channel] = broker.read_history(channel, None, 0).tip
-            return []
-        out = []
-        while True:
-            history = broker.read_history(channel, self._positions[channel], _HISTORY_BATCH)
-            if history.gap:
-                reset.append(channel)
-                self._positions[channel] = history.tip
-                return out
-            out.extend(self._deliver(message) for message in history.messages)
-            if not history.more:
-                return out
-
-    def _flush_pending(self) -> bytes:
-        self._synced = True
-        pending, self._pending = self._pending, []
-        return b"".join(self._deliver(message) for message in pending)
-
-    def _id_update(self) -> bytes:
-        """Return an ``id:`` line when the client's position is behind this stream's."""
-        if not self._positions or not self._synced:
-            return b""
-        current = encode_positions(self._positions)
-        if current == self._sent_id:
-            return b""
-        self._sent_id = current
-        return b"id: %s\n\n" % current.encode()
-
-    def _reset_event(self, channels: list[str]) -> bytes:
-        data = encode_data({"channels": channels})
-        return encode_event(sse_settings.SSE_RESET_EVENT, data).encode()
+        cursor = self._cursor
+        if not cursor.history:
+            return cursor.flush_held()
+        if mailbox.end_reason is not None or not self._hub.ready(self.channels):
+            return b""  # the client left, or the hub sends SYNC again once subscribed
+        chunk, done = cursor.catch_up(get_broker(), self._hub)
+        if not done:
+            delay = min(0.1 * 2**cursor.failures, 5.0) * random.uniform(0.5, 1.0)
+            logger.debug("History read failed; retrying in %.2fs.", delay)
+            Task(_sync_later, mailbox, delay)
+        return chunk
 
 
-def _before(position: Position) -> Position:
-    """Return the position just before ``position``, so that it is delivered."""
-    ms, seq = position
-    return (ms, seq - 1) if seq else (ms - 1, 2**64 - 1)
+def _sync_later(mailbox: Mailbox, delay: float) -> None:
+    time.sleep(delay)
+    if mailbox.end_reason is None:
+        mailbox.put_control(SYNC)

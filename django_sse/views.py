@@ -70,26 +70,35 @@ class BaseSseView(View):
     max_lifetime: float | None = None
 
     sse: Sse
+    #: The id the reconnecting client last saw (None when absent or unusable).
     last_event_id: str | None
+    #: Whether the client sent a Last-Event-ID at all, usable or not.
+    last_event_id_sent: bool
 
     def setup(self, request: HttpRequest, *args: Any, **kwargs: Any) -> None:
         super().setup(request, *args, **kwargs)
         self.sse = Sse()
         self.last_event_id = self.get_last_event_id()
 
+    def get_max_last_event_id_length(self) -> int:
+        """Return the longest ``Last-Event-ID`` accepted (default 1024 characters)."""
+        return _MAX_LAST_EVENT_ID
+
     def get_last_event_id(self) -> str | None:
         """Return the id the reconnecting client last saw, or None.
 
         Read from the ``Last-Event-ID`` header, or the ``lastEventId`` query
         parameter that EventSource polyfills use. Values that no server could
-        have sent (longer than 1024 characters, or holding CR, LF or NUL) are
-        treated as absent.
+        have sent (longer than ``get_max_last_event_id_length()``, or holding
+        CR, LF or NUL) are treated as absent; ``last_event_id_sent`` still
+        tells that the client sent one.
         """
         meta = self.request.META
         value = meta.get("HTTP_LAST_EVENT_ID")
         if value is None and "lastEventId" in meta.get("QUERY_STRING", ""):
             value = self.request.GET.get("lastEventId")
-        if not value or len(value) > _MAX_LAST_EVENT_ID:
+        self.last_event_id_sent = bool(value)
+        if not value or len(value) > self.get_max_last_event_id_length():
             return None
         try:
             encoder.validate_event_id(value)

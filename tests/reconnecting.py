@@ -14,6 +14,7 @@ from __future__ import annotations
 import socket
 import time
 
+from tests.sse_parser import SseParser
 from tests.sseclient import SseClient, StreamEnded
 
 
@@ -58,7 +59,9 @@ class Resuming:
         deadline = time.monotonic() + self.connect_timeout
         while True:  # a worker that is stopping may refuse the connection for a moment
             try:
-                client = SseClient.connect(self.port, self.path, headers=headers, timeout=10)
+                client = SseClient.connect(
+                    self.port, self.path, headers=headers, timeout=10, parser=self._parser()
+                )
             except OSError:
                 if time.monotonic() > deadline:
                     raise
@@ -98,14 +101,20 @@ class Resuming:
         client = self.client
         self.endings.append(client.body[-200:])
         self.last_event_id = client.parser.last_event_id
+        time.sleep(0.02)  # a browser waits the retry time; this only avoids a busy loop
         if self.keep_alive and not client.reset and _still_open(client.sock):
             self.reused += 1
-            self.client = _request_again(client, self.port, self.path, self._headers())
+            self.client = _request_again(client, self.port, self.path, self._headers(), self._parser())
             assert self.client.status == 200, (self.client.status, self.client.body)
             self.pids.append(self.client.headers.get("X-Worker-Pid"))
             return
         client.close()
         self.connect()
+
+    def _parser(self) -> SseParser:
+        # Like an EventSource, keep the last event id across connections: a response
+        # that sends no id (a retry hint alone) must not make the client forget it.
+        return SseParser(last_event_id=self.last_event_id)
 
     def _headers(self) -> dict[str, str]:
         headers = dict(self.headers)
@@ -129,11 +138,13 @@ def _still_open(sock: socket.socket, wait: float = 0.2) -> bool:
         return False
 
 
-def _request_again(previous: SseClient, port: int, path: str, headers: dict[str, str]) -> SseClient:
+def _request_again(
+    previous: SseClient, port: int, path: str, headers: dict[str, str], parser: SseParser
+) -> SseClient:
     """Send the next request on ``previous``'s kept-alive connection; return its client."""
     head = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/event-stream\r\n"
     head += "".join(f"{name}: {value}\r\n" for name, value in headers.items())
     previous.sock.sendall(head.encode("latin-1") + b"\r\n")
-    client = SseClient(previous.sock)
+    client = SseClient(previous.sock, parser)
     client._read_head(time.monotonic() + 10)
     return client

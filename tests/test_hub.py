@@ -25,6 +25,7 @@ from tests.redis_helpers import (
     open_live,
     other_redis_clients,
     redis_connections_of,
+    stats_when,
     wait_live,
 )
 from tests.sseclient import SseClient
@@ -307,6 +308,25 @@ def test_300_streams_on_30_channels_use_at_most_2_redis_connections(redis_worker
     )
     with redis.client() as admin:
         eventually(lambda: admin.pubsub_channels("sse:c[0-9]*") == [], timeout=10)
+
+
+@pytest.mark.integration
+def test_a_client_that_disconnects_leaves_the_hub_within_a_heartbeat(servers):
+    """Streams whose clients close (FIN) or reset (RST) leave the hub within one heartbeat (2 s)."""
+    redis = servers.redis()
+    gunicorn = servers.gunicorn(
+        env={"DJANGO_SSE_TEST_REDIS_URL": redis.url, "DJANGO_SSE_TEST_HEARTBEAT": "2"}
+    )
+    for hang_up in (SseClient.close, SseClient.abort):
+        clients = [open_live(gunicorn.port, f"/events/leaving{n}/") for n in range(5)]
+        assert get_stats(gunicorn.port)["hub_listeners"] == 5
+        for client in clients:
+            hang_up(client)
+        stats_when(
+            gunicorn.port,
+            lambda s: s["hub_listeners"] == s["hub_channels"] == s["streams"] == 0,
+            timeout=2,
+        )
 
 
 @pytest.mark.integration

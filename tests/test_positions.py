@@ -106,7 +106,9 @@ def test_multi_channel_id_has_the_documented_format():
     """Several channels: ``<tag>:<ms>-<seq>`` per channel, comma-separated, tag = 6 hex digits."""
     encoded = encode_positions({"news": (1732170000000, 0), "chat": (1732170000456, 3)})
 
-    assert encoded == f"{channel_tag('news')}:1732170000000-0,{channel_tag('chat')}:1732170000456-3"
+    assert sorted(encoded.split(",")) == sorted(
+        [f"{channel_tag('news')}:1732170000000-0", f"{channel_tag('chat')}:1732170000456-3"]
+    )
 
 
 def test_tags_are_six_hex_digits_and_stable():
@@ -159,8 +161,10 @@ def test_a_partial_or_reordered_id_gives_only_the_channels_it_names(positions_by
     """Any subset of an id's parts, in any order, decodes to exactly those channels' own positions."""
     channels = list(positions_by_channel)
     named = data.draw(st.lists(st.sampled_from(channels), unique=True))
-    parts = dict(zip(channels, encode_positions(positions_by_channel).split(",")))
-    partial = ",".join(parts[channel] for channel in named)
+    parts = {part.split(":")[0]: part for part in encode_positions(positions_by_channel).split(",")}
+    if len(parts) < len(channels):
+        return  # two of the channels share a tag (tested on its own below)
+    partial = ",".join(parts[channel_tag(channel)] for channel in named)
 
     assert decode_positions(partial, channels) == {c: positions_by_channel[c] for c in named}
 

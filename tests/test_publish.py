@@ -202,6 +202,23 @@ def test_data_over_sse_max_event_size_raises_event_too_large_before_publishing(s
     assert issubclass(EventTooLarge, ValueError)
 
 
+@pytest.mark.integration
+def test_the_old_settings_names_configure_redis_and_the_default_channel(settings, redis_server):
+    """REDIS_SSEQUEUE_CONNECTION_SETTINGS and REDIS_SSEQUEUE_CHANEL_NAME still work."""
+    with redis_server.client() as client:
+        client.flushall()
+        settings.REDIS_SSEQUEUE_CONNECTION_SETTINGS = {
+            "location": f"127.0.0.1:{redis_server.port}",
+            "db": 0,
+            "password": None,
+        }
+        settings.REDIS_SSEQUEUE_CHANEL_NAME = "legacy"
+
+        event_id = django_sse.send_event("old", "settings")
+
+        assert [entry[0].decode() for entry in client.xrange("sse:legacy")] == [event_id]
+
+
 # --- Redis unreachable -----------------------------------------------------------
 
 
@@ -348,21 +365,26 @@ def _command(*args: str, redis_url: str | None = None) -> subprocess.CompletedPr
 
 
 @pytest.mark.integration
-def test_the_send_event_command_reaches_a_stream_in_the_server(server, redis_url):
-    """`python -m django send_event CHANNEL EVENT DATA` (and --json) reach a gunicorn stream."""
+def test_the_send_event_command_reaches_a_stream_in_the_server(server, redis_url, redis_server):
+    """`python -m django send_event CHANNEL EVENT DATA` (--json, --no-history) reach a stream."""
     stream = open_live(server.port, "/events/cmd/")
     try:
         plain = _command("cmd", "greeting", "hello world", redis_url=redis_url)
         as_json = _command("cmd", "payload", '{"a": [1, 2.5, null]}', "--json", redis_url=redis_url)
-        events = stream.read_events(2, timeout=10)
+        unrecorded = _command("cmd", "quiet", "not kept", "--no-history", redis_url=redis_url)
+        events = stream.read_events(3, timeout=10)
     finally:
         stream.close()
 
-    assert (plain.returncode, as_json.returncode) == (0, 0), plain.stderr + as_json.stderr
+    results = (plain, as_json, unrecorded)
+    assert [r.returncode for r in results] == [0, 0, 0], [r.stderr for r in results]
     assert [(e.type, e.data) for e in events[:1]] == [("greeting", "hello world")]
     assert events[0].last_event_id == plain.stdout.strip()
     assert events[1].type == "payload"
     assert json.loads(events[1].data) == {"a": [1, 2.5, None]}
+    assert (events[2].type, events[2].data) == ("quiet", "not kept")
+    with redis_server.client() as client:
+        assert client.xlen("sse:cmd") == 2  # the --no-history event is not in the history
 
 
 @pytest.mark.integration

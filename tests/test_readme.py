@@ -246,6 +246,17 @@ def wait_subscribed(redis_server, channel: str) -> None:
     raise AssertionError(f"{key} was never subscribed")
 
 
+@pytest.fixture(autouse=True)
+def no_stream_left_open():
+    """After each test, every stream it opened in this process has ended (other tests count them)."""
+    yield
+    for _ in range(100):
+        if not len(streams):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{len(streams)} stream(s) left open in this process")
+
+
 # --- the README as a whole ----------------------------------------------------------
 
 
@@ -603,11 +614,9 @@ def test_nginx_sample_turns_buffering_off_and_outlasts_the_heartbeat(client):
 def test_stream_responses_carry_x_accel_buffering_no(client):
     """What the nginx section says of every stream response: X-Accel-Buffering: no, no-cache."""
     response = client.get("/ticks/?n=1")
-    try:
-        assert response["X-Accel-Buffering"] == "no"
-        assert response["Cache-Control"] == "no-cache"
-    finally:
-        response.close()
+    assert response["X-Accel-Buffering"] == "no"
+    assert response["Cache-Control"] == "no-cache"
+    Events(response).to_end()
 
 
 # --- security ---------------------------------------------------------------------------
@@ -626,6 +635,8 @@ def test_channel_manager_sample_keeps_staff_channels_for_staff(modules, settings
         request = factory.get("/events/")
         request.user = user
         response = RedisQueueView.as_view(redis_channel=channel)(request)
+        if response.status_code == 200:
+            Events(response).read()  # the opening chunk, as a server would send it
         response.close()
         return response.status_code
 

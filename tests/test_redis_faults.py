@@ -123,7 +123,11 @@ def test_streams_go_on_through_redis_restarts_with_one_warning_per_outage(server
 def test_a_client_that_stops_reading_is_disconnected_and_others_get_everything(servers, settings):
     """A reader that never reads overflows its small queue and is dropped; fast readers get all."""
     redis = servers.redis()
-    gunicorn = _worker(servers, redis, DJANGO_SSE_TEST_QUEUE_SIZE="20")
+    # A 15 s heartbeat: the kernel would drop the stalled connection only after 30 s
+    # (ClientConnection.limit_unacknowledged); the overflow must do it first.
+    gunicorn = _worker(
+        servers, redis, DJANGO_SSE_TEST_QUEUE_SIZE="20", DJANGO_SSE_TEST_HEARTBEAT="15"
+    )
     [worker] = gunicorn.worker_pids()
     settings.SSE_REDIS_URL = redis.url
     count, size = 300, 32 * 1024  # ~10 MB: far more than the kernel buffers of one connection
@@ -167,7 +171,7 @@ def test_a_client_that_stops_reading_is_disconnected_and_others_get_everything(s
         rss_after = process_stats(worker).rss
         # The server drops the slow stream while its client still reads nothing.
         stats = stats_when(
-            gunicorn.port, lambda s: s["streams"] == 3 and s["hub_listeners"] == 3, timeout=20
+            gunicorn.port, lambda s: s["streams"] == 3 and s["hub_listeners"] == 3, timeout=10
         )
         slow_received, slow_ended = _drain(slow, timeout=30)
     finally:

@@ -36,7 +36,11 @@ RESET = "stream-reset"
 def redis_gunicorn(redis_server, tmp_path_factory):
     """One gunicorn (gevent, 2 workers) on the session's redis-server, for the whole module."""
     server = GunicornServer(
-        env={"DJANGO_SSE_TEST_REDIS_URL": redis_server.url, "DJANGO_SSE_TEST_HEARTBEAT": "1"},
+        env={
+            "DJANGO_SSE_TEST_REDIS_URL": redis_server.url,
+            "DJANGO_SSE_TEST_HEARTBEAT": "1",
+            "DJANGO_SSE_TEST_SETTINGS": json.dumps({"SSE_EPHEMERAL_CHANNELS": ["typing-*"]}),
+        },
         workers=2,
         log_dir=tmp_path_factory.mktemp("gunicorn-redis"),
     )
@@ -184,7 +188,7 @@ def test_three_channels_on_one_stream_resume_each_from_its_own_position(backend,
     second.close()
 
     parts = last_id.split(",")
-    assert [part.split(":")[0] for part in parts] == [channel_tag(c) for c in channels]
+    assert sorted(part.split(":")[0] for part in parts) == sorted(channel_tag(c) for c in channels)
     assert RESET not in [e.type for e in replayed + live]
 
     def per_channel(events):
@@ -244,6 +248,43 @@ def test_a_client_that_saw_every_event_resumes_with_nothing_replayed(backend, ch
     assert (event.type, event.data) == ("tick", "live")
 
 
+def test_an_eventsource_polyfill_resumes_with_the_lasteventid_query_parameter(
+    redis_backend, channel
+):
+    """``?lastEventId=`` (what polyfills send instead of the header) resumes the same way."""
+    first_id = redis_backend.publish(channel, "seen")
+    missed = redis_backend.publish(channel, "missed")
+    query = urllib.parse.urlencode({"lastEventId": first_id})
+
+    with connect(redis_backend.port, f"/events/{channel}/?{query}") as client:
+        [event] = client.read_events(1)
+
+    assert (event.data, event.last_event_id) == ("missed", missed)
+
+
+def test_ephemeral_channels_send_no_id_and_are_not_replayed(settings, redis_backend, channel):
+    """A channel in SSE_EPHEMERAL_CHANNELS streams events without ids; resuming replays only the others."""
+    settings.SSE_EPHEMERAL_CHANNELS = ["typing-*"]  # the server has the same setting
+    typing, news = f"typing-{channel}", f"news-{channel}"
+    path = multi_path(news, typing)
+    with connect(redis_backend.port, path) as first:
+        position = wait_position(first)
+        assert send_event("tick", "t1", typing) is None
+        news_id = send_event("tick", "n1", news)
+        received = first.read_events(2)
+    assert send_event("tick", "t2", typing) is None
+    send_event("tick", "n2", news)
+
+    with connect(redis_backend.port, path, received[-1].last_event_id) as second:
+        replayed = second.read_events(1)
+        send_event("tick", "t3", typing)
+        live = second.read_events(1)
+
+    assert position == "0-0"  # one channel with history: a bare id (the empty channel's 0-0)
+    assert [(e.data, e.last_event_id) for e in received] == [("t1", "0-0"), ("n1", news_id)]
+    assert summary(replayed + live) == [("tick", "n2"), ("tick", "t3")]
+
+
 # --- stream-reset --------------------------------------------------------------------------
 
 
@@ -292,16 +333,8 @@ MALFORMED = {
 
 
 @pytest.mark.parametrize("name", list(MALFORMED))
-def test_a_malformed_or_unknown_id_gets_stream_reset_then_live(backend, channel, name, request):
+def test_a_malformed_or_unknown_id_gets_stream_reset_then_live(backend, channel, name):
     """Garbage, a huge value, a position never issued: stream-reset first, then live; never a 500."""
-    if name == "huge":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="bug: BaseSseView.get_last_event_id drops ids over 1024 characters, so "
-                "RedisQueueView treats the client as new: no stream-reset, a silent gap",
-            )
-        )
     backend.publish(channel, "exists")  # the channel has history; the id names none of it
 
     _expect_reset_then_live(
@@ -365,18 +398,38 @@ def test_only_the_channel_whose_position_is_lost_is_reset(backend, channel, sett
     ]
 
 
+def test_a_stream_that_overflows_ends_and_its_client_resumes_without_loss(
+    servers, settings, redis_url
+):
+    """A client too slow for SSE_QUEUE_SIZE is cut off; resuming from its last id, it gets every event."""
+    settings.SSE_REDIS_URL = redis_url
+    server = servers.gunicorn(
+        env={
+            "DJANGO_SSE_TEST_REDIS_URL": redis_url,
+            "DJANGO_SSE_TEST_SETTINGS": json.dumps({"SSE_QUEUE_SIZE": 20}),
+        }
+    )
+    padding = "x" * 20_000
+    client = connect(server.port, "/events/slow/")
+    wait_position(client)
+    for index in range(600):  # ~12 MB: more than the socket buffers hold, while nobody reads
+        send_event("tick", f"{index} {padding}", "slow")
+    client.read_to_end(timeout=30)  # the server gave up on this stream
+    numbers = [int(event.data.split()[0]) for event in client.events]
+
+    with connect(server.port, "/events/slow/", client.parser.last_event_id) as resumed:
+        resumed.read_events(600 - len(numbers), timeout=30)
+        numbers += [int(event.data.split()[0]) for event in resumed.events]
+
+    assert len(client.events) < 600  # it did overflow
+    assert numbers == list(range(600))
+
+
 # --- ids of many channels ----------------------------------------------------------------------
 
 
-def test_a_stream_of_45_channels_resumes(servers, settings, redis_url, request):
+def test_a_stream_of_45_channels_resumes(servers, settings, redis_url):
     """With SSE_MAX_CHANNELS raised to 45 the stream's own id still resumes it (nothing lost, no reset)."""
-    request.applymarker(
-        pytest.mark.xfail(
-            strict=True,
-            reason="bug: 45 positions make an id of ~1,100 characters, which "
-            "BaseSseView.get_last_event_id ignores (over 1024): the client is taken for new",
-        )
-    )
     settings.SSE_REDIS_URL = redis_url
     server = servers.gunicorn(
         env={
@@ -475,7 +528,10 @@ def test_clients_reconnecting_at_random_during_a_burst_get_every_event_once_in_o
     channels = [f"{channel}-a", f"{channel}-b"]
     per_channel = RACE_EVENTS // 2
     deadline = time.monotonic() + 45
-    clients = [RaceClient(i, redis_backend.port, multi_path(*channels), channels) for i in range(RACE_CLIENTS)]
+    clients = [
+        RaceClient(i, redis_backend.port, multi_path(*channels), channels)
+        for i in range(RACE_CLIENTS)
+    ]
     for client in clients:  # each knows its starting position before the first event
         client.open()
         client.last_id = wait_position(client.client)
@@ -498,6 +554,10 @@ def test_clients_reconnecting_at_random_during_a_burst_get_every_event_once_in_o
         assert client.other == [], f"client {index} got {client.other[:5]}"
         for name in channels:
             got = client.got[name]
-            first_wrong = next((i for i, (a, b) in enumerate(zip(got, expected)) if a != b), len(got))
-            assert got == expected, f"client {index}, {name}: {len(got)} events, wrong from {first_wrong}"
+            first_wrong = next(
+                (i for i, (a, b) in enumerate(zip(got, expected, strict=False)) if a != b), len(got)
+            )
+            assert got == expected, (
+                f"client {index}, {name}: {len(got)} events, wrong from {first_wrong}"
+            )
     assert sum(client.connections for client in clients) > 5 * RACE_CLIENTS

@@ -63,10 +63,15 @@ def test_hup_ends_every_stream_with_a_retry_hint_and_resuming_clients_get_the_co
     published = threading.Event()
     received: dict[int, list] = {}
 
+    errors: list = []
+
     def publish() -> None:
-        for n in range(count):
-            django_sse.send_event("n", str(n), channel="deploy")
-            time.sleep(0.01)
+        try:
+            for n in range(count):
+                django_sse.send_event("n", str(n), channel="deploy")
+                time.sleep(0.01)
+        except Exception as exc:  # reported below
+            errors.append(exc)
         published.set()
 
     def read(index: int) -> None:
@@ -97,6 +102,7 @@ def test_hup_ends_every_stream_with_a_retry_hint_and_resuming_clients_get_the_co
         f"{[len(reader.pids) for reader in readers]}"
     )
     expected = [str(n) for n in range(count)]
+    assert errors == []
     for index, reader in enumerate(readers):
         assert received[index] == expected, f"client {index}"
         assert int(reader.pids[0]) in old_workers
@@ -111,7 +117,6 @@ def test_hup_ends_every_stream_with_a_retry_hint_and_resuming_clients_get_the_co
 def test_a_stream_asked_of_a_stopping_worker_gets_a_retry_hint_rather_than_a_503(servers):
     """A stream asked on a kept-alive connection of a worker that is stopping: 200, a retry hint, connection closed."""
     gunicorn = servers.gunicorn(env={"SSE_GRACEFUL_TIMEOUT": str(GRACEFUL_TIMEOUT)})
-    [old_worker] = gunicorn.worker_pids()
     idle = SseClient.connect(gunicorn.port, "/plain/")  # a page's request: its connection stays open
     idle.read_to_end()
     stream = SseClient.connect(gunicorn.port, "/ticks/?interval=0.5")
@@ -133,7 +138,6 @@ def test_a_stream_asked_of_a_stopping_worker_gets_a_retry_hint_rather_than_a_503
         idle.close()
         stream.close()
 
-    assert not _gone(old_worker) or True  # it may have exited by now; what it answered matters
     assert answer.status == 200, (answer.status, answer.body)
     assert answer.headers["Content-Type"].startswith("text/event-stream")
     assert body == b"retry: 2000\n\n"

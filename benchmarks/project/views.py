@@ -8,7 +8,7 @@ import threading
 
 from django.http import JsonResponse
 
-from benchmarks import gctime
+from benchmarks import introspect
 from django_sse.brokers import get_broker, get_hub
 from django_sse.redisqueue import RedisQueueView
 from django_sse.registry import streams
@@ -23,9 +23,11 @@ class ChannelView(RedisQueueView):
 
 def stats(request):
     """The worker's pid and what it holds right now (streams, greenlets, fds, Redis)."""
-    collector = gctime.totals()  # before this view's own collection
+    collector = introspect.totals()  # before this view's own collection
     gc.collect()
-    greenlets, stacks = gctime.greenlets()
+    top = int(request.GET.get("trace", "0"))
+    trace = {"trace": introspect.trace_growth(top)} if top else {}
+    greenlets, stacks = introspect.greenlets()
     hub = get_hub()
     return JsonResponse(
         {
@@ -39,5 +41,8 @@ def stats(request):
             "hub_listeners": hub.listener_count(),
             "broker_connections": get_broker().connection_count(),
             **collector,
+            # ?types=N: the N most common object types too (leak hunting).
+            **introspect.object_types(int(request.GET.get("types", "0"))),
+            **trace,
         }
     )

@@ -3,7 +3,8 @@
 ``BENCH_GC`` tries garbage-collector settings without touching the library
 (an experiment, off by default): ``freeze`` moves everything allocated at
 start-up out of the collector's reach (``gc.freeze()``), ``off`` disables
-it, a number sets the generation-0 threshold.
+it, a number sets the generation-0 threshold. ``BENCH_TRACEMALLOC=1`` traces
+allocations for ``/stats/?trace=N`` (see ``benchmarks/introspect.py``).
 """
 
 import gc
@@ -13,9 +14,10 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.project.settings")
 
 from django.core.wsgi import get_wsgi_application  # noqa: E402
 
-from benchmarks import gctime  # noqa: E402
+from benchmarks import introspect  # noqa: E402
 
-gctime.install()  # /stats/ reports the time spent collecting garbage
+introspect.install()  # /stats/ reports the time spent collecting garbage
+introspect.start_tracing()  # with BENCH_TRACEMALLOC=1
 application = get_wsgi_application()
 
 _gc = os.environ.get("BENCH_GC", "")

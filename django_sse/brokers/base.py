@@ -21,19 +21,29 @@ if TYPE_CHECKING:
 class Message:
     """One published event; encoded to SSE once, however many streams receive it."""
 
-    __slots__ = ("channel", "event", "data", "position", "_body", "_frame")
+    __slots__ = ("channel", "event", "data", "position", "_id", "_body", "_frame")
 
-    def __init__(self, channel: str, event: str, data: str, position: Position | None) -> None:
+    def __init__(
+        self,
+        channel: str,
+        event: str,
+        data: str,
+        position: Position | None,
+        event_id: str | None = None,
+    ) -> None:
         self.channel = channel
         self.event = event
         self.data = data
         self.position = position
+        self._id = event_id  # the position as text, when the broker already has it
         self._body: bytes | None = None
         self._frame: bytes | None = None
 
     @property
     def id(self) -> str | None:
-        return None if self.position is None else format_position(self.position)
+        if self._id is None and self.position is not None:
+            self._id = format_position(self.position)
+        return self._id
 
     @property
     def body(self) -> bytes:
@@ -49,7 +59,7 @@ class Message:
             if self.position is None:
                 self._frame = self.body
             else:
-                self._frame = b"id: %d-%d\n%s" % (*self.position, self.body)
+                self._frame = b"id: %s\n%s" % (self.id.encode(), self.body)
         return self._frame
 
     def __repr__(self) -> str:
@@ -75,6 +85,8 @@ class Broker(ABC):
 
     #: Whether events published in one process reach streams in others.
     shared: bool = False
+    #: Whether history reads wait on the network (then the hub reads off its reader).
+    blocking_reads: bool = True
 
     @abstractmethod
     def publish(self, channel: str, event: str, data: str, history: bool) -> str | None:

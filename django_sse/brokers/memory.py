@@ -35,6 +35,7 @@ class MemoryBroker(Broker):
     """Publishes to this process's hub and keeps a bounded history in memory."""
 
     shared = False
+    blocking_reads = False
 
     def __init__(self, maxlen: int, ttl: float) -> None:
         self.maxlen = maxlen

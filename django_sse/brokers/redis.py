@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 WIRE_VERSION = b"1"
+_LARGEST: Position = (2**64 - 1, 2**64 - 1)
 
 
 def _script(name: str) -> str:
@@ -114,6 +115,10 @@ class RedisBroker(Broker):
         import redis
 
         key = self.prefix + channel
+        if after == _LARGEST:
+            # Nothing can follow the largest id (a client's forged Last-Event-ID), and
+            # Redis refuses to read after it: every read would fail and the stream stall.
+            return History(gap=True, tip=self.read_history(channel, None, 0).tip)
         try:
             reply = self._read(
                 keys=[key], args=["" if after is None else format_position(after), limit]
@@ -122,18 +127,18 @@ class RedisBroker(Broker):
             raise PublishError(f"Could not read history from Redis: {exc}") from exc
         if reply[0] == 0:  # no stream: never published, expired, or Redis lost it
             return History(gap=after is not None and after != ZERO)
-        last, max_deleted = _position(reply[1]), _position(reply[2])
+        _, last, first, added, length, exists, entries = reply
+        last = _position(last)
         if after is None:
             return History(tip=last)
-        if after > last or after < max_deleted:
+        first = _position(first) if first else None
+        if _lost_after(after, last, first, trimmed=added > length, exists=bool(exists)):
             return History(gap=True, tip=last)
-        if after != ZERO and after != max_deleted and not reply[3]:
-            return History(gap=True, tip=last)  # an id this stream never issued
         messages = [
             Message(
                 channel, fields[b"event"].decode(), fields[b"data"].decode(), _position(entry_id)
             )
-            for entry_id, fields in ((entry[0], _fields(entry[1])) for entry in reply[4])
+            for entry_id, fields in ((entry[0], _fields(entry[1])) for entry in entries)
         ]
         return History(messages=messages, tip=last, more=len(messages) >= limit)
 
@@ -221,8 +226,13 @@ class RedisBroker(Broker):
             )
             return None
         channel = key.decode()[len(self.prefix) :]
-        position = parse_position(parts[1].decode()) if parts[1] else None
-        return Message(channel, parts[2].decode(), parts[3].decode("utf-8", "replace"), position)
+        event_id = parts[1].decode() if parts[1] else None
+        position = None if event_id is None else parse_position(event_id)
+        if event_id is not None and position is None:
+            logger.error("Ignoring a message on Redis channel %r with a malformed id %r.", key, event_id)
+            return None
+        text = parts[3].decode("utf-8", "replace")
+        return Message(channel, parts[2].decode(), text, position, event_id)
 
     def close(self) -> None:
         self._closed = True
@@ -240,6 +250,26 @@ class RedisBroker(Broker):
         if params.get("path"):
             return f"unix:{params['path']}"
         return f"{params.get('host')}:{params.get('port')}"
+
+
+def _lost_after(
+    after: Position, last: Position, first: Position | None, trimmed: bool, exists: bool
+) -> bool:
+    """Return whether events after ``after`` are gone, or ``after`` was never issued here.
+
+    Trimming removes the oldest entries, so every trimmed id is older than the
+    first kept one. A position older than that is safe only when nothing was
+    ever trimmed and it is ``0-0``; a position within the kept range must be
+    an entry of this stream (else it comes from another incarnation of the
+    key, e.g. from before a restart that lost the data).
+    """
+    if after == last:
+        return False
+    if after > last or first is None:  # from the future, or all after it trimmed
+        return True
+    if after < first:
+        return trimmed or after != ZERO
+    return not exists
 
 
 def _fields(flat: list[bytes]) -> dict[bytes, bytes]:

@@ -6,6 +6,8 @@ Screenshots of every window go to test-output/screenshots/ (see fixtures.py).
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import urllib.error
@@ -114,3 +116,25 @@ def test_each_object_page_gets_its_own_channel_and_its_history(example, browser)
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(example.url + "/objects/9/events/", timeout=10)
     assert refused.value.code == 403
+
+
+def test_reconnect_page_shows_stream_reset_when_the_server_lost_the_history(servers, browser):
+    """On the in-process broker a crashed worker takes the history along: the page flags stream-reset."""
+    env = {"DJANGO_SETTINGS_MODULE": "example.settings", "REDIS_URL": "", "DEBUG": "0"}
+    server = servers.gunicorn(app="example.wsgi:application", env=env)
+    driver = browser()
+    driver.get(server.url + "/reconnect/")
+    wait_open(driver)
+    driver.find_element(By.CSS_SELECTOR, "#start-form button").click()  # publish from the server
+    wait_for(driver, lambda d: int(text_of(d, "received")) >= 2, message="no sequence arrived")
+    last_id = text_of(driver, "last-event-id")
+
+    (worker,) = server.worker_pids()
+    os.kill(worker, signal.SIGKILL)  # the master starts a new worker, with an empty history
+
+    wait_for(driver, lambda d: text_of(d, "resets") == "1", message="no stream-reset shown")
+    [reset] = logged(driver, "stream-reset")
+    assert json.loads(reset["data"]) == {"channels": ["sequence"]}
+    assert text_of(driver, "resumed-after") == last_id
+    assert driver.find_element(By.ID, "verdict").get_attribute("data-ok") == "false"
+    assert text_of(driver, "state") == "open"

@@ -1,0 +1,161 @@
+"""Where one stream stands in each of its channels' history, and what it owes its client.
+
+A ``ChannelCursor`` turns live messages into the bytes a stream writes, drops
+those the client already has, and catches up from history: after a
+reconnection (``Last-Event-ID``) and whenever the hub resubscribes after an
+outage. Live messages that arrive while it is not in sync are held and
+delivered, in order and without duplicates, once the catch-up is done.
+It performs no I/O of its own beyond the broker calls in ``catch_up()``.
+"""
+
+from __future__ import annotations
+
+from .brokers.base import Broker, Message
+from .conf import sse_settings
+from .exceptions import SseError
+from .hub import Hub
+from .positions import Position, decode_positions, encode_positions
+from .sse import encode_data, encode_event
+
+_HISTORY_BATCH = 500
+
+
+class ChannelCursor:
+    """The replay state of one stream over ``channels``."""
+
+    __slots__ = (
+        "channels", "history", "single", "resuming", "positions", "sent_id", "synced",
+        "held", "fresh", "resets", "failures",
+    )
+
+    def __init__(
+        self, channels: list[str], history: list[str], last_event_id: str | None, resuming: bool
+    ) -> None:
+        self.channels = channels
+        #: The channels whose events carry ids and can be replayed.
+        self.history = history
+        self.single = len(history) == 1 and len(channels) == 1
+        #: The client brought a position (even an unusable one: then it gets stream-reset).
+        self.resuming = resuming and bool(history)
+        self.positions: dict[str, Position] = (
+            decode_positions(last_event_id, history) if self.resuming else {}
+        )
+        #: The id the client holds now.
+        self.sent_id = last_event_id
+        self.synced = not history
+        self.held: list[Message] = []
+        #: A new client's channels awaiting their first live event (see ``deliver``).
+        self.fresh: set[str] = set()
+        #: Channels found without their position, to announce with the next stream-reset.
+        self.resets: list[str] = []
+        #: Catch-ups that failed in a row (for the retry delay).
+        self.failures = 0
+
+    def receive(self, message: Message, limit: int) -> bytes | None:
+        """Return the bytes for a live message; hold it while not in sync (None on overflow)."""
+        if self.synced:
+            return self.deliver(message)
+        self.held.append(message)
+        return b"" if len(self.held) <= limit else None
+
+    def deliver(self, message: Message) -> bytes:
+        """Return ``message`` as the client should get it, or b"" if it already has it."""
+        position = message.position
+        channel = message.channel
+        if position is None or channel not in self.positions:
+            return message.frame if len(self.channels) == 1 else message.body
+        if position <= self.positions[channel] and channel not in self.fresh:
+            return b""  # already sent by the replay, or older than this stream's start
+        # A new client starts at the tip the hub knew; an event published meanwhile can
+        # be older than that tip and still arrive live: it was never sent, so send it.
+        self.fresh.discard(channel)
+        self.positions[channel] = position
+        if self.single:
+            self.sent_id = message.id
+            return message.frame
+        self.sent_id = encode_positions(self.positions)
+        return b"id: %s\n%s" % (self.sent_id.encode(), message.body)
+
+    def catch_up(self, broker: Broker, hub: Hub) -> tuple[bytes, bool]:
+        """Replay what the client missed, then what was held; return the bytes and success.
+
+        On failure (the broker unreachable) what was replayed so far is still
+        returned; positions have moved past it, so a retry goes on from there,
+        and a reset found before the failure is announced by the retry.
+        """
+        self.synced = False
+        out: list[bytes] = []
+        try:
+            for channel in self.history:
+                out.extend(self._catch_up_channel(broker, hub, channel))
+        except SseError:
+            self.failures += 1
+            return b"".join(out), False
+        self.failures = 0
+        self.synced = True
+        self.resuming = True
+        if self.resets:
+            out.insert(0, self._reset_event(self.resets))
+            self.resets = []
+        held, self.held = self.held, []
+        out.extend(self.deliver(message) for message in held)
+        out.append(self.id_update())
+        return b"".join(out), True
+
+    def flush_held(self) -> bytes:
+        """Deliver what was held (a stream without history has nothing to catch up)."""
+        self.synced = True
+        held, self.held = self.held, []
+        return b"".join(self.deliver(message) for message in held)
+
+    def id_update(self) -> bytes:
+        """Return an ``id:`` line when the client's position is behind this stream's."""
+        if not self.positions or not self.synced:
+            return b""
+        current = encode_positions(self.positions)
+        if current == self.sent_id:
+            return b""
+        self.sent_id = current
+        return b"id: %s\n\n" % current.encode()
+
+    def _catch_up_channel(self, broker: Broker, hub: Hub, channel: str) -> list[bytes]:
+        after = self.positions.get(channel)
+        if after is None and not self.resuming:
+            # A new client starts now: with the first live event it got, or at the tip.
+            first = next((m for m in self.held if m.channel == channel and m.position), None)
+            if first is not None:
+                self.positions[channel] = _before(first.position)
+                return []
+            tip = hub.tip(channel)
+            if tip is None:
+                tip = broker.read_history(channel, None, 0).tip
+                hub.learn_tip(channel, tip)
+            self.positions[channel] = tip
+            self.fresh.add(channel)
+            return []
+        if after is None:
+            # A Last-Event-ID that says nothing usable of this channel.
+            self.positions[channel] = broker.read_history(channel, None, 0).tip
+            self.resets.append(channel)
+            return []
+        out = []
+        while True:
+            history = broker.read_history(channel, self.positions[channel], _HISTORY_BATCH)
+            if history.gap:
+                self.positions[channel] = history.tip
+                self.resets.append(channel)
+                return out
+            out.extend(self.deliver(message) for message in history.messages)
+            if not history.more:
+                return out
+
+    @staticmethod
+    def _reset_event(channels: list[str]) -> bytes:
+        data = encode_data({"channels": channels})
+        return encode_event(sse_settings.SSE_RESET_EVENT, data).encode()
+
+
+def _before(position: Position) -> Position:
+    """Return the position just before ``position``, so that it is delivered."""
+    ms, seq = position
+    return (ms, seq - 1) if seq else (ms - 1, 2**64 - 1)

@@ -1,0 +1,341 @@
+"""Access control: the channel manager, ``channel_permission_changed`` across processes, CORS.
+
+The streaming tests run a real site: a file SQLite database (migrated, users
+logged in through the test client, whose session cookie the raw clients
+send), redis-server, and gunicorn with two gevent workers using
+``tests.channel_manager.UserChannels``. Permissions are revoked from another
+process (``python -m django shell``), as an admin action or a Celery task
+would. The CORS tests need no server: Django's test client shows the headers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from django.test import Client
+
+import django_sse
+from tests.redis_helpers import data_of, open_live, wait_live
+from tests.servers import REPO_TOP, GunicornServer, RedisServer
+from tests.sseclient import SseClient
+
+MANAGER = "tests.channel_manager.UserChannels"
+ORIGIN = "https://app.example.com"
+
+_SETUP = """
+import json
+from django.contrib.auth.models import Group, User
+from django.test import Client
+
+news = Group.objects.create(name="news")
+users = {}
+for name in ("alice", "bob", "carol"):
+    user = User.objects.create_user(name)
+    if name != "carol":
+        user.groups.add(news)
+    client = Client()
+    client.force_login(user)
+    users[name] = {"pk": user.pk, "cookie": client.cookies["sessionid"].value}
+print(json.dumps(users))
+"""
+
+_REVOKE = """
+from django.contrib.auth.models import Group, User
+from django_sse import channel_permission_changed
+
+alice, bob = User.objects.get(username="alice"), User.objects.get(username="bob")
+alice.groups.remove(Group.objects.get(name="news"))
+channel_permission_changed(alice, "group-news")
+channel_permission_changed(bob.pk, "group-news")  # unchanged: bob's streams must go on
+"""
+
+
+def _django(env: dict[str, str], *args: str) -> str:
+    """Run ``python -m django ARGS`` for the site (its database, its Redis); return stdout."""
+    result = subprocess.run(
+        [sys.executable, "-m", "django", *args],
+        env={**os.environ, **env},
+        cwd=REPO_TOP,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+class Site:
+    """The running site: its gunicorn, its Redis, its users (pk and session cookie)."""
+
+    def __init__(self, gunicorn: GunicornServer, redis: RedisServer, env: dict, users: dict):
+        self.gunicorn = gunicorn
+        self.redis = redis
+        self.env = env
+        self.users = users
+
+    def connect(self, path: str, user: str | None = None, **kwargs) -> SseClient:
+        headers = {"Cookie": f"sessionid={self.users[user]['cookie']}"} if user else {}
+        return SseClient.connect(self.gunicorn.port, path, headers=headers, **kwargs)
+
+    def refusal(self, path: str, user: str | None = None) -> SseClient:
+        client = self.connect(path, user)
+        client.read_to_end()
+        client.close()
+        return client
+
+    def channel(self, user: str) -> str:
+        return f"user-{self.users[user]['pk']}"
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """Migrated file database with alice and bob in group "news", Redis, 2 gunicorn workers."""
+    directory = tmp_path_factory.mktemp("site")
+    redis = RedisServer(log_dir=directory).start()
+    env = {
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DJANGO_SSE_TEST_DB": str(directory / "db.sqlite3"),
+        "DJANGO_SSE_TEST_REDIS_URL": redis.url,
+        "DJANGO_SSE_TEST_HEARTBEAT": "0.5",
+        "DJANGO_SSE_TEST_SETTINGS": json.dumps({"SSE_CHANNEL_MANAGER": MANAGER}),
+    }
+    gunicorn = None
+    try:
+        _django(env, "migrate", "-v", "0")
+        users = json.loads(_django(env, "shell", "-c", _SETUP).strip().splitlines()[-1])
+        gunicorn = GunicornServer(env=env, workers=2, log_dir=directory).start()
+        yield Site(gunicorn, redis, env, users)
+    finally:
+        if gunicorn is not None:
+            gunicorn.stop()
+            print(gunicorn.stderr_text(3000))
+        redis.stop()
+
+
+@pytest.fixture
+def publish(site, settings):
+    """``send_event`` of this process, to the site's Redis."""
+    settings.SSE_REDIS_URL = site.redis.url
+    return django_sse.send_event
+
+
+# --- the channel manager -------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_a_user_channel_is_refused_to_anonymous_and_other_users_and_streams_to_its_owner(
+    site, publish
+):
+    """``user-<alice's id>``: 403 without a session and for bob; alice's stream gets its events."""
+    channel = site.channel("alice")
+    anonymous = site.refusal(f"/events/{channel}/")
+    other = site.refusal(f"/events/{channel}/", "bob")
+    owner = open_live(
+        site.gunicorn.port,
+        f"/events/{channel}/",
+        headers={"Cookie": f"sessionid={site.users['alice']['cookie']}"},
+    )
+    try:
+        publish("note", "for alice", channel=channel)
+        received = data_of(owner, 1)
+    finally:
+        owner.close()
+
+    for refused in (anonymous, other):
+        assert refused.status == 403
+        assert refused.body == f"You may not read the channel {channel!r}.\n".encode()
+    assert received == ["for alice"]
+
+
+@pytest.mark.integration
+def test_me_streams_the_requesting_users_own_channel_chosen_by_get_channels_for_request(
+    site, publish
+):
+    """/events/me/: the manager picks ``user-<id>`` of whoever asks; anonymous gets 403."""
+    anonymous = site.refusal("/events/me/")
+    alice = site.connect("/events/me/", "alice")
+    bob = site.connect("/events/me/", "bob")
+    try:
+        for client in (alice, bob):
+            wait_live(client)
+        publish("note", "for bob", channel=site.channel("bob"))
+        publish("note", "for alice", channel=site.channel("alice"))
+        got = (data_of(alice, 1), data_of(bob, 1))
+    finally:
+        alice.close()
+        bob.close()
+
+    assert anonymous.status == 403
+    assert b"'user-anonymous'" in anonymous.body
+    assert got == (["for alice"], ["for bob"])
+
+
+@pytest.mark.integration
+def test_channel_permission_changed_in_another_process_closes_the_users_streams_on_every_worker(
+    site, publish
+):
+    """Revoked from a shell: alice's group-news streams on both workers end within 1 s; bob's go on."""
+
+    def streams_on_both_workers(user: str) -> list[SseClient]:
+        clients, pids = [], set()
+        for _ in range(40):
+            client = site.connect("/worker-events/group-news/", user)
+            assert client.status == 200, client.body
+            clients.append(client)
+            pids.add(client.headers["X-Worker-Pid"])
+            if len(pids) == 2 and len(clients) >= 3:
+                break
+        assert len(pids) == 2, f"every stream of {user} landed on worker {pids}"
+        return clients
+
+    alice_news = streams_on_both_workers("alice")
+    bob_news = streams_on_both_workers("bob")
+    alice_own = site.connect("/events/me/", "alice")
+    clients = [*alice_news, *bob_news, alice_own]
+    try:
+        for client in clients:
+            wait_live(client)
+        _django(site.env, "shell", "-c", _REVOKE)
+        deadline = time.monotonic() + 1.0  # the publish happened before the shell exited
+        for client in alice_news:
+            client.read_to_end(timeout=max(0.01, deadline - time.monotonic()))
+        ended_by = time.monotonic()
+        publish("news", "after the revocation", channel="group-news")
+        publish("note", "still yours", channel=site.channel("alice"))
+        bob_got = [data_of(client, 1, event="news") for client in bob_news]
+        alice_own_got = data_of(alice_own, 1)
+        again = site.refusal("/worker-events/group-news/", "alice")
+    finally:
+        for client in clients:
+            client.close()
+
+    print(
+        f"alice's {len(alice_news)} streams on 2 workers ended "
+        f"{1.0 - (deadline - ended_by):.2f} s after the revoking process exited"
+    )
+    assert all(client.ended and not client.reset for client in alice_news)
+    assert all(client.body.endswith(b"retry: 2000\n\n") for client in alice_news)
+    assert all(b"after the revocation" not in client.body for client in alice_news)
+    assert bob_got == [["after the revocation"]] * len(bob_news)
+    assert not any(client.ended for client in bob_news)
+    assert alice_own_got == ["still yours"]
+    assert again.status == 403
+
+
+def test_channel_permission_changed_refuses_an_anonymous_user():
+    """It needs an authenticated user or a primary key: AnonymousUser raises ValueError."""
+    from django.contrib.auth.models import AnonymousUser
+
+    with pytest.raises(ValueError, match="authenticated user or a primary key"):
+        django_sse.channel_permission_changed(AnonymousUser(), "group-news")
+
+
+# --- CORS ------------------------------------------------------------------------------
+
+STREAM = "/ticks/?n=1&interval=0"
+
+
+def _get(path: str = STREAM, origin: str | None = ORIGIN):
+    response = Client().get(path, **({"HTTP_ORIGIN": origin} if origin else {}))
+    if response.streaming:
+        b"".join(response.streaming_content)  # a one-tick stream: it ends by itself
+        response.close()
+    return response
+
+
+def _preflight(origin: str = ORIGIN, headers: str = "last-event-id"):
+    return Client().options(
+        STREAM,
+        HTTP_ORIGIN=origin,
+        HTTP_ACCESS_CONTROL_REQUEST_METHOD="GET",
+        HTTP_ACCESS_CONTROL_REQUEST_HEADERS=headers,
+    )
+
+
+def _cors_headers(response) -> dict[str, str]:
+    return {name: value for name, value in response.items() if name.lower().startswith("access-control-")}
+
+
+def _vary(response) -> list[str]:
+    return [value.strip().lower() for value in response.get("Vary", "").split(",")]
+
+
+def test_nothing_is_allowed_cross_origin_by_default():
+    """Without SSE_CORS_* settings neither a stream nor a preflight carries any CORS header."""
+    stream, head, preflight = _get(), Client().head(STREAM, HTTP_ORIGIN=ORIGIN), _preflight()
+
+    assert stream.status_code == 200
+    assert _cors_headers(stream) == {} and _cors_headers(head) == {}
+    assert preflight.status_code == 200
+    assert _cors_headers(preflight) == {}
+
+
+def test_an_allowed_origin_gets_itself_back_and_vary_origin(settings):
+    """SSE_CORS_ALLOWED_ORIGINS lists the origin: ACAO is that origin, Vary has Origin, no credentials."""
+    settings.SSE_CORS_ALLOWED_ORIGINS = ["https://other.example.com", ORIGIN]
+
+    stream, head, without = _get(), Client().head(STREAM, HTTP_ORIGIN=ORIGIN), _get(origin=None)
+    elsewhere = _get(origin="https://app.example.com.evil.example")
+
+    for response in (stream, head):
+        assert _cors_headers(response) == {"Access-Control-Allow-Origin": ORIGIN}
+        assert "origin" in _vary(response)
+    assert _cors_headers(without) == {}
+    assert _cors_headers(elsewhere) == {}
+
+
+def test_allow_credentials_adds_the_credentials_header(settings):
+    """SSE_CORS_ALLOW_CREDENTIALS = True: an allowed origin also gets Allow-Credentials: true."""
+    settings.SSE_CORS_ALLOWED_ORIGINS = [ORIGIN]
+    settings.SSE_CORS_ALLOW_CREDENTIALS = True
+
+    assert _cors_headers(_get()) == {
+        "Access-Control-Allow-Origin": ORIGIN,
+        "Access-Control-Allow-Credentials": "true",
+    }
+    assert _cors_headers(_get(origin="https://evil.example")) == {}
+
+
+def test_a_wildcard_allows_any_origin_but_never_with_credentials(settings):
+    """["*"] answers ``*`` (no Vary needed); with credentials no origin at all is allowed."""
+    settings.SSE_CORS_ALLOWED_ORIGINS = ["*"]
+    anyone = _get(origin="https://anyone.example")
+    settings.SSE_CORS_ALLOW_CREDENTIALS = True
+    with_credentials = _get(origin="https://anyone.example")
+
+    assert _cors_headers(anyone) == {"Access-Control-Allow-Origin": "*"}
+    assert _cors_headers(with_credentials) == {}
+
+
+def test_a_preflight_from_an_allowed_origin_is_answered_with_the_allowed_headers(settings):
+    """OPTIONS with Access-Control-Request-Method: methods, SSE_CORS_ALLOWED_HEADERS, max age, origin."""
+    settings.SSE_CORS_ALLOWED_ORIGINS = [ORIGIN]
+    settings.SSE_CORS_ALLOW_CREDENTIALS = True
+    settings.SSE_CORS_ALLOWED_HEADERS = ["last-event-id", "x-requested-with"]
+
+    response = _preflight(headers="last-event-id, x-requested-with")
+
+    assert response.status_code == 200
+    assert _cors_headers(response) == {
+        "Access-Control-Allow-Origin": ORIGIN,
+        "Access-Control-Allow-Credentials": "true",
+        "Access-Control-Allow-Methods": "GET, HEAD, OPTIONS",
+        "Access-Control-Allow-Headers": "last-event-id, x-requested-with",
+        "Access-Control-Max-Age": "86400",
+    }
+    assert "origin" in _vary(response)
+
+
+def test_a_preflight_from_a_disallowed_origin_gets_no_cors_header(settings):
+    """An origin not listed (even one that only starts like an allowed one) gets a plain OPTIONS answer."""
+    settings.SSE_CORS_ALLOWED_ORIGINS = [ORIGIN]
+
+    for origin in ("https://evil.example", ORIGIN + ".evil.example", "http://app.example.com", "null"):
+        response = _preflight(origin=origin)
+        assert response.status_code == 200
+        assert _cors_headers(response) == {}, origin
