@@ -6,6 +6,7 @@ Every value can be overridden on the command line or through the
 environment variables named below.
 """
 
+import gc
 import os
 
 # gevent records, for every greenlet, the stack that spawned it (for debugging);
@@ -50,3 +51,7 @@ def post_worker_init(worker):
 
     run_startup_checks(workers=worker.cfg.workers)  # a wrong setting stops the worker here
     end_streams_when_stopping(worker)
+    # Thousands of long-lived streams make every full garbage collection long: keep the
+    # objects of start-up out of it and collect the young generation less often.
+    gc.freeze()
+    gc.set_threshold(int(os.environ.get("SSE_GC_THRESHOLD", "10000")), 50, 100)

@@ -11,13 +11,19 @@ from collections.abc import Callable
 from typing import Any
 
 
+_patched = False
+
+
 def gevent_patched() -> bool:
     """Return whether gevent has monkey-patched this process (threads are greenlets)."""
-    try:
-        from gevent import monkey
-    except ImportError:
-        return False
-    return monkey.is_module_patched("threading") and monkey.is_module_patched("socket")
+    global _patched
+    if not _patched:  # patching is never undone: once seen, remember it
+        try:
+            from gevent import monkey
+        except ImportError:
+            return False
+        _patched = monkey.is_module_patched("threading") and monkey.is_module_patched("socket")
+    return _patched
 
 
 class Task:
