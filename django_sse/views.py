@@ -157,7 +157,10 @@ class BaseSseView(View):
         warn_if_blocking_server(self.request.META)
         # Compressing a stream would buffer it and cost a zlib state per client.
         self.request.META.pop("HTTP_ACCEPT_ENCODING", None)
-        return SseResponse(self._stream(mailbox))
+        response = SseResponse(self._stream(mailbox))
+        # Give the slot back even if the response is closed before it is ever read.
+        response._resource_closers.append(lambda: streams.discard(mailbox))
+        return response
 
     def check_request(self) -> HttpResponse | None:
         """Return an error response that refuses the stream, or None to open it."""

@@ -292,8 +292,10 @@ def test_send_event_to_a_hung_redis_raises_within_the_timeout(settings, servers)
 
 
 @pytest.mark.integration
-def test_publishing_many_times_uses_one_pooled_connection(publishing, redis_server):
+def test_publishing_many_times_uses_one_pooled_connection(settings, servers):
     """200 publishes, 100 of them from 10 threads at once, open one Redis connection in all."""
+    redis = servers.redis()  # its own: no other test's connections in CLIENT LIST
+    settings.SSE_REDIS_URL = redis.url
     errors = []
 
     def publish_some(worker: int) -> None:
@@ -311,7 +313,7 @@ def test_publishing_many_times_uses_one_pooled_connection(publishing, redis_serv
     for thread in threads:
         thread.join(30)
 
-    with redis_server.client() as admin:
+    with redis.client() as admin:
         others = other_redis_clients(admin)
         published = admin.xlen("sse:pooled")
     assert errors == []

@@ -154,8 +154,11 @@ class PubSubConnection:
         """Yield batches of replies as they arrive; PING when idle, fail when Redis is silent."""
         pinged = False
         while True:
+            sock = self._sock
+            if sock is None:
+                raise ConnectionError("The Redis subscription was closed.")
             try:
-                data = self._sock.recv(65536)
+                data = sock.recv(65536)
             except TimeoutError:
                 if pinged:
                     raise ConnectionError("Redis did not answer a PING in time.") from None

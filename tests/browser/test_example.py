@@ -90,17 +90,7 @@ def cut_by_restarting_gunicorn(example):
 
 @pytest.mark.parametrize(
     "cut",
-    [
-        cut_by_killing_the_worker,
-        pytest.param(
-            cut_by_restarting_gunicorn,
-            marks=pytest.mark.xfail(
-                reason="library bug: a stopping worker answers a reconnection that reuses a "
-                "keep-alive connection with 503, and EventSource gives up on any non-200",
-                strict=False,
-            ),
-        ),
-    ],
+    [cut_by_killing_the_worker, cut_by_restarting_gunicorn],
     ids=["worker-killed", "graceful-restart"],
 )
 def test_eventsource_reconnects_after_the_connection_is_cut_and_misses_nothing(
