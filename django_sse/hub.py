@@ -40,6 +40,20 @@ class _Sync:
 SYNC = _Sync()
 
 
+class _Unsynced:
+    """Tells a stream that the subscription was lost: hold live events until the next SYNC.
+
+    Events published meanwhile are only in history; one that arrives live
+    before the catch-up must not move the stream's position past them.
+    """
+
+    def __repr__(self) -> str:
+        return "UNSYNCED"
+
+
+UNSYNCED = _Unsynced()
+
+
 class Recheck:
     """Tells a stream to check again whether its user may read ``channel``."""
 
@@ -225,10 +239,14 @@ class Hub:
         with self._lock:
             self._generation += 1
             self._pending.clear()
+            listeners = set()
             for channel in self._channels.values():
                 channel.ready = False
                 channel.learning = False
                 channel.tip = None
+                listeners.update(channel.listeners)
+        for mailbox in listeners:
+            mailbox.put_control(UNSYNCED)
 
     def close(self) -> None:
         self.broker.close()

@@ -20,7 +20,7 @@ from .concurrency import Task
 from .conf import sse_settings
 from .cursor import ChannelCursor
 from .exceptions import InvalidChannel
-from .hub import SYNC, Recheck
+from .hub import SYNC, UNSYNCED, Recheck
 from .mailbox import Mailbox
 from .permissions import get_channel_manager
 from .publish import send_event
@@ -130,6 +130,9 @@ class RedisQueueView(BaseSseView):
         for item in items:
             if item is SYNC:
                 out.append(self._catch_up(mailbox))
+            elif item is UNSYNCED:
+                # Live events of the next subscription wait for the catch-up from history.
+                cursor.lose_sync()
             elif isinstance(item, Recheck):
                 if not self._may_read(item.channel):
                     mailbox.end("permission revoked")

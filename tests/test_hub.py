@@ -16,7 +16,7 @@ import pytest
 import django_sse
 from django_sse.brokers.base import Message
 from django_sse.brokers.memory import MemoryBroker
-from django_sse.hub import SYNC, Hub
+from django_sse.hub import SYNC, UNSYNCED, Hub
 from django_sse.mailbox import Mailbox
 from tests.redis_helpers import (
     data_of,
@@ -136,7 +136,7 @@ def test_a_confirmation_of_an_earlier_subscribe_does_not_make_a_channel_ready():
 
 
 def test_after_a_disconnection_channels_are_ready_again_only_once_resubscribed():
-    """on_disconnected() unreadies all channels; resubscribe_all() subscribes them all and syncs."""
+    """on_disconnected() unreadies all channels and tells their streams; resubscribe_all() syncs them."""
     broker = RecordingBroker(confirm=False)
     hub = Hub(broker)
     reader = Mailbox(10)
@@ -155,7 +155,7 @@ def test_after_a_disconnection_channels_are_ready_again_only_once_resubscribed()
     assert lost == (False, False, None)
     assert sorted(broker.calls[-1][1]) == ["a", "b"] and broker.calls[-1][0] == "subscribe"
     assert hub.ready(["a", "b"])
-    assert reader.take() == [SYNC, SYNC]
+    assert reader.take() == [UNSYNCED, SYNC, SYNC]
 
 
 def test_a_subscribe_that_could_not_be_sent_is_sent_on_resubscription():
