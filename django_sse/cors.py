@@ -5,6 +5,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from django.http import HttpRequest, HttpResponse
+from django.utils.cache import patch_vary_headers
 
 from .conf import sse_settings
 
@@ -45,7 +46,7 @@ def add_cors_headers(request: HttpRequest, response: HttpResponse) -> HttpRespon
         return response
     response["Access-Control-Allow-Origin"] = origin
     if origin != "*":
-        response["Vary"] = "Origin"
+        patch_vary_headers(response, ("Origin",))
     if sse_settings.SSE_CORS_ALLOW_CREDENTIALS:
         response["Access-Control-Allow-Credentials"] = "true"
     return response

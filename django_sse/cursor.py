@@ -102,6 +102,15 @@ class ChannelCursor:
         out.append(self.id_update())
         return b"".join(out), True
 
+    def lose_sync(self) -> None:
+        """The hub lost its subscription: hold live messages until the next catch-up.
+
+        Events published meanwhile are only in history; a live message that
+        arrived first would otherwise move the position past them.
+        """
+        if self.history:
+            self.synced = False
+
     def flush_held(self) -> bytes:
         """Deliver what was held (a stream without history has nothing to catch up)."""
         self.synced = True

@@ -104,7 +104,9 @@ class Resuming:
         time.sleep(0.02)  # a browser waits the retry time; this only avoids a busy loop
         if self.keep_alive and not client.reset and _still_open(client.sock):
             self.reused += 1
-            self.client = _request_again(client, self.port, self.path, self._headers(), self._parser())
+            self.client = _request_again(
+                client, self.port, self.path, self._headers(), self._parser()
+            )
             assert self.client.status == 200, (self.client.status, self.client.body)
             self.pids.append(self.client.headers.get("X-Worker-Pid"))
             return

@@ -258,7 +258,11 @@ def _preflight(origin: str = ORIGIN, headers: str = "last-event-id"):
 
 
 def _cors_headers(response) -> dict[str, str]:
-    return {name: value for name, value in response.items() if name.lower().startswith("access-control-")}
+    return {
+        name: value
+        for name, value in response.items()
+        if name.lower().startswith("access-control-")
+    }
 
 
 def _vary(response) -> list[str]:
@@ -335,7 +339,12 @@ def test_a_preflight_from_a_disallowed_origin_gets_no_cors_header(settings):
     """An origin not listed (even one that only starts like an allowed one) gets a plain OPTIONS answer."""
     settings.SSE_CORS_ALLOWED_ORIGINS = [ORIGIN]
 
-    for origin in ("https://evil.example", ORIGIN + ".evil.example", "http://app.example.com", "null"):
+    for origin in (
+        "https://evil.example",
+        ORIGIN + ".evil.example",
+        "http://app.example.com",
+        "null",
+    ):
         response = _preflight(origin=origin)
         assert response.status_code == 200
         assert _cors_headers(response) == {}, origin

@@ -18,7 +18,9 @@ import urllib.parse
 from collections import Counter
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 import django_sse
 from django_sse.exceptions import InvalidChannel
@@ -113,8 +115,12 @@ def _body(response: bytes) -> bytes:
 
 def _get(path: bytes, headers: bytes = b"", method: bytes = b"GET") -> bytes:
     return (
-        method + b" " + path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n"
-        + headers + b"Connection: close\r\n\r\n"
+        method
+        + b" "
+        + path
+        + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n"
+        + headers
+        + b"Connection: close\r\n\r\n"
     )
 
 
@@ -207,7 +213,9 @@ def test_any_bytes_as_last_event_id_never_500_and_never_replay_another_channels_
 
     check()
 
-    print(f"Last-Event-ID values tried: {sum(tried.values())} ({dict(tried)}); statuses {dict(statuses)}")
+    print(
+        f"Last-Event-ID values tried: {sum(tried.values())} ({dict(tried)}); statuses {dict(statuses)}"
+    )
     assert get_stats(site.port)["streams"] >= 1  # the worker still serves (the keeper stream)
 
 
@@ -246,10 +254,22 @@ def test_a_last_event_id_at_or_past_the_largest_stream_id_gets_stream_reset_then
 @pytest.mark.parametrize(
     "request_bytes, status, reason",
     [
-        (_get(MULTI.encode(), b"X-Huge: " + b"a" * 100_000 + b"\r\n"), 431, b"Request Header Fields Too Large"),
-        (_get(MULTI.encode(), b"".join(b"X-H%d: 1\r\n" % n for n in range(200))), 431, b"Request Header Fields Too Large"),
+        (
+            _get(MULTI.encode(), b"X-Huge: " + b"a" * 100_000 + b"\r\n"),
+            431,
+            b"Request Header Fields Too Large",
+        ),
+        (
+            _get(MULTI.encode(), b"".join(b"X-H%d: 1\r\n" % n for n in range(200))),
+            431,
+            b"Request Header Fields Too Large",
+        ),
         (_get(b"/multi/?" + b"channel=a&" * 600), 414, b"URI Too Long"),
-        (_get(b"/multi/?" + b"&".join(b"channel=c%d" % n for n in range(21))), 400, b"SSE_MAX_CHANNELS allows 20"),
+        (
+            _get(b"/multi/?" + b"&".join(b"channel=c%d" % n for n in range(21))),
+            400,
+            b"SSE_MAX_CHANNELS allows 20",
+        ),
         (_get(b"/multi/?channel=%ff%fe"), 400, b"not valid UTF-8"),
         (_get(b"/multi/?channel=a%C3"), 400, b"not valid UTF-8"),
         (_get(b"/multi/?channel=\xff\xfe"), 400, b"Invalid HTTP request line"),
@@ -259,12 +279,22 @@ def test_a_last_event_id_at_or_past_the_largest_stream_id_gets_stream_reset_then
         (_get(b"/multi/?channel=" + b"x" * 201), 400, b"SSE_MAX_CHANNEL_LENGTH allows 200"),
     ],
     ids=[
-        "100 KB header", "200 headers", "600 channel parameters", "21 channels",
-        "percent-encoded invalid UTF-8", "truncated UTF-8", "raw non-ASCII bytes", "NUL in Last-Event-ID",
-        "no channel", "empty channel", "201-character channel",
+        "100 KB header",
+        "200 headers",
+        "600 channel parameters",
+        "21 channels",
+        "percent-encoded invalid UTF-8",
+        "truncated UTF-8",
+        "raw non-ASCII bytes",
+        "NUL in Last-Event-ID",
+        "no channel",
+        "empty channel",
+        "201-character channel",
     ],
 )
-def test_a_malformed_request_gets_the_right_4xx_and_a_short_reason(site, request_bytes, status, reason):
+def test_a_malformed_request_gets_the_right_4xx_and_a_short_reason(
+    site, request_bytes, status, reason
+):
     """Each malformed request: its 4xx, a reason under 300 bytes, and no stream left open."""
     response = _raw(site.port, request_bytes)
 
@@ -298,7 +328,11 @@ def test_methods_other_than_get_head_options_get_405_with_allow(site, method):
 @pytest.mark.integration
 @pytest.mark.parametrize(
     "path, status",
-    [(MULTI, 200), ("/multi/?" + "&".join(f"channel=c{n}" for n in range(21)), 400), ("/multi/?channel=%ff", 400)],
+    [
+        (MULTI, 200),
+        ("/multi/?" + "&".join(f"channel=c{n}" for n in range(21)), 400),
+        ("/multi/?channel=%ff", 400),
+    ],
 )
 def test_head_answers_the_stream_headers_or_the_refusal_and_opens_no_stream(site, path, status):
     """HEAD: the event-stream headers without a body, or the refusal GET would get; never a stream."""
@@ -343,7 +377,9 @@ def test_names_and_channels_crafted_to_inject_are_refused_before_publishing(
 @pytest.mark.integration
 def test_data_event_names_and_channels_that_look_like_sse_or_resp_arrive_harmlessly(site, publish):
     """Forged fields in data, ``:`` in names, RESP in channel names: each one event, exactly as sent."""
-    channel = "*1$8FLUSHALL:sse:bad-a"  # RESP-looking, yet a valid channel: length-prefixed on the wire
+    channel = (
+        "*1$8FLUSHALL:sse:bad-a"  # RESP-looking, yet a valid channel: length-prefixed on the wire
+    )
     cases = [
         ("data: forged", "plain"),
         ("event", "x\n\ndata: forged\nevent: forged\nid: 1-0\nretry: 1\n\n"),
@@ -364,9 +400,7 @@ def test_data_event_names_and_channels_that_look_like_sse_or_resp_arrive_harmles
         length = admin.xlen(f"sse:{channel}")
         others = admin.xlen(f"sse:{A}")
 
-    expected = [
-        (event, data.replace("\r\n", "\n").replace("\r", "\n")) for event, data in cases
-    ]
+    expected = [(event, data.replace("\r\n", "\n").replace("\r", "\n")) for event, data in cases]
     assert [(e.type, e.data) for e in events] == expected
     assert client.parser.retry == 2000  # "retry: 1" stayed inside the data
     assert all(re.fullmatch(r"\d+-\d+", e.last_event_id) for e in events)  # no forged "id:"
@@ -423,8 +457,13 @@ def test_a_last_event_id_crafted_to_inject_is_ignored(site, publish, query):
 def test_the_last_event_id_decoder_survives_a_coverage_guided_fuzz_run(tmp_path):
     """atheris runs tests/fuzz_positions.py for 10 s: no exception, no broken property."""
     result = subprocess.run(
-        [sys.executable, str(REPO_TOP / "tests" / "fuzz_positions.py"), "-max_total_time=10",
-         "-rss_limit_mb=2048", f"-artifact_prefix={tmp_path}/"],
+        [
+            sys.executable,
+            str(REPO_TOP / "tests" / "fuzz_positions.py"),
+            "-max_total_time=10",
+            "-rss_limit_mb=2048",
+            f"-artifact_prefix={tmp_path}/",
+        ],
         capture_output=True,
         text=True,
         timeout=120,

@@ -113,7 +113,7 @@ def _storm_with_a_kill(servers, settings, appendonly: bool, count: int = 1500):
     received: list[list] = [[] for _ in clients]
     readers = [
         threading.Thread(target=_read_storm, args=(client, count - 1, out))
-        for client, out in zip(clients, received)
+        for client, out in zip(clients, received, strict=True)
     ]
     storm = Storm("storm", count)
     for thread in [*readers, storm.thread]:
@@ -139,9 +139,7 @@ def _storm_with_a_kill(servers, settings, appendonly: bool, count: int = 1500):
     return storm, received, ended
 
 
-def test_redis_sigkilled_in_a_publish_storm_with_aof_loses_no_acknowledged_event(
-    servers, settings
-):
+def test_redis_sigkilled_in_a_publish_storm_with_aof_loses_no_acknowledged_event(servers, settings):
     """AOF on: Redis SIGKILLed mid-storm; 6 streams stay open and get every acknowledged event, in order."""
     storm, received, ended = _storm_with_a_kill(servers, settings, appendonly=True)
 
@@ -397,7 +395,9 @@ def test_5000_connect_disconnect_cycles_return_the_worker_to_its_baseline(server
     tolerance = {"rss_mib": 8, "greenlets": 3, "fds": 3, "redis_connections": 0, "redis_clients": 0}
     print(f"{total} cycles in {elapsed:.1f} s ({len(errors)} errors)")
     for name, limit in tolerance.items():
-        print(f"  {name}: baseline {baseline[name]:.1f}, after {after[name]:.1f} (tolerance +{limit})")
+        print(
+            f"  {name}: baseline {baseline[name]:.1f}, after {after[name]:.1f} (tolerance +{limit})"
+        )
     assert errors == []
     for name, limit in tolerance.items():
         assert after[name] <= baseline[name] + limit, name
@@ -463,7 +463,9 @@ def test_a_slow_reader_is_dropped_at_its_queue_bound_while_fast_readers_get_ever
             time.sleep(0.004)
         for thread in threads[:-1]:
             thread.join(120)
-        stats = eventually(lambda: (s := get_stats(gunicorn.port))["streams"] == 6 and s, timeout=30)
+        stats = eventually(
+            lambda: (s := get_stats(gunicorn.port))["streams"] == 6 and s, timeout=30
+        )
         stop_slow.set()
         threads[-1].join(10)
         rest = b""

@@ -145,7 +145,9 @@ def test_sse_max_lifetime_ends_streams_and_clients_that_resume_lose_nothing(serv
             reader.close()
 
     endings = [len(reader.endings) for reader in readers]
-    print(f"{count} events over ~{count * 0.012:.1f} s; streams ended by the lifetime per client: {endings}")
+    print(
+        f"{count} events over ~{count * 0.012:.1f} s; streams ended by the lifetime per client: {endings}"
+    )
     expected = [str(n) for n in range(count)]
     for index, reader in enumerate(readers):
         assert received[index] == expected
@@ -162,7 +164,9 @@ def test_max_lifetime_moves_streams_to_a_worker_added_later(servers):
         env={"DJANGO_SSE_TEST_HEARTBEAT": "0.2", **_settings_env(SSE_MAX_LIFETIME=0.5)}
     )
     [first] = gunicorn.worker_pids()
-    readers = [Resuming(gunicorn.port, "/worker-events/balance/", keep_alive=True) for _ in range(20)]
+    readers = [
+        Resuming(gunicorn.port, "/worker-events/balance/", keep_alive=True) for _ in range(20)
+    ]
     try:
         gunicorn.send_signal(signal.SIGTTIN)  # one worker more, as after a scale-up or a deploy
         eventually(lambda: len(gunicorn.worker_pids()) == 2, timeout=15)
@@ -291,7 +295,9 @@ def test_a_client_whose_queue_overflows_is_disconnected_and_loses_nothing_on_res
     finally:
         reader.close()
 
-    print(f"the stream overflowed and was ended {len(reader.endings)} time(s) during a burst of 200")
+    print(
+        f"the stream overflowed and was ended {len(reader.endings)} time(s) during a burst of 200"
+    )
     assert data == [str(n) for n in range(200)]
     assert reader.endings, "the queue never overflowed"
     assert reader.resets == []

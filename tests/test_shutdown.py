@@ -117,7 +117,9 @@ def test_hup_ends_every_stream_with_a_retry_hint_and_resuming_clients_get_the_co
 def test_a_stream_asked_of_a_stopping_worker_gets_a_retry_hint_rather_than_a_503(servers):
     """A stream asked on a kept-alive connection of a worker that is stopping: 200, a retry hint, connection closed."""
     gunicorn = servers.gunicorn(env={"SSE_GRACEFUL_TIMEOUT": str(GRACEFUL_TIMEOUT)})
-    idle = SseClient.connect(gunicorn.port, "/plain/")  # a page's request: its connection stays open
+    idle = SseClient.connect(
+        gunicorn.port, "/plain/"
+    )  # a page's request: its connection stays open
     idle.read_to_end()
     stream = SseClient.connect(gunicorn.port, "/ticks/?interval=0.5")
     try:
@@ -158,11 +160,18 @@ def test_term_with_100_open_streams_ends_them_all_and_the_master_exits_well_with
         },
     )
     workers = gunicorn.worker_pids()
-    paths = ["/events/term-{n}/", "/ticks/?interval=0.5&{n}", "/blocked/?{n}", "/multi/?channel=a&channel=t{n}"]
+    paths = [
+        "/events/term-{n}/",
+        "/ticks/?interval=0.5&{n}",
+        "/blocked/?{n}",
+        "/multi/?channel=a&channel=t{n}",
+    ]
     clients = [SseClient.connect(gunicorn.port, paths[n % 4].format(n=n)) for n in range(100)]
     try:
         for client in clients:
-            client.read_bytes_until(lambda body: body.startswith(b"retry: 2000\n\n:\n\n"), timeout=15)
+            client.read_bytes_until(
+                lambda body: body.startswith(b"retry: 2000\n\n:\n\n"), timeout=15
+            )
         master = gunicorn.pid
         process = gunicorn.process
         started = time.monotonic()
