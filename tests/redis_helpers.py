@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -115,3 +116,22 @@ def gunicorn_on_redis(redis_url: str, log_dir, workers: int = 1, **env: str):
         env={"DJANGO_SSE_TEST_REDIS_URL": redis_url, **env}, log_dir=log_dir, workers=workers
     )
     return server.start()
+
+
+def connect(port: int, path: str, last_event_id: str | None = None) -> SseClient:
+    """Open a stream, resuming after ``last_event_id`` when given; assert it is a 200."""
+    headers = {} if last_event_id is None else {"Last-Event-ID": last_event_id}
+    client = SseClient.connect(port, path, headers=headers, timeout=15)
+    assert client.status == 200, (client.status, client.body[:500])
+    return client
+
+
+def wait_position(client: SseClient, timeout: float = 15) -> str:
+    """Wait for the id a new stream sends once it is live; return it."""
+    client.read_bytes_until(lambda _: client.parser.last_event_id != "", timeout=timeout)
+    return client.parser.last_event_id
+
+
+def multi_path(*channels: str) -> str:
+    """Return the path of a stream on several channels (the test project's /multi/)."""
+    return "/multi/?" + urllib.parse.urlencode([("channel", c) for c in channels])

@@ -21,6 +21,7 @@ import pytest
 
 from django_sse import send_event
 from django_sse.positions import channel_tag, encode_positions, parse_position
+from tests.redis_helpers import connect, multi_path, wait_position
 from tests.servers import GunicornServer
 from tests.sseclient import SseClient, StreamEnded
 
@@ -107,21 +108,6 @@ def channel(request):
 # --- client helpers -------------------------------------------------------------------
 
 
-def connect(port: int, path: str, last_event_id: str | None = None) -> SseClient:
-    headers = {} if last_event_id is None else {"Last-Event-ID": last_event_id}
-    client = SseClient.connect(port, path, headers=headers, timeout=15)
-    assert client.status == 200, (client.status, client.body[:500])
-    return client
-
-
-def wait_position(client: SseClient, timeout: float = 15) -> str:
-    """Wait for the id a new stream sends once it is live; return it."""
-    client.read_bytes_until(lambda _: client.parser.last_event_id != "", timeout=timeout)
-    return client.parser.last_event_id
-
-
-def multi_path(*channels: str) -> str:
-    return "/multi/?" + urllib.parse.urlencode([("channel", c) for c in channels])
 
 
 def summary(events) -> list[tuple[str, str]]:

@@ -19,6 +19,7 @@ import pytest
 
 from django_sse import send_event
 from django_sse.exceptions import PublishError
+from tests.redis_helpers import connect, multi_path, wait_position
 from tests.sseclient import SseClient
 
 pytestmark = pytest.mark.integration
@@ -29,21 +30,6 @@ RESET = "stream-reset"
 # --- helpers ---------------------------------------------------------------------------
 
 
-def connect(port: int, path: str, last_event_id: str | None = None) -> SseClient:
-    headers = {} if last_event_id is None else {"Last-Event-ID": last_event_id}
-    client = SseClient.connect(port, path, headers=headers, timeout=15)
-    assert client.status == 200, (client.status, client.body[:500])
-    return client
-
-
-def wait_position(client: SseClient, timeout: float = 15) -> str:
-    """Wait for the id a new stream sends once it is live; return it."""
-    client.read_bytes_until(lambda _: client.parser.last_event_id != "", timeout=timeout)
-    return client.parser.last_event_id
-
-
-def multi_path(*channels: str) -> str:
-    return "/multi/?" + urllib.parse.urlencode([("channel", c) for c in channels])
 
 
 def publish_when_up(channel: str, data: str, timeout: float = 15) -> str:
