@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.views import View
 
@@ -240,7 +239,7 @@ class BaseSseView(View):
             # either way its finally: runs here, in its own greenlet or thread.
             generator.close()
             mailbox.put_control(END)
-            close_old_connections()
+            release_connections()  # this greenlet or thread ends: so do its connections
 
     def _stream(self, mailbox: Mailbox) -> Iterator[bytes]:
         """Yield the chunks of one stream; owns the mailbox, the source and the watcher."""
