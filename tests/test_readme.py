@@ -98,7 +98,7 @@ RESET_SCRIPT = sample("javascript", "stream-reset")
 SETTINGS = sample("python", "SSE_EPHEMERAL_CHANNELS")
 GUNICORN_CONF = sample("python", "def post_worker_init")
 NGINX = sample("nginx", "proxy_buffering off")
-CHANNEL_MANAGER = sample("python", "class StaffChannels")
+CHANNEL_MANAGER = sample("python", "class UserChannels")
 LEGACY_SETTINGS = sample("python", "REDIS_SSEQUEUE_CONNECTION_SETTINGS")
 
 
@@ -622,28 +622,38 @@ def test_stream_responses_carry_x_accel_buffering_no(client):
 # --- security ---------------------------------------------------------------------------
 
 
-def test_channel_manager_sample_keeps_staff_channels_for_staff(modules, settings):
-    """With SSE_CHANNEL_MANAGER set to the sample, staff-* streams are 403 except for staff."""
+def test_channel_manager_sample_gives_each_user_their_own_channel(modules, settings):
+    """With the sample as SSE_CHANNEL_MANAGER, user-<id> is readable by that user alone."""
     modules.load("myproject.channels", CHANNEL_MANAGER)
-    settings.SSE_CHANNEL_MANAGER = "myproject.channels.StaffChannels"
+    settings.SSE_CHANNEL_MANAGER = "myproject.channels.UserChannels"
     assert [message for message in checks.check_channel_manager()] == []
     from django_sse.redisqueue import RedisQueueView
 
     factory = RequestFactory()
 
-    def status(user, channel):
-        request = factory.get("/events/")
+    def open_stream(user, channel):
+        request = factory.get("/notifications/")
         request.user = user
-        response = RedisQueueView.as_view(redis_channel=channel)(request)
+        if channel == "me":  # path("notifications/", RedisQueueView.as_view(), {"channel": "me"})
+            response = RedisQueueView.as_view()(request, channel="me")
+        else:
+            response = RedisQueueView.as_view(redis_channel=channel)(request)
         if response.status_code == 200:
             Events(response).read()  # the opening chunk, as a server would send it
         response.close()
         return response.status_code
 
-    assert status(AnonymousUser(), "staff-alerts") == 403
-    assert status(a_user(3), "staff-alerts") == 403
-    assert status(a_user(4, is_staff=True), "staff-alerts") == 200
-    assert status(AnonymousUser(), "orders") == 200
+    assert open_stream(AnonymousUser(), "user-3") == 403
+    assert open_stream(a_user(4), "user-3") == 403
+    assert open_stream(a_user(3), "user-3") == 200
+    assert open_stream(a_user(3), "me") == 200  # the manager picks user-3
+    assert open_stream(AnonymousUser(), "me") == 403  # user-anonymous: nobody's
+    assert open_stream(AnonymousUser(), "orders") == 200  # other channels stay public
+    manager = sys.modules["myproject.channels"].UserChannels()
+    request = factory.get("/notifications/")
+    request.user = a_user(3)
+    assert manager.get_channels_for_request(request, {"channel": "me"}) == ["user-3"]
+    assert manager.get_channels_for_request(request, {"channel": "orders"}) is None
 
 
 # --- django-sse 0.x ---------------------------------------------------------------------
