@@ -24,8 +24,17 @@ class ChannelCursor:
     """The replay state of one stream over ``channels``."""
 
     __slots__ = (
-        "channels", "history", "single", "resuming", "positions", "sent_id", "synced",
-        "held", "fresh", "resets", "failures",
+        "channels",
+        "history",
+        "single",
+        "resuming",
+        "positions",
+        "sent_id",
+        "synced",
+        "held",
+        "fresh",
+        "resets",
+        "failures",
     )
 
     def __init__(

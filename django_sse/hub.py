@@ -74,6 +74,11 @@ class _Channel:
         #: The tip is being read from history, once for all the channel's streams.
         self.learning = False
 
+    def advance(self, position: Position) -> None:
+        """Move the tip to ``position`` if that is newer."""
+        if self.tip is None or position > self.tip:
+            self.tip = position
+
 
 class Hub:
     """Fans the broker's live events out to this process's streams."""
@@ -135,12 +140,8 @@ class Hub:
     def learn_tip(self, name: str, position: Position) -> None:
         """Record a tip read from history, for streams that open after it."""
         channel = self._channels.get(name)
-        if (
-            channel is not None
-            and channel.ready
-            and (channel.tip is None or position > channel.tip)
-        ):
-            channel.tip = position
+        if channel is not None and channel.ready:
+            channel.advance(position)
 
     def channel_names(self) -> list[str]:
         return list(self._channels)
@@ -198,8 +199,7 @@ class Hub:
             if self._generation != generation or self._channels.get(name) is not channel:
                 return
             channel.learning = False
-            if channel.tip is None or tip > channel.tip:
-                channel.tip = tip
+            channel.advance(tip)
             channel.ready = True
             listeners = tuple(channel.listeners)
         self._notify(listeners)
@@ -214,8 +214,7 @@ class Hub:
         if channel is None:
             return
         if message.position is not None and (channel.ready or channel.learning):
-            if channel.tip is None or message.position > channel.tip:
-                channel.tip = message.position
+            channel.advance(message.position)
         for mailbox in tuple(channel.listeners):
             mailbox.put(message)
 

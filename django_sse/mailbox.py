@@ -22,7 +22,14 @@ class Mailbox:
     """
 
     __slots__ = (
-        "_items", "_wakeup", "limit", "overflowed", "end_reason", "owner", "last_sent", "idle",
+        "_items",
+        "_wakeup",
+        "limit",
+        "overflowed",
+        "end_reason",
+        "owner",
+        "last_sent",
+        "idle",
         "on_overflow",
     )
 

@@ -185,15 +185,18 @@ class BaseSseView(View):
         reconnects (on a new connection: the stopping server closes this one)
         to a worker that serves, resuming from its ``Last-Event-ID``.
         """
+        return SseResponse([self._retry_hint()])
+
+    def _retry_hint(self) -> bytes:
+        """Return the ``retry:`` field for ``get_retry()``, or nothing when it is None."""
         retry = self.get_retry()
-        return SseResponse([encoder.encode_retry(retry).encode() if retry is not None else b""])
+        return encoder.encode_retry(retry).encode() if retry is not None else b""
 
     # The stream -------------------------------------------------------------
 
     def opening(self) -> bytes:
         """Return the first chunk, sent as soon as the stream opens (so onopen fires)."""
-        retry = self.get_retry()
-        return (encoder.encode_retry(retry) if retry is not None else "").encode() + HEARTBEAT
+        return self._retry_hint() + HEARTBEAT
 
     def start(self, mailbox: Mailbox) -> None:
         """Start producing into ``mailbox``: by default, run ``iterator()`` beside the stream."""
@@ -267,9 +270,7 @@ class BaseSseView(View):
                     if client.gone():
                         return
                     chunks = chunks or [self.idle(mailbox) or HEARTBEAT]
-                for chunk in chunks:
-                    if chunk:
-                        yield chunk
+                yield from chunks
                 if chunks:
                     mailbox.last_sent = time.monotonic()
                 if ending:
@@ -291,5 +292,4 @@ class BaseSseView(View):
 
     def closing(self, mailbox: Mailbox) -> bytes:
         """Return the last chunk of a stream the server ends (a retry hint by default)."""
-        retry = self.get_retry()
-        return encoder.encode_retry(retry).encode() if retry is not None else b""
+        return self._retry_hint()

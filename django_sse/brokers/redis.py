@@ -229,7 +229,9 @@ class RedisBroker(Broker):
         event_id = parts[1].decode() if parts[1] else None
         position = None if event_id is None else parse_position(event_id)
         if event_id is not None and position is None:
-            logger.error("Ignoring a message on Redis channel %r with a malformed id %r.", key, event_id)
+            logger.error(
+                "Ignoring a message on Redis channel %r with a malformed id %r.", key, event_id
+            )
             return None
         text = parts[3].decode("utf-8", "replace")
         return Message(channel, parts[2].decode(), text, position, event_id)
