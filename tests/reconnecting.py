@@ -12,6 +12,7 @@ check that a client which resumes, as a browser does, loses nothing::
 from __future__ import annotations
 
 import socket
+import threading
 import time
 
 from tests.sse_parser import SseParser
@@ -150,3 +151,23 @@ def _request_again(
     client = SseClient(previous.sock, parser)
     client._read_head(time.monotonic() + 10)
     return client
+
+
+def read_in_threads(
+    readers: list[Resuming], count: int, event: str, timeout: float = 60
+) -> tuple[list[threading.Thread], dict[int, list]]:
+    """Return a thread per reader (not started) that reads ``count`` data of ``event``.
+
+    Each reader's data lands in the returned dict under its index; an error
+    is kept there as the list's only item, for the test's assertions to show.
+    """
+    received: dict[int, list] = {}
+
+    def read(index: int) -> None:
+        try:
+            received[index] = readers[index].read_data(count, event=event, timeout=timeout)
+        except Exception as exc:  # reported by the caller's assertions
+            received[index] = [exc]
+
+    threads = [threading.Thread(target=read, args=(index,)) for index in range(len(readers))]
+    return threads, received

@@ -17,7 +17,7 @@ from django.test import Client
 
 import django_sse
 from django_sse.exceptions import EventTooLarge
-from tests.reconnecting import Resuming
+from tests.reconnecting import Resuming, read_in_threads
 from tests.redis_helpers import eventually, get_stats, open_live
 from tests.sseclient import SseClient
 
@@ -125,16 +125,9 @@ def test_sse_max_lifetime_ends_streams_and_clients_that_resume_lose_nothing(serv
             django_sse.send_event("n", str(n), channel="life")
             time.sleep(0.012)
 
-    received: dict[int, list] = {}
 
-    def read(index: int) -> None:
-        try:
-            received[index] = readers[index].read_data(count, event="n", timeout=60)
-        except Exception as exc:  # reported by the assertions below
-            received[index] = [exc]
-
-    threads = [threading.Thread(target=publish)]
-    threads += [threading.Thread(target=read, args=(index,)) for index in range(len(readers))]
+    reading, received = read_in_threads(readers, count, event="n")
+    threads = [threading.Thread(target=publish), *reading]
     for thread in threads:
         thread.start()
     try:

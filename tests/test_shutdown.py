@@ -15,7 +15,7 @@ import time
 import pytest
 
 import django_sse
-from tests.reconnecting import Resuming
+from tests.reconnecting import Resuming, read_in_threads
 from tests.sseclient import SseClient
 
 pytestmark = pytest.mark.integration
@@ -61,7 +61,6 @@ def test_hup_ends_every_stream_with_a_retry_hint_and_resuming_clients_get_the_co
     for reader in readers:
         reader.client.read_bytes_until(lambda body: b"id: " in body, timeout=15)  # live
     published = threading.Event()
-    received: dict[int, list] = {}
 
     errors: list = []
 
@@ -74,14 +73,8 @@ def test_hup_ends_every_stream_with_a_retry_hint_and_resuming_clients_get_the_co
             errors.append(exc)
         published.set()
 
-    def read(index: int) -> None:
-        try:
-            received[index] = readers[index].read_data(count, event="n", timeout=60)
-        except Exception as exc:  # reported by the assertions below
-            received[index] = [exc]
-
-    threads = [threading.Thread(target=publish)]
-    threads += [threading.Thread(target=read, args=(index,)) for index in range(len(readers))]
+    reading, received = read_in_threads(readers, count, event="n")
+    threads = [threading.Thread(target=publish), *reading]
     for thread in threads:
         thread.start()
     try:
