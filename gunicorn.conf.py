@@ -1,4 +1,7 @@
-"""Gunicorn settings for long-lived Server-Sent Events streams.
+"""Recommended gunicorn settings for long-lived Server-Sent Events streams (optional).
+
+django-sse works under a plain ``gunicorn -k gevent mysite.wsgi`` or the
+site's own config file; this file adds tuning for many open streams.
 
 Run: gunicorn -c gunicorn.conf.py  (serves the example project unless you
 pass another WSGI application, e.g. ``gunicorn -c gunicorn.conf.py mysite.wsgi``).
@@ -25,7 +28,7 @@ worker_class = "gevent"
 workers = int(os.environ.get("SSE_WORKERS", "1"))
 # Concurrent connections (open streams + ordinary requests) per worker.
 worker_connections = int(os.environ.get("SSE_WORKER_CONNECTIONS", "20000"))
-# Seconds a stopping worker waits for streams to end; django-sse ends them at once.
+# Seconds a stopping worker waits for requests to end; django-sse ends streams at once.
 graceful_timeout = int(os.environ.get("SSE_GRACEFUL_TIMEOUT", "10"))
 # Keep-alive for ordinary requests; streams stay open regardless.
 keepalive = 5
@@ -41,17 +44,12 @@ control_socket_disable = True
 
 
 def post_worker_init(worker):
-    """Check django-sse's settings, then end this worker's streams as soon as it is told to stop (TERM, HUP, max_requests).
+    """Keep start-up objects out of the garbage collector's way once the worker has loaded.
 
-    Clients get a retry hint and reconnect to another worker, so the worker
-    exits well within graceful_timeout and, with replay, no event is lost.
+    Thousands of long-lived streams make every full collection long: freeze
+    what start-up created and collect the young generation less often.
+    django-sse needs no hook here: it finds the worker by itself, checks its
+    settings and ends the streams cleanly when the worker is told to stop.
     """
-    from django_sse.checks import run_startup_checks
-    from django_sse.shutdown import end_streams_when_stopping
-
-    run_startup_checks(workers=worker.cfg.workers)  # a wrong setting stops the worker here
-    end_streams_when_stopping(worker)
-    # Thousands of long-lived streams make every full garbage collection long: keep the
-    # objects of start-up out of it and collect the young generation less often.
     gc.freeze()
     gc.set_threshold(int(os.environ.get("SSE_GC_THRESHOLD", "10000")), 50, 100)

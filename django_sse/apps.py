@@ -8,6 +8,8 @@ class DjangoSseConfig(AppConfig):
     verbose_name = "Server-Sent Events"
 
     def ready(self) -> None:
-        from . import checks
+        from . import checks, gunicorn_worker
 
         checks.register()
+        # In a gunicorn worker: check settings, warn about gunicorn's, end streams on stop.
+        gunicorn_worker.attach()

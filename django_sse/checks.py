@@ -1,15 +1,16 @@
 """System checks for the library's settings (``django_sse.E0xx`` / ``W0xx``).
 
 Registered in ``AppConfig.ready()``, so ``manage.py check``, ``runserver``
-and ``migrate`` run them; ``gunicorn.conf.py`` runs them in every worker
-before it serves (``run_startup_checks``), so a wrong setting stops the
-server at start-up instead of failing at the first stream.
+and ``migrate`` run them; every gunicorn worker runs them before it serves
+(``run_startup_checks``, from ``gunicorn_worker.attach()``), so a wrong
+setting stops the server at start-up instead of failing at the first stream.
 """
 
 from __future__ import annotations
 
 import logging
 import numbers
+from collections.abc import Sequence
 from typing import Any
 
 from django.core import checks
@@ -288,10 +289,14 @@ def _as_check(function):  # type: ignore[no-untyped-def]
     return check
 
 
-def run_startup_checks(workers: int = 1) -> None:
-    """Run every check of the library; raise ``ImproperlyConfigured`` on errors, log warnings."""
+def run_startup_checks(workers: int = 1, extra: Sequence[checks.CheckMessage] = ()) -> None:
+    """Run every check of the library; raise ``ImproperlyConfigured`` on errors, log warnings.
+
+    ``extra`` adds messages found elsewhere (the gunicorn worker's settings).
+    """
     messages = [message for check in ALL_CHECKS for message in check()]
     messages += check_memory_broker_workers(workers)
+    messages += list(extra)
     for message in messages:
         if not message.is_serious():
             logger.warning("%s", message)

@@ -1,4 +1,11 @@
-"""Ending a worker's streams cleanly when its server stops it."""
+"""Ending a process's streams cleanly when its server stops.
+
+Every stream ends with a retry hint and the chunked body's last chunk, and
+its connection is closed: the client reconnects at once, to another worker
+or the restarted server, and resumes from its ``Last-Event-ID``. Under
+gunicorn this happens by itself (``gunicorn_worker``); a program that runs
+``gevent.pywsgi.WSGIServer`` itself calls ``stop_gracefully()``.
+"""
 
 from __future__ import annotations
 
@@ -13,19 +20,59 @@ logger = logging.getLogger(__name__)
 
 
 def end_streams(reason: str = "server shutdown") -> int:
-    """End every stream of this process with a retry hint; refuse new ones."""
+    """End every stream of this process with a retry hint; refuse new ones. Return how many."""
     count = streams.end_all(reason)
     if count:
         logger.info("Ending %d stream(s): %s.", count, reason)
     return count
 
 
-def end_streams_when_stopping(worker: Any, poll: float = 0.2) -> None:
-    """Watch a gunicorn worker and end its streams once ``worker.alive`` turns false."""
+def end_streams_when_stopping(worker: Any, poll: float = 0.2, accept_wait: float = 2.0) -> None:
+    """Watch a gunicorn worker; end its streams once it is told to stop and no longer accepts.
+
+    ``worker.alive`` turns false on TERM, HUP (the master TERMs the old
+    workers) and ``max_requests``. gunicorn closes the worker's listening
+    sockets at its next tick, up to a second later; streams end only then
+    (or after ``accept_wait`` seconds), so that no client reconnects to this
+    very worker.
+    """
 
     def watch() -> None:
         while worker.alive:
             time.sleep(poll)
+        deadline = time.monotonic() + accept_wait
+        while not _listeners_closed(worker) and time.monotonic() < deadline:
+            time.sleep(0.02)
         end_streams()
 
     threading.Thread(target=watch, name="django-sse-shutdown", daemon=True).start()
+
+
+def _listeners_closed(worker: Any) -> bool:
+    for sock in getattr(worker, "sockets", ()):
+        try:
+            if sock.fileno() != -1:
+                return False
+        except (OSError, ValueError):
+            continue  # closed
+    return True
+
+
+def stop_gracefully(server: Any, timeout: float = 10.0) -> None:
+    """Stop a ``gevent.pywsgi.WSGIServer`` (or ``StreamServer``): end the streams, then the server.
+
+    Call it from a signal handler, e.g.
+    ``gevent.signal_handler(signal.SIGTERM, stop_gracefully, server)``.
+    ``server.stop(timeout)`` alone would wait ``timeout`` seconds for streams
+    that never end by themselves, then cut them off. Here new connections
+    are refused at once, every stream ends with a retry hint, and the
+    server waits at most ``timeout`` seconds for the responses to finish.
+    """
+    deadline = time.monotonic() + timeout
+    server.close()  # stop accepting first: a reconnection must go elsewhere
+    end_streams()
+    # A stream leaves the registry once the server has closed its response, after the
+    # chunked body's last chunk: a server without a pool would not wait for that.
+    while len(streams) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    server.stop(timeout=max(deadline - time.monotonic(), 0.0))

@@ -17,6 +17,7 @@ from .conf import sse_settings
 from .connection import ClientConnection
 from .cors import add_cors_headers, preflight
 from .database import release_connections
+from .gunicorn_worker import attach as attach_to_gunicorn_worker
 from .heartbeat import wheel_for
 from .mailbox import Mailbox
 from .permissions import user_key
@@ -150,6 +151,7 @@ class BaseSseView(View):
         cls = type(self)
         if cls.start is BaseSseView.start and cls.iterator is BaseSseView.iterator:
             raise self._no_iterator()  # before the response starts: Django's error page
+        attach_to_gunicorn_worker()  # once per worker; here for apps loaded with --preload
         mailbox = Mailbox(sse_settings.SSE_QUEUE_SIZE, owner=self.get_owner())
         if not streams.add(mailbox, sse_settings.SSE_MAX_STREAMS):
             return self.stopping() if streams.closing else self.unavailable()
@@ -157,7 +159,8 @@ class BaseSseView(View):
         # Compressing a stream would buffer it and cost a zlib state per client.
         self.request.META.pop("HTTP_ACCEPT_ENCODING", None)
         response = SseResponse(self._stream(mailbox))
-        # Give the slot back even if the response is closed before it is ever read.
+        # The slot is given back when the server closes the response, after its last
+        # chunk (also when it is closed before it is ever read): shutdown waits for that.
         response._resource_closers.append(lambda: streams.discard(mailbox))
         return response
 
@@ -286,7 +289,6 @@ class BaseSseView(View):
             wheel.discard(mailbox)
             # A pump thread, which stop() cannot kill, stops at its next yield.
             mailbox.end("stream closed")
-            streams.discard(mailbox)
             if started:
                 self.stop()
 

@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
+import os
+import sysconfig
+from pathlib import Path
+
 import pytest
 
+import django_sse
 from tests.servers import GunicornServer, PywsgiServer, RedisServer, RunserverServer, Server
+
+
+def pytest_configure(config) -> None:
+    """With DJANGO_SSE_TEST_INSTALLED set (scripts/test), refuse to test anything but the installed wheel."""
+    if os.environ.get("DJANGO_SSE_TEST_INSTALLED"):
+        where = Path(django_sse.__file__).resolve()
+        site = Path(sysconfig.get_paths()["purelib"]).resolve()
+        if not where.is_relative_to(site):
+            raise pytest.UsageError(
+                f"django_sse was imported from {where}, not from the installed package in {site}."
+            )
 
 
 class Servers:
@@ -72,6 +88,6 @@ def servers(tmp_path):
 @pytest.fixture(scope="session")
 def output_dir(request):
     """test-output/ at the top of the repository, for artefacts worth keeping (screenshots)."""
-    path = request.config.rootpath / "test-output"
+    path = Path(os.environ.get("DJANGO_SSE_TEST_OUTPUT") or request.config.rootpath / "test-output")
     path.mkdir(exist_ok=True)
     return path

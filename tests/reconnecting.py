@@ -23,14 +23,17 @@ class Resuming:
     """Read one channel's events across server-ended streams, resuming from the last id.
 
     ``endings`` holds, for every response the server ended, the last bytes it
-    sent (where the ``retry:`` hint should be); ``pids`` the ``X-Worker-Pid``
+    sent (where the ``retry:`` hint should be); ``completions`` whether each
+    ended with the chunked body's last chunk (not a cut connection); ``pids`` the ``X-Worker-Pid``
     header of every response (None when the view sends none); ``resets`` the
     ``stream-reset`` events received.
 
     With ``keep_alive`` it reconnects as a browser does: on the same
     connection when the server left it open after the response (counted in
     ``reused``), else on a new one; any status but 200 then fails the read,
-    as it makes an ``EventSource`` give up.
+    as it makes an ``EventSource`` give up. With ``wait_retry`` it waits the
+    reconnection time the server last sent (``retry:``) before reconnecting,
+    as a browser does; else only a moment.
     """
 
     def __init__(
@@ -40,16 +43,19 @@ class Resuming:
         headers: dict[str, str] | None = None,
         connect_timeout: float = 15,
         keep_alive: bool = False,
+        wait_retry: bool = False,
     ) -> None:
         self.port = port
         self.path = path
         self.headers = dict(headers or {})
         self.connect_timeout = connect_timeout
         self.keep_alive = keep_alive
+        self.wait_retry = wait_retry
         self.reused = 0
         self.last_event_id = ""
         self.data: list[str] = []
         self.endings: list[bytes] = []
+        self.completions: list[bool] = []
         self.pids: list[str | None] = []
         self.resets: list = []
         self.client: SseClient | None = None
@@ -101,8 +107,11 @@ class Resuming:
     def _reconnect(self) -> None:
         client = self.client
         self.endings.append(client.body[-200:])
+        self.completions.append(client.completed)
         self.last_event_id = client.parser.last_event_id
-        time.sleep(0.02)  # a browser waits the retry time; this only avoids a busy loop
+        retry = client.parser.retry if self.wait_retry else None
+        # A browser waits the retry time; without wait_retry this only avoids a busy loop.
+        time.sleep(retry / 1000 if retry is not None else 0.02)
         if self.keep_alive and not client.reset and _still_open(client.sock):
             self.reused += 1
             self.client = _request_again(

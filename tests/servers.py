@@ -236,7 +236,11 @@ class HttpServer(Server):
 
 
 class GunicornServer(HttpServer):
-    """gunicorn with the project's gunicorn.conf.py (gevent workers)."""
+    """gunicorn's gevent worker as users run it: ``gunicorn -k gevent -c /dev/null APP``.
+
+    ``config`` names a config file instead (e.g. the project's optional
+    ``gunicorn.conf.py``, or a site's own); ``extra_args`` are appended.
+    """
 
     name = "gunicorn"
 
@@ -245,21 +249,25 @@ class GunicornServer(HttpServer):
         app: str = "tests.wsgi:application",
         workers: int = 1,
         extra_args: tuple[str, ...] | list[str] = (),
+        config: str | Path = os.devnull,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.app = app
         self.workers = workers
         self.extra_args = list(extra_args)
+        self.config = str(config)
 
     def command(self) -> list[str]:
         command = [
             sys.executable, "-m", "gunicorn",
-            "-c", "gunicorn.conf.py",
+            "-c", self.config,
             self.app,
             "--bind", f"127.0.0.1:{self.port}",
             "--workers", str(self.workers),
         ]  # fmt: skip
+        if self.config == os.devnull:
+            command += ["--worker-class", "gevent"]
         if _gunicorn_has_control_socket():
             # gunicorn >= 25.1 opens one per user (~/.gunicorn/gunicorn.ctl): parallel
             # test servers would take it from each other.

@@ -64,6 +64,9 @@ class SseClient:
         self.body = b""
         self.events: list = []
         self.ended = False  # the server ended the response (last chunk, or EOF)
+        self.completed = (
+            False  # ... with the chunked body's last chunk (or the whole Content-Length)
+        )
         self.reset = False  # the connection was reset rather than closed
         self._raw = b""  # received but not yet decoded
         self._chunked = False
@@ -230,7 +233,7 @@ class SseClient:
             if self._remaining is not None:
                 data = data[: self._remaining]
                 self._remaining -= len(data)
-                self.ended = self._remaining == 0
+                self.ended = self.completed = self._remaining == 0
             if data:
                 self._add(arrived, data)
             return
@@ -241,7 +244,7 @@ class SseClient:
                 size_line, self._raw = self._raw.split(b"\r\n", 1)
                 self._remaining = int(size_line.split(b";")[0], 16)
                 if self._remaining == 0:  # the last chunk; trailers are not awaited
-                    self.ended = True
+                    self.ended = self.completed = True
                     return
             if self._remaining:
                 data = self._raw[: self._remaining]

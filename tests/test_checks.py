@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import pytest
 from django.core.checks import Error, Warning
@@ -13,7 +14,9 @@ from django.test import override_settings
 
 from django_sse import checks
 from django_sse.conf import DEFAULTS
+from tests.redis_helpers import eventually
 from tests.servers import ServerError
+from tests.sseclient import SseClient
 
 REDIS = "redis://localhost:6379/0"
 MANAGER = "django_sse.permissions.ChannelManager"
@@ -223,12 +226,90 @@ def test_redis_broker_with_two_workers_does_not_warn():
 
 
 @pytest.mark.integration
-def test_gunicorn_refuses_to_start_with_a_bad_setting(servers):
-    """With a bad setting, gunicorn -c gunicorn.conf.py exits at start-up printing the message."""
+@pytest.mark.parametrize(
+    ("config", "extra_args"),
+    [(os.devnull, []), (os.devnull, ["--preload"]), ("gunicorn.conf.py", [])],
+    ids=["no config", "no config, --preload", "gunicorn.conf.py"],
+)
+def test_gunicorn_refuses_to_start_with_a_bad_setting(servers, config, extra_args):
+    """With a bad setting, gunicorn exits at start-up printing the message, whatever its config."""
     with pytest.raises(ServerError) as info:
-        servers.gunicorn(env={"DJANGO_SSE_TEST_BAD_SETTING": "1"})
+        servers.gunicorn(
+            env={"DJANGO_SSE_TEST_BAD_SETTING": "1"}, config=config, extra_args=extra_args
+        )
 
     text = str(info.value)
     assert "exited" in text
     assert "django_sse.E001" in text
     assert "SSE_HEARTBEAT_INTERVAL is -1" in text
+
+
+def _warnings_logged(server) -> list[str]:
+    """Return each django_sse warning the server logged, with its hint."""
+    text = server.stderr_text(50000)
+    return [
+        part.split("\n\n")[0] for part in text.split("?: (")[1:] if part.startswith("django_sse.W")
+    ]
+
+
+@pytest.mark.integration
+def test_gunicorn_defaults_warn_once_per_worker_about_worker_connections(servers):
+    """Plain -k gevent (worker_connections 1000 < SSE_MAX_STREAMS): W003 once per worker, naming the option to pass."""
+    server = servers.gunicorn(workers=2)
+    for _ in range(3):  # streams do not repeat the warning
+        with SseClient.connect(server.port, "/ticks/?interval=0.05") as client:
+            client.read_events(1)
+
+    def w003() -> list[str]:
+        return [w for w in _warnings_logged(server) if w.startswith("django_sse.W003)")]
+
+    eventually(lambda: len(w003()) >= 2)  # each worker logs it once it has loaded Django
+    warnings = w003()
+    assert len(warnings) == 2, warnings
+    assert "worker_connections is 1000" in warnings[0]
+    assert "HINT: Run gunicorn with --worker-connections 21000" in warnings[0]
+
+
+@pytest.mark.integration
+def test_gunicorn_with_enough_worker_connections_and_gevent_warns_nothing(servers):
+    """--worker-connections above SSE_MAX_STREAMS with the gevent worker: no django_sse warning."""
+    server = servers.gunicorn(extra_args=["--worker-connections", "21000"])
+    with SseClient.connect(server.port, "/ticks/?interval=0.05") as client:
+        client.read_events(1)
+
+    assert _warnings_logged(server) == []
+
+
+@pytest.mark.integration
+def test_gunicorn_sync_worker_warns_that_streams_hold_the_worker(servers):
+    """-k sync: W002 names the worker class and the fix, at start-up before any stream."""
+    server = servers.gunicorn(extra_args=["--worker-class", "sync"])
+
+    [warning] = _warnings_logged(server)
+    assert warning.startswith("django_sse.W002)")
+    assert "gunicorn.workers.sync.SyncWorker" in warning
+    assert "HINT: Run gunicorn with -k gevent" in warning
+
+
+def test_worker_config_warnings_follow_sse_max_streams():
+    """W003 compares worker_connections with SSE_MAX_STREAMS, None meaning no limit."""
+    from gunicorn.workers.ggevent import GeventWorker
+
+    from django_sse.gunicorn_worker import worker_config_warnings
+
+    class Cfg:
+        timeout = 30
+
+    worker = GeventWorker.__new__(GeventWorker)
+    worker.cfg = Cfg()
+    worker.worker_connections = 5000
+    with override_settings(SSE_MAX_STREAMS=4000):
+        assert worker_config_warnings(worker) == []
+    with override_settings(SSE_MAX_STREAMS=5000):
+        [same] = worker_config_warnings(worker)
+    with override_settings(SSE_MAX_STREAMS=None):
+        [unlimited] = worker_config_warnings(worker)
+
+    assert same.id == unlimited.id == "django_sse.W003"
+    assert "--worker-connections 6000" in same.hint
+    assert "allows no limit" in unlimited.msg

@@ -125,7 +125,6 @@ def test_sse_max_lifetime_ends_streams_and_clients_that_resume_lose_nothing(serv
             django_sse.send_event("n", str(n), channel="life")
             time.sleep(0.012)
 
-
     reading, received = read_in_threads(readers, count, event="n")
     threads = [threading.Thread(target=publish), *reading]
     for thread in threads:

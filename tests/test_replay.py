@@ -108,8 +108,6 @@ def channel(request):
 # --- client helpers -------------------------------------------------------------------
 
 
-
-
 def summary(events) -> list[tuple[str, str]]:
     return [(event.type, event.data) for event in events]
 

@@ -30,8 +30,6 @@ RESET = "stream-reset"
 # --- helpers ---------------------------------------------------------------------------
 
 
-
-
 def publish_when_up(channel: str, data: str, timeout: float = 15) -> str:
     """Publish once Redis accepts it (the publisher's own reconnection is not under test)."""
     deadline = time.monotonic() + timeout

@@ -1,9 +1,12 @@
-"""Graceful shutdown with a real gunicorn master: HUP (reload) and TERM, streams open.
+"""Graceful shutdown with a real gunicorn master, with no django-sse hook in its config.
 
-gunicorn.conf.py's ``post_worker_init`` watches the worker; once the master
-tells it to stop, every stream ends with a ``retry:`` hint, clients
+The library finds its gunicorn worker by itself (``django_sse.gunicorn_worker``):
+once the master tells a worker to stop (TERM, HUP, ``max_requests``), every
+stream ends with a ``retry:`` hint and the chunked body's last chunk, clients
 reconnect (to the new workers after HUP) with ``Last-Event-ID``, and the
-worker exits long before ``graceful_timeout``.
+worker exits long before ``graceful_timeout``. Each test runs with no config
+file (``-c /dev/null``), with a site's own config file that knows nothing of
+django-sse, and with the project's optional ``gunicorn.conf.py``.
 """
 
 from __future__ import annotations
@@ -16,11 +19,39 @@ import pytest
 
 import django_sse
 from tests.reconnecting import Resuming, read_in_threads
+from tests.servers import REPO_TOP
 from tests.sseclient import SseClient
 
 pytestmark = pytest.mark.integration
 
 GRACEFUL_TIMEOUT = 20  # seconds; streams must not make a worker use them
+
+# A site's own config file: its settings and hooks, nothing of django-sse.
+SITE_CONFIG = """\
+import logging
+
+worker_class = "gevent"
+worker_connections = 5000
+graceful_timeout = {graceful}
+accesslog = None
+
+
+def post_worker_init(worker):
+    logging.getLogger("site").info("worker %s ready", worker.pid)
+"""
+
+
+@pytest.fixture(params=["no config", "site config", "gunicorn.conf.py"])
+def config_args(request, tmp_path) -> dict:
+    """GunicornServer arguments for one way of configuring gunicorn."""
+    graceful = ["--graceful-timeout", str(GRACEFUL_TIMEOUT)]
+    if request.param == "no config":
+        return {"extra_args": graceful}  # -c /dev/null -k gevent
+    if request.param == "site config":
+        path = tmp_path / "site_gunicorn.py"
+        path.write_text(SITE_CONFIG.format(graceful=GRACEFUL_TIMEOUT))
+        return {"config": path}
+    return {"config": REPO_TOP / "gunicorn.conf.py", "extra_args": graceful}
 
 
 def _gone(pid: int) -> bool:
@@ -40,76 +71,184 @@ def _wait_gone(pids: list[int], timeout: float) -> float:
     return time.monotonic() - started
 
 
-def test_hup_ends_every_stream_with_a_retry_hint_and_resuming_clients_get_the_complete_sequence(
-    servers, settings
+def _publish_in_thread(
+    channel: str, count: int, per_second: float, errors: list
+) -> threading.Thread:
+    def publish() -> None:
+        try:
+            for n in range(count):
+                django_sse.send_event("n", str(n), channel=channel)
+                time.sleep(1 / per_second)
+        except Exception as exc:  # reported by the caller's assertions
+            errors.append(exc)
+
+    return threading.Thread(target=publish)
+
+
+def _wait_all_on(readers: list[Resuming], pids: list[int], timeout: float = 20) -> None:
+    """Wait until every reader's current stream is served by one of ``pids``."""
+    deadline = time.monotonic() + timeout
+    wanted = {str(pid) for pid in pids}
+    while not all(reader.pids[-1] in wanted for reader in readers):
+        assert time.monotonic() < deadline, [reader.pids for reader in readers]
+        time.sleep(0.05)
+
+
+def test_hup_twice_ends_every_old_stream_cleanly_and_20_clients_get_the_complete_sequence(
+    servers, settings, config_args
 ):
-    """HUP during a publish run: old workers exit fast; 8 clients resume on the new ones with no gap or duplicate."""
+    """Two HUPs while 20 browser-like clients read 100 events/s: one clean end and one reconnection per HUP each, nothing lost."""
     redis = servers.redis()
     settings.SSE_REDIS_URL = redis.url
     gunicorn = servers.gunicorn(
         workers=2,
-        env={
-            "DJANGO_SSE_TEST_REDIS_URL": redis.url,
-            "DJANGO_SSE_TEST_HEARTBEAT": "0.5",
-            "SSE_GRACEFUL_TIMEOUT": str(GRACEFUL_TIMEOUT),
-        },
+        env={"DJANGO_SSE_TEST_REDIS_URL": redis.url, "DJANGO_SSE_TEST_HEARTBEAT": "1"},
+        **config_args,
     )
-    old_workers = gunicorn.worker_pids()
-    count = 400
-    # Browser-like: each reconnects on its kept-alive connection if the server leaves it open.
-    readers = [Resuming(gunicorn.port, "/worker-events/deploy/", keep_alive=True) for _ in range(8)]
+    generations = [gunicorn.worker_pids()]
+    count, rate = 800, 100
+    readers = [
+        Resuming(gunicorn.port, "/worker-events/hup/", keep_alive=True, wait_retry=True)
+        for _ in range(20)
+    ]
     for reader in readers:
         reader.client.read_bytes_until(lambda body: b"id: " in body, timeout=15)  # live
-    published = threading.Event()
-
     errors: list = []
-
-    def publish() -> None:
-        try:
-            for n in range(count):
-                django_sse.send_event("n", str(n), channel="deploy")
-                time.sleep(0.01)
-        except Exception as exc:  # reported below
-            errors.append(exc)
-        published.set()
-
-    reading, received = read_in_threads(readers, count, event="n")
-    threads = [threading.Thread(target=publish), *reading]
+    publisher = _publish_in_thread("hup", count, rate, errors)
+    reading, received = read_in_threads(readers, count, event="n", timeout=60)
+    threads = [publisher, *reading]
     for thread in threads:
         thread.start()
+    exit_times = []
     try:
-        time.sleep(1.0)  # a quarter of the run
-        assert not published.is_set()
-        gunicorn.hup()
-        exited_after = _wait_gone(old_workers, timeout=GRACEFUL_TIMEOUT + 5)
+        for _ in range(2):
+            time.sleep(1.5)
+            gunicorn.hup()
+            exit_times.append(_wait_gone(generations[-1], timeout=GRACEFUL_TIMEOUT + 5))
+            new = [pid for pid in gunicorn.worker_pids() if pid not in generations[-1]]
+            generations.append(new)
+            _wait_all_on(readers, new)
         for thread in threads:
             thread.join(90)
     finally:
         for reader in readers:
             reader.close()
-    new_workers = gunicorn.worker_pids()
 
     print(
-        f"old workers {old_workers} exited {exited_after:.2f} s after HUP "
-        f"(graceful_timeout {GRACEFUL_TIMEOUT} s); streams per client: "
-        f"{[len(reader.pids) for reader in readers]}"
+        f"{config_args}: old workers exited {[round(t, 2) for t in exit_times]} s after each HUP "
+        f"(graceful_timeout {GRACEFUL_TIMEOUT} s); generations {generations}"
     )
-    expected = [str(n) for n in range(count)]
     assert errors == []
+    assert not publisher.is_alive()
+    expected = [str(n) for n in range(count)]
     for index, reader in enumerate(readers):
         assert received[index] == expected, f"client {index}"
-        assert int(reader.pids[0]) in old_workers
-        assert reader.endings and all(end.endswith(b"retry: 2000\n\n") for end in reader.endings)
-        assert int(reader.pids[-1]) in new_workers
+        served_by = [
+            next(g for g, pids in enumerate(generations) if int(pid) in pids) for pid in reader.pids
+        ]
+        assert served_by == [0, 1, 2], f"client {index}: {reader.pids} of {generations}"
+        assert reader.completions == [True, True], f"client {index}: {reader.endings}"
+        assert all(end.endswith(b"retry: 2000\n\n") for end in reader.endings)
         assert reader.resets == []
         assert reader.reused == 0  # the server closed each connection whose stream it ended
-    assert not set(new_workers) & set(old_workers)
-    assert exited_after < GRACEFUL_TIMEOUT / 2
+    assert all(seconds < GRACEFUL_TIMEOUT / 4 for seconds in exit_times), exit_times
+
+
+def test_term_ends_every_stream_cleanly_and_the_master_exits_well_within_graceful_timeout(
+    servers, redis_url, config_args
+):
+    """TERM the master with 60 streams open (Redis, ticking and blocked views): all end with a retry hint and the last chunk."""
+    gunicorn = servers.gunicorn(
+        workers=2,
+        env={"DJANGO_SSE_TEST_REDIS_URL": redis_url, "DJANGO_SSE_TEST_HEARTBEAT": "1"},
+        **config_args,
+    )
+    workers = gunicorn.worker_pids()
+    paths = [
+        "/events/term-{n}/",
+        "/ticks/?interval=0.5&{n}",
+        "/blocked/?{n}",
+        "/multi/?channel=a&channel=t{n}",
+    ]
+    clients = [SseClient.connect(gunicorn.port, paths[n % 4].format(n=n)) for n in range(60)]
+    try:
+        for client in clients:
+            client.read_bytes_until(
+                lambda body: body.startswith(b"retry: 2000\n\n:\n\n"), timeout=15
+            )
+        master = gunicorn.pid
+        process = gunicorn.process
+        started = time.monotonic()
+        gunicorn.term()
+        process.wait(GRACEFUL_TIMEOUT + 5)
+        master_exited = time.monotonic() - started
+        workers_exited = _wait_gone(workers, timeout=5)
+        for client in clients:
+            client.read_to_end(timeout=5)
+    finally:
+        for client in clients:
+            client.close()
+
+    print(f"{config_args}: master {master} exited {master_exited:.2f} s after TERM, 60 streams")
+    assert [client.status for client in clients] == [200] * 60
+    not_ended_cleanly = [
+        (index, client.body[-60:])
+        for index, client in enumerate(clients)
+        if not client.completed or not client.body.endswith(b"retry: 2000\n\n")
+    ]
+    assert not_ended_cleanly == []
+    assert process.returncode == 0
+    assert master_exited < GRACEFUL_TIMEOUT / 4
+    assert workers_exited < 5
+    assert not os.path.exists(f"/proc/{master}") or _gone(master)
+
+
+def test_max_requests_with_jitter_recycles_workers_and_resuming_clients_lose_nothing(
+    servers, settings
+):
+    """--max-requests 4 --max-requests-jitter 3, no config file: recycled workers end streams cleanly; clients get everything."""
+    redis = servers.redis()
+    settings.SSE_REDIS_URL = redis.url
+    gunicorn = servers.gunicorn(
+        workers=2,
+        env={"DJANGO_SSE_TEST_REDIS_URL": redis.url},
+        extra_args=["--max-requests", "4", "--max-requests-jitter", "3"],
+    )
+    first = gunicorn.worker_pids()
+    count = 300
+    readers = [
+        Resuming(gunicorn.port, "/worker-events/recycle/", wait_retry=True) for _ in range(6)
+    ]
+    for reader in readers:
+        reader.client.read_bytes_until(lambda body: b"id: " in body, timeout=15)
+    errors: list = []
+    publisher = _publish_in_thread("recycle", count, 100, errors)
+    reading, received = read_in_threads(readers, count, event="n", timeout=60)
+    for thread in [publisher, *reading]:
+        thread.start()
+    for thread in [publisher, *reading]:
+        thread.join(90)
+    for reader in readers:
+        reader.close()
+
+    recycled = [pid for pid in first if _gone(pid)]
+    print(f"workers {first} -> {gunicorn.worker_pids()}; streams per client "
+          f"{[len(reader.pids) for reader in readers]}")  # fmt: skip
+    assert errors == []
+    assert recycled, "no worker reached max_requests"
+    for index, reader in enumerate(readers):
+        assert received[index] == [str(n) for n in range(count)], f"client {index}"
+        assert all(reader.completions), f"client {index}: {reader.endings}"
+        assert all(end.endswith(b"retry: 2000\n\n") for end in reader.endings)
+        assert reader.resets == []
+    assert sum(len(reader.endings) for reader in readers) >= 2
 
 
 def test_a_stream_asked_of_a_stopping_worker_gets_a_retry_hint_rather_than_a_503(servers):
     """A stream asked on a kept-alive connection of a worker that is stopping: 200, a retry hint, connection closed."""
-    gunicorn = servers.gunicorn(env={"SSE_GRACEFUL_TIMEOUT": str(GRACEFUL_TIMEOUT)})
+    gunicorn = servers.gunicorn(
+        extra_args=["--graceful-timeout", str(GRACEFUL_TIMEOUT), "--keep-alive", "5"]
+    )
     idle = SseClient.connect(
         gunicorn.port, "/plain/"
     )  # a page's request: its connection stays open
@@ -136,57 +275,6 @@ def test_a_stream_asked_of_a_stopping_worker_gets_a_retry_hint_rather_than_a_503
     assert answer.status == 200, (answer.status, answer.body)
     assert answer.headers["Content-Type"].startswith("text/event-stream")
     assert body == b"retry: 2000\n\n"
+    assert answer.completed
     assert answer.headers.get("Connection", "").lower() == "close"
     assert after == b""  # closed: the reconnection goes to a new worker
-
-
-def test_term_with_100_open_streams_ends_them_all_and_the_master_exits_well_within_graceful_timeout(
-    servers, redis_url
-):
-    """TERM the master with 100 streams open (Redis, ticking and blocked views): all end with a retry hint; it exits fast."""
-    gunicorn = servers.gunicorn(
-        workers=2,
-        env={
-            "DJANGO_SSE_TEST_REDIS_URL": redis_url,
-            "DJANGO_SSE_TEST_HEARTBEAT": "1",
-            "SSE_GRACEFUL_TIMEOUT": str(GRACEFUL_TIMEOUT),
-        },
-    )
-    workers = gunicorn.worker_pids()
-    paths = [
-        "/events/term-{n}/",
-        "/ticks/?interval=0.5&{n}",
-        "/blocked/?{n}",
-        "/multi/?channel=a&channel=t{n}",
-    ]
-    clients = [SseClient.connect(gunicorn.port, paths[n % 4].format(n=n)) for n in range(100)]
-    try:
-        for client in clients:
-            client.read_bytes_until(
-                lambda body: body.startswith(b"retry: 2000\n\n:\n\n"), timeout=15
-            )
-        master = gunicorn.pid
-        process = gunicorn.process
-        started = time.monotonic()
-        gunicorn.term()
-        process.wait(GRACEFUL_TIMEOUT + 5)
-        master_exited = time.monotonic() - started
-        workers_exited = _wait_gone(workers, timeout=5)
-        for client in clients:
-            client.read_to_end(timeout=5)
-    finally:
-        for client in clients:
-            client.close()
-
-    print(f"master {master} exited {master_exited:.2f} s after TERM with 100 open streams")
-    assert [client.status for client in clients] == [200] * 100
-    not_ended_cleanly = [
-        (index, client.body[-60:])
-        for index, client in enumerate(clients)
-        if client.reset or not client.body.endswith(b"retry: 2000\n\n")
-    ]
-    assert not_ended_cleanly == []
-    assert process.returncode == 0
-    assert master_exited < GRACEFUL_TIMEOUT / 2
-    assert workers_exited < 5
-    assert not os.path.exists(f"/proc/{master}") or _gone(master)

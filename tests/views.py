@@ -11,6 +11,7 @@ import time
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
+import django_sse
 from django_sse import send_event
 from django_sse.brokers import get_broker, get_hub
 from django_sse.redisqueue import RedisQueueView
@@ -100,6 +101,7 @@ def stats(request):
             "hub_channels": len(hub.channel_names()),
             "hub_listeners": hub.listener_count(),
             "broker_connections": get_broker().connection_count(),
+            "django_sse_file": django_sse.__file__,
             **counters,
         }
     )
