@@ -349,7 +349,6 @@ class CeilingServer:
             "greenlet_stack_bytes": stacks,
             "fds": len(os.listdir("/proc/self/fd")),
             "hub_channels": len(self.channels),
-            "broker_connections": 1 + len(self.pool._connections),
             **collector,
             **introspect.object_types(),
         }

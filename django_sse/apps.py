@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.apps import AppConfig
+from django.core.signals import setting_changed
 
 
 class DjangoSseConfig(AppConfig):
@@ -8,8 +9,9 @@ class DjangoSseConfig(AppConfig):
     verbose_name = "Server-Sent Events"
 
     def ready(self) -> None:
-        from . import checks, gunicorn_worker
+        from . import checks, gunicorn_worker, runtime
 
         checks.register()
+        setting_changed.connect(runtime.on_setting_changed, dispatch_uid="django_sse.runtime")
         # In a gunicorn worker: check settings, warn about gunicorn's, end streams on stop.
         gunicorn_worker.attach()

@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import logging
 import numbers
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
+from .channels import validate_channel
 from .conf import sse_settings
+from .cors import origin_problem
+from .exceptions import InvalidChannel
+from .redis_url import url_from_legacy_settings, url_problem
+from .sse import validate_event_name
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +59,7 @@ def _error(id_: str, setting: str, value: Any, expected: str) -> checks.Error:
 
 
 def check_numbers() -> list[checks.CheckMessage]:
-    errors = []
+    errors: list[checks.CheckMessage] = []
     for setting, (id_, nullable, minimum, expected) in _NUMBERS.items():
         value = getattr(sse_settings, setting)
         if value is None and nullable:
@@ -66,9 +71,7 @@ def check_numbers() -> list[checks.CheckMessage]:
 
 
 def check_broker() -> list[checks.CheckMessage]:
-    from .redis_url import url_problem
-
-    errors = []
+    errors: list[checks.CheckMessage] = []
     broker = sse_settings.SSE_BROKER
     if broker not in (None, "memory", "redis"):
         errors.append(
@@ -106,8 +109,6 @@ def check_broker() -> list[checks.CheckMessage]:
 
 
 def _check_legacy(legacy: Any) -> list[checks.CheckMessage]:
-    from .redis_url import url_from_legacy_settings, url_problem
-
     expected = (
         "a dict like {'location': 'localhost:6379', 'db': 0, 'password': None} "
         "(location may be 'unix:/path'), or use SSE_REDIS_URL = 'redis://localhost:6379/0'"
@@ -128,11 +129,7 @@ def _check_legacy(legacy: Any) -> list[checks.CheckMessage]:
 
 
 def check_channels() -> list[checks.CheckMessage]:
-    from .channels import validate_channel
-    from .exceptions import InvalidChannel
-    from .sse import validate_event_name
-
-    errors = []
+    errors: list[checks.CheckMessage] = []
     for setting in ("SSE_DEFAULT_CHANNEL", "REDIS_SSEQUEUE_CHANEL_NAME"):
         value = getattr(sse_settings, setting)
         if value is None and setting == "SSE_DEFAULT_CHANNEL":
@@ -209,9 +206,7 @@ def check_channel_manager() -> list[checks.CheckMessage]:
 
 
 def check_cors() -> list[checks.CheckMessage]:
-    from .cors import origin_problem
-
-    errors = []
+    errors: list[checks.CheckMessage] = []
     origins = sse_settings.SSE_CORS_ALLOWED_ORIGINS
     if isinstance(origins, str) or not isinstance(origins, (list, tuple)):
         errors.append(
@@ -281,7 +276,9 @@ def register() -> None:
         checks.register(_as_check(check), "django_sse")
 
 
-def _as_check(function):  # type: ignore[no-untyped-def]
+def _as_check(
+    function: Callable[[], list[checks.CheckMessage]],
+) -> Callable[..., list[checks.CheckMessage]]:
     def check(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
         return function()
 

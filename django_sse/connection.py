@@ -16,6 +16,8 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
+from .concurrency import Watch, watch_readable
+
 _ALIVE_ERRNOS = {errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR}
 
 
@@ -41,7 +43,7 @@ class ClientConnection:
 
     def __init__(self, environ: dict[str, Any]) -> None:
         self._sock = _raw_socket(environ)
-        self._watcher = None
+        self._watcher: Watch | None = None
 
     def gone(self) -> bool:
         """Return whether the client has closed or reset the connection."""
@@ -54,17 +56,10 @@ class ClientConnection:
         return data == b""
 
     def watch(self, on_readable: Callable[[], None]) -> None:
-        """Under gevent, call ``on_readable`` when the socket turns readable (usually EOF)."""
+        """Call ``on_readable`` when the socket turns readable (usually EOF), where the seam can watch."""
         if self._sock is None:
             return
-        from .concurrency import gevent_patched
-
-        if not gevent_patched():
-            return
-        import gevent
-
-        self._watcher = gevent.get_hub().loop.io(self._sock.fileno(), 1)
-        self._watcher.start(self._readable, on_readable)
+        self._watcher = watch_readable(self._sock.fileno(), lambda: self._readable(on_readable))
 
     def _readable(self, on_readable: Callable[[], None]) -> None:
         # Stop watching either way: after EOF the watcher would fire forever, and
@@ -120,7 +115,6 @@ class ClientConnection:
             pass  # already gone
 
     def unwatch(self) -> None:
-        if self._watcher is not None:
-            self._watcher.stop()
-            self._watcher.close()
-            self._watcher = None
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.stop()

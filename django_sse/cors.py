@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
+from django.http.response import HttpResponseBase
 from django.utils.cache import patch_vary_headers
 
 from .conf import sse_settings
@@ -39,7 +40,7 @@ def allowed_origin(request: HttpRequest) -> str | None:
     return None
 
 
-def add_cors_headers(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+def add_cors_headers(request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
     """Add the CORS headers that let an allowed origin read ``response``."""
     origin = allowed_origin(request)
     if origin is None:
@@ -52,7 +53,7 @@ def add_cors_headers(request: HttpRequest, response: HttpResponse) -> HttpRespon
     return response
 
 
-def preflight(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+def preflight(request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
     """Complete the answer to an ``OPTIONS`` preflight from an allowed origin."""
     if allowed_origin(request) is None or "HTTP_ACCESS_CONTROL_REQUEST_METHOD" not in request.META:
         return response

@@ -5,19 +5,31 @@ those the client already has, and catches up from history: after a
 reconnection (``Last-Event-ID``) and whenever the hub resubscribes after an
 outage. Live messages that arrive while it is not in sync are held and
 delivered, in order and without duplicates, once the catch-up is done.
-It performs no I/O of its own beyond the broker calls in ``catch_up()``.
+It performs no I/O of its own beyond the reads from its ``HistorySource``
+(the hub) in ``catch_up()``.
 """
 
 from __future__ import annotations
 
-from .brokers.base import Broker, Message
+from typing import Protocol
+
+from .brokers.base import History, Message
 from .conf import sse_settings
-from .exceptions import SseError
-from .hub import Hub
+from .exceptions import BrokerUnavailable
 from .positions import Position, decode_positions, encode_positions
 from .sse import encode_data, encode_event
 
 _HISTORY_BATCH = 500
+
+
+class HistorySource(Protocol):
+    """Where a cursor reads history: the hub, which reads through the broker."""
+
+    def read_history(self, name: str, after: Position, limit: int) -> History:
+        """Return up to ``limit`` messages after ``after``; raise ``BrokerUnavailable``."""
+
+    def current_tip(self, name: str) -> Position:
+        """Return the channel's newest position; raise ``BrokerUnavailable``."""
 
 
 class ChannelCursor:
@@ -35,6 +47,7 @@ class ChannelCursor:
         "fresh",
         "resets",
         "failures",
+        "started_live",
     )
 
     def __init__(
@@ -59,6 +72,8 @@ class ChannelCursor:
         self.resets: list[str] = []
         #: Catch-ups that failed in a row (for the retry delay).
         self.failures = 0
+        #: A new client's channels that start with a held live event: no history to read.
+        self.started_live: set[str] = set()
 
     def receive(self, message: Message, limit: int) -> bytes | None:
         """Return the bytes for a live message; hold it while not in sync (None on overflow)."""
@@ -85,7 +100,7 @@ class ChannelCursor:
         self.sent_id = encode_positions(self.positions)
         return b"id: %s\n%s" % (self.sent_id.encode(), message.body)
 
-    def catch_up(self, broker: Broker, hub: Hub) -> tuple[bytes, bool]:
+    def catch_up(self, source: HistorySource) -> tuple[bytes, bool]:
         """Replay what the client missed, then what was held; return the bytes and success.
 
         On failure (the broker unreachable) what was replayed so far is still
@@ -96,11 +111,12 @@ class ChannelCursor:
         out: list[bytes] = []
         try:
             for channel in self.history:
-                out.extend(self._catch_up_channel(broker, hub, channel))
-        except SseError:
+                out.extend(self._catch_up_channel(source, channel))
+        except BrokerUnavailable:
             self.failures += 1
             return b"".join(out), False
         self.failures = 0
+        self.started_live.clear()
         self.synced = True
         self.resuming = True
         if self.resets:
@@ -136,29 +152,29 @@ class ChannelCursor:
         self.sent_id = current
         return b"id: %s\n\n" % current.encode()
 
-    def _catch_up_channel(self, broker: Broker, hub: Hub, channel: str) -> list[bytes]:
+    def _catch_up_channel(self, source: HistorySource, channel: str) -> list[bytes]:
         after = self.positions.get(channel)
+        if channel in self.started_live:
+            return []  # a retry after a failed catch-up: this channel starts with its held event
         if after is None and not self.resuming:
             # A new client starts now: with the first live event it got, or at the tip.
             first = next((m for m in self.held if m.channel == channel and m.position), None)
-            if first is not None:
+            if first is not None and first.position is not None:
+                # Just before it, so that it is delivered; never read as a history position.
                 self.positions[channel] = _before(first.position)
+                self.started_live.add(channel)
                 return []
-            tip = hub.tip(channel)
-            if tip is None:
-                tip = broker.read_history(channel, None, 0).tip
-                hub.learn_tip(channel, tip)
-            self.positions[channel] = tip
+            self.positions[channel] = source.current_tip(channel)
             self.fresh.add(channel)
             return []
         if after is None:
             # A Last-Event-ID that says nothing usable of this channel.
-            self.positions[channel] = broker.read_history(channel, None, 0).tip
+            self.positions[channel] = source.current_tip(channel)
             self.resets.append(channel)
             return []
-        out = []
+        out: list[bytes] = []
         while True:
-            history = broker.read_history(channel, self.positions[channel], _HISTORY_BATCH)
+            history = source.read_history(channel, self.positions[channel], _HISTORY_BATCH)
             if history.gap:
                 self.positions[channel] = history.tip
                 self.resets.append(channel)

@@ -1,4 +1,7 @@
-"""The library's exceptions, rooted in one ``SseError``."""
+"""The library's exceptions, rooted in one ``SseError``.
+
+Misconfiguration is Django's ``ImproperlyConfigured``, never one of these.
+"""
 
 from __future__ import annotations
 
@@ -15,9 +18,9 @@ class EventTooLarge(SseError, ValueError):
     """An event whose encoded data exceeds ``SSE_MAX_EVENT_SIZE``."""
 
 
-class PublishError(SseError):
+class BrokerUnavailable(SseError):
+    """The broker (Redis) could not be reached, or did not answer in time; worth retrying."""
+
+
+class PublishError(BrokerUnavailable):
     """``send_event`` could not hand the event to the broker (e.g. Redis unreachable)."""
-
-
-class BrokerNotShared(SseError):
-    """The configured broker cannot reach streams in other processes."""

@@ -17,6 +17,7 @@ before any worker exists, and the first stream of each worker attaches it.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import signal
@@ -62,7 +63,7 @@ def _preloading_arbiter() -> Any | None:
         return None
     from gunicorn.arbiter import Arbiter
 
-    frame = sys._getframe(1)
+    frame = inspect.currentframe()
     while frame is not None:
         owner = frame.f_locals.get("self")
         if isinstance(owner, Arbiter):
@@ -97,7 +98,7 @@ def attach() -> bool:
 def worker_config_warnings(worker: Any) -> list[checks.CheckMessage]:
     """Return warnings for the gunicorn settings of ``worker`` that hurt streams."""
     cfg = worker.cfg
-    warnings = []
+    warnings: list[checks.CheckMessage] = []
     worker_class = type(worker)
     name = f"{worker_class.__module__}.{worker_class.__qualname__}"
     is_gevent = any(cls.__module__ == "gunicorn.workers.ggevent" for cls in worker_class.__mro__)

@@ -10,11 +10,10 @@ is ended by the wheel when it expires.
 
 from __future__ import annotations
 
-import threading
 import time
 
-from .concurrency import Task
-from .mailbox import Mailbox
+from .concurrency import Task, new_lock, sleep
+from .mailbox import EndReason, Mailbox
 
 _MIN_TICK = 0.02
 
@@ -25,7 +24,7 @@ class HeartbeatWheel:
     def __init__(self, interval: float) -> None:
         self.interval = interval
         self._deadlines: dict[Mailbox, float | None] = {}
-        self._task = Task(self._run)
+        self._task = Task(self._run, name=f"django-sse-heartbeat-{interval}")
 
     def add(self, mailbox: Mailbox, deadline: float | None) -> None:
         self._deadlines[mailbox] = deadline
@@ -39,18 +38,18 @@ class HeartbeatWheel:
     def _run(self) -> None:
         tick = max(self.interval / 4, _MIN_TICK)
         while True:
-            time.sleep(tick)
+            sleep(tick)
             now = time.monotonic()
             silent_since = now - self.interval
             for mailbox, deadline in list(self._deadlines.items()):
                 if deadline is not None and now >= deadline:
-                    mailbox.end("max lifetime")
-                elif mailbox.last_sent <= silent_since:
+                    mailbox.end(EndReason.MAX_LIFETIME)
+                elif mailbox.silent_since(silent_since):
                     mailbox.poke_idle()
 
 
 _wheels: dict[float, HeartbeatWheel] = {}
-_lock = threading.Lock()
+_lock = new_lock()
 
 
 def wheel_for(interval: float) -> HeartbeatWheel:

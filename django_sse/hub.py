@@ -9,58 +9,24 @@ A channel is *ready* once the broker has confirmed its subscription: from
 then on no live event can be missed, so a stream may read history and go
 live. Whenever a channel becomes ready (first subscription or resubscription
 after an outage), its listeners get a ``SYNC`` item and catch up from
-history.
+history. The hub is the broker's ``BrokerListener``, and the one object a
+stream's ``ChannelCursor`` reads history through.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
-import time
 from collections.abc import Iterable
 
-from .brokers.base import Broker, Message
-from .concurrency import Task
+from .brokers.base import Broker, History, Message
+from .concurrency import Task, new_rlock, sleep
 from .conf import sse_settings
-from .exceptions import SseError
-from .mailbox import Mailbox
+from .control import decode_control
+from .exceptions import BrokerUnavailable
+from .mailbox import SYNC, UNSYNCED, Mailbox, Recheck
 from .positions import Position
 
 logger = logging.getLogger(__name__)
-
-
-class _Sync:
-    """Tells a stream that a channel it reads has (re)subscribed: catch up from history."""
-
-    def __repr__(self) -> str:
-        return "SYNC"
-
-
-SYNC = _Sync()
-
-
-class _Unsynced:
-    """Tells a stream that the subscription was lost: hold live events until the next SYNC.
-
-    Events published meanwhile are only in history; one that arrives live
-    before the catch-up must not move the stream's position past them.
-    """
-
-    def __repr__(self) -> str:
-        return "UNSYNCED"
-
-
-UNSYNCED = _Unsynced()
-
-
-class Recheck:
-    """Tells a stream to check again whether its user may read ``channel``."""
-
-    __slots__ = ("channel",)
-
-    def __init__(self, channel: str) -> None:
-        self.channel = channel
 
 
 class _Channel:
@@ -90,7 +56,7 @@ class Hub:
         # come in command order, so a channel is ready only when none is pending.
         self._pending: dict[str, int] = {}
         # Re-entrant: the memory broker confirms a subscription from inside subscribe().
-        self._lock = threading.RLock()
+        self._lock = new_rlock()
         # Counts the broker's connections: a tip read that spans an outage is stale.
         self._generation = 0
         broker.start(self)
@@ -132,16 +98,27 @@ class Hub:
             (channel := self._channels.get(name)) is not None and channel.ready for name in channels
         )
 
-    def tip(self, name: str) -> Position | None:
-        """Return the newest position seen on ``name`` since it became ready, if known."""
-        channel = self._channels.get(name)
-        return None if channel is None or not channel.ready else channel.tip
+    def read_history(self, name: str, after: Position, limit: int) -> History:
+        """Return up to ``limit`` retained messages of ``name`` after ``after``.
 
-    def learn_tip(self, name: str, position: Position) -> None:
-        """Record a tip read from history, for streams that open after it."""
+        Raises ``BrokerUnavailable`` when the broker cannot be reached.
+        """
+        return self.broker.read_history(name, after, limit)
+
+    def current_tip(self, name: str) -> Position:
+        """Return the newest position of ``name``: known since it became ready, else read.
+
+        A tip read from the broker is remembered for the streams that open
+        after it. Raises ``BrokerUnavailable`` when it must be read and cannot.
+        """
+        channel = self._channels.get(name)
+        if channel is not None and channel.ready and channel.tip is not None:
+            return channel.tip
+        tip = self._read_tip(name)
         channel = self._channels.get(name)
         if channel is not None and channel.ready:
-            channel.advance(position)
+            channel.advance(tip)
+        return tip
 
     def channel_names(self) -> list[str]:
         return list(self._channels)
@@ -149,38 +126,83 @@ class Hub:
     def listener_count(self) -> int:
         return sum(len(channel.listeners) for channel in list(self._channels.values()))
 
-    def resubscribe_all(self) -> None:
-        """Subscribe every channel again (the broker's connection was re-established)."""
+    def close(self) -> None:
+        self.broker.close()
+
+    # Called by the broker (BrokerListener) ---------------------------------
+
+    def on_connected(self) -> int:
         names = self.channel_names()
         if names:
             self._subscribe(names)
+        return len(names)
 
-    # Called by the broker --------------------------------------------------
-
-    def on_subscribed(self, name: str) -> None:
+    def on_subscribed(self, channel: str) -> None:
+        name = channel
         with self._lock:
             pending = self._pending.get(name, 0) - 1
             if pending > 0:
                 self._pending[name] = pending
                 return
             self._pending.pop(name, None)
-            channel = self._channels.get(name)
-            if channel is None or channel.ready or channel.learning:
+            state = self._channels.get(name)
+            if state is None or state.ready or state.learning:
                 return
             learn = sse_settings.history_enabled(name)
             if learn:
-                channel.learning = True
+                state.learning = True
                 generation = self._generation
             else:
-                channel.ready = True
-                listeners = tuple(channel.listeners)
+                state.ready = True
+                listeners = tuple(state.listeners)
         logger.debug("Subscribed to %r", name)
         if not learn:
             self._notify(listeners)
         elif self.broker.blocking_reads:
-            Task(self._learn_tip, name, channel, generation)
+            Task(self._learn_tip, name, state, generation, name="django-sse-tip")
         else:
-            self._learn_tip(name, channel, generation)
+            self._learn_tip(name, state, generation)
+
+    def on_message(self, message: Message) -> None:
+        channel = self._channels.get(message.channel)
+        if channel is None:
+            return
+        if message.position is not None and (channel.ready or channel.learning):
+            channel.advance(message.position)
+        for mailbox in tuple(channel.listeners):
+            mailbox.put(message)
+
+    def on_control(self, payload: str) -> None:
+        """Act on a control message published by any process (see ``control``)."""
+        change = decode_control(payload)
+        if change is None:
+            logger.error("Ignoring a malformed django-sse control message: %.200r", payload)
+            return
+        channel = self._channels.get(change.channel)
+        if channel is None:
+            return
+        for mailbox in tuple(channel.listeners):
+            if mailbox.owner == change.user:
+                mailbox.put_control(Recheck(change.channel))
+
+    def on_disconnected(self) -> None:
+        """The subscription is lost: nothing is ready until the broker resubscribes."""
+        with self._lock:
+            self._generation += 1
+            self._pending.clear()
+            listeners: set[Mailbox] = set()
+            for channel in self._channels.values():
+                channel.ready = False
+                channel.learning = False
+                channel.tip = None
+                listeners.update(channel.listeners)
+        for mailbox in listeners:
+            mailbox.put_control(UNSYNCED)
+
+    # Inside ----------------------------------------------------------------
+
+    def _read_tip(self, name: str) -> Position:
+        return self.broker.read_history(name, None, 0).tip
 
     def _learn_tip(self, name: str, channel: _Channel, generation: int) -> None:
         """Read the channel's tip once, for every stream that opens on it; then it is ready."""
@@ -189,11 +211,11 @@ class Hub:
             if self._generation != generation or self._channels.get(name) is not channel:
                 return
             try:
-                tip = self.broker.read_history(name, None, 0).tip
+                tip = self._read_tip(name)
                 break
-            except SseError as exc:
+            except BrokerUnavailable as exc:
                 logger.debug("Reading the tip of %r failed, retrying: %s", name, exc)
-                time.sleep(delay)
+                sleep(delay)
                 delay = min(delay * 2, 2.0)
         with self._lock:
             if self._generation != generation or self._channels.get(name) is not channel:
@@ -208,47 +230,6 @@ class Hub:
     def _notify(listeners: tuple[Mailbox, ...]) -> None:
         for mailbox in listeners:
             mailbox.put_control(SYNC)
-
-    def on_message(self, message: Message) -> None:
-        channel = self._channels.get(message.channel)
-        if channel is None:
-            return
-        if message.position is not None and (channel.ready or channel.learning):
-            channel.advance(message.position)
-        for mailbox in tuple(channel.listeners):
-            mailbox.put(message)
-
-    def on_control(self, payload: str) -> None:
-        """Act on a control message published by any process (see ``permissions``)."""
-        try:
-            command = json.loads(payload)
-            user, name = str(command["user"]), command["channel"]
-        except (ValueError, KeyError, TypeError):
-            logger.error("Ignoring a malformed django-sse control message: %.200r", payload)
-            return
-        channel = self._channels.get(name)
-        if channel is None:
-            return
-        for mailbox in tuple(channel.listeners):
-            if mailbox.owner == user:
-                mailbox.put_control(Recheck(name))
-
-    def on_disconnected(self) -> None:
-        """The subscription is lost: nothing is ready until the broker resubscribes."""
-        with self._lock:
-            self._generation += 1
-            self._pending.clear()
-            listeners = set()
-            for channel in self._channels.values():
-                channel.ready = False
-                channel.learning = False
-                channel.tip = None
-                listeners.update(channel.listeners)
-        for mailbox in listeners:
-            mailbox.put_control(UNSYNCED)
-
-    def close(self) -> None:
-        self.broker.close()
 
     def _subscribe(self, names: list[str]) -> None:
         # Count and send under the lock, so a confirmation cannot overtake its count; a

@@ -1,82 +1,173 @@
-"""The inbox of one stream: producers leave items, the stream waits and takes them all."""
+"""The handle of one stream: producers leave items in its mailbox, the stream waits and takes them.
+
+Besides encoded events, a mailbox carries control items (``SYNC``,
+``UNSYNCED``, ``Recheck``, ``END``) that tell the stream what happened
+elsewhere, and the ``EndReason`` once something asked it to finish.
+"""
 
 from __future__ import annotations
 
-import threading
+import enum
 import time
 from collections.abc import Callable
 from typing import Any
 
+from .concurrency import Wakeup
+
+
+class EndReason(enum.Enum):
+    """Why a stream ended; the value is the label logs and metrics use."""
+
+    CLIENT_GONE = "client gone"
+    MAX_LIFETIME = "max lifetime"
+    PERMISSION_REVOKED = "permission revoked"
+    SHUTDOWN = "server shutdown"
+    SOURCE_FINISHED = "iterator finished"
+    OVERFLOW = "queue overflow"
+    CLOSED = "stream closed"
+
+    @property
+    def tells_client(self) -> bool:
+        """Whether the stream still writes its closing chunk (a retry hint) to the client."""
+        return self not in (EndReason.CLIENT_GONE, EndReason.CLOSED)
+
+    @property
+    def sheds_connection(self) -> bool:
+        """Whether the connection is closed after the response, so the reconnection may go elsewhere."""
+        return self in (EndReason.SHUTDOWN, EndReason.MAX_LIFETIME)
+
+
+class _Marker:
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __repr__(self) -> str:
+        return self._name
+
+
+#: A channel the stream reads has (re)subscribed: catch up from history.
+SYNC = _Marker("SYNC")
+#: The subscription was lost: hold live events until the next ``SYNC`` (events
+#: published meanwhile are only in history; a live one must not move the position past them).
+UNSYNCED = _Marker("UNSYNCED")
+#: What the view's own producer (``iterator()``) had to say is all said.
+END = _Marker("END")
+
+
+class Recheck:
+    """Tells a stream to check again whether its user may read ``channel``."""
+
+    __slots__ = ("channel",)
+
+    def __init__(self, channel: str) -> None:
+        self.channel = channel
+
+    def __repr__(self) -> str:
+        return f"Recheck({self.channel!r})"
+
 
 class Mailbox:
-    """A bounded, thread-safe inbox that one consumer waits on.
+    """A bounded inbox that one stream waits on, and the stream's state as others see it.
 
-    Producers (the hub's fan-out, a pump running user code) call ``put()``,
-    which never blocks: past ``limit`` items the mailbox is marked
-    ``overflowed`` instead, and the stream ends so that the client reconnects
-    and replays rather than silently losing events. The consumer takes every
-    waiting item at once, which is what lets several events go out in one
-    write. The heartbeat wheel pokes it when the stream has been silent too
-    long. Works with threads and, once gevent has patched ``threading``,
-    greenlets.
+    Producers (the hub's fan-out, a task running user code) call ``put()``,
+    which never blocks: past ``limit`` items the mailbox overflows instead
+    (``overflow()``), and the stream ends so that the client reconnects and
+    replays rather than silently losing events. The stream takes every
+    waiting item at once, which lets several events go out in one write.
+    The heartbeat wheel calls ``poke_idle()`` when the stream has been silent
+    for an interval. Any greenlet or thread may call any method but
+    ``wait()`` and ``take()``, which are the stream's.
     """
 
     __slots__ = (
         "_items",
         "_wakeup",
+        "_end_reason",
+        "_overflowed",
+        "_idle",
+        "_on_overflow",
+        "_last_sent",
         "limit",
-        "overflowed",
-        "end_reason",
         "owner",
-        "last_sent",
-        "idle",
-        "on_overflow",
     )
 
     def __init__(self, limit: int, owner: str | None = None) -> None:
         # A list, never replaced: append() and the slice/del in take() are each
         # atomic under the GIL, so no lock is needed even with real threads.
         self._items: list[Any] = []
-        self._wakeup = threading.Event()
+        self._wakeup = Wakeup()
+        self._end_reason: EndReason | None = None
+        self._overflowed = False
+        self._idle = False
+        self._on_overflow: Callable[[], None] | None = None
+        self._last_sent = time.monotonic()
         self.limit = limit
-        self.overflowed = False
-        self.end_reason: str | None = None
         #: Who the stream serves (the user's primary key), for permission changes.
         self.owner = owner
-        #: When the stream last wrote (time.monotonic()), for the heartbeat wheel.
-        self.last_sent = time.monotonic()
-        #: Set by the heartbeat wheel: the stream has been silent for a heartbeat interval.
-        self.idle = False
-        #: Called once, when the mailbox first overflows (the stream hangs up on its client).
-        self.on_overflow: Callable[[], None] | None = None
+
+    # Producers ---------------------------------------------------------------
 
     def put(self, item: Any) -> None:
-        """Leave ``item``; mark the mailbox overflowed instead when it is full."""
+        """Leave ``item``; overflow instead when the mailbox is full."""
         if len(self._items) >= self.limit:
-            first = not self.overflowed
-            self.overflowed = True
-            if first and self.on_overflow is not None:
-                # The stream may be blocked writing to a client that stopped reading.
-                self.on_overflow()
+            self.overflow()
         else:
             self._items.append(item)
-        self._wakeup.set()
+            self._wakeup.set()
 
     def put_control(self, item: Any) -> None:
         """Leave a control item, which the bound never refuses."""
         self._items.append(item)
         self._wakeup.set()
 
-    def end(self, reason: str) -> None:
-        """Ask the stream to finish (client gone, shutdown, lifetime...); first reason wins."""
-        if self.end_reason is None:
-            self.end_reason = reason
+    def overflow(self) -> None:
+        """Mark the stream as unable to keep up: it ends, and the client replays what it missed.
+
+        The first time, calls the ``on_overflow`` callback (the stream may be
+        blocked writing to a client that stopped reading).
+        """
+        first = not self._overflowed
+        self._overflowed = True
+        self._wakeup.set()
+        if first and self._on_overflow is not None:
+            self._on_overflow()
+
+    def on_overflow(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once, when the mailbox first overflows."""
+        self._on_overflow = callback
+
+    def end(self, reason: EndReason) -> None:
+        """Ask the stream to finish; the first reason given wins."""
+        if self._end_reason is None:
+            self._end_reason = reason
         self._wakeup.set()
 
     def poke_idle(self) -> None:
         """Wake the stream to send a heartbeat (called by the heartbeat wheel)."""
-        self.idle = True
+        self._idle = True
         self._wakeup.set()
+
+    # State -------------------------------------------------------------------
+
+    @property
+    def end_reason(self) -> EndReason | None:
+        """Why the stream was asked to finish; ``OVERFLOW`` once it overflowed; else None."""
+        if self._end_reason is None and self._overflowed:
+            return EndReason.OVERFLOW
+        return self._end_reason
+
+    @property
+    def ending(self) -> bool:
+        """Whether the stream was asked to finish (or overflowed)."""
+        return self._end_reason is not None or self._overflowed
+
+    def silent_since(self, moment: float) -> bool:
+        """Return whether the stream has written nothing since ``moment`` (``time.monotonic()``)."""
+        return self._last_sent <= moment
+
+    # The stream's own --------------------------------------------------------
 
     def wait(self) -> None:
         """Block until an item, an end, or a heartbeat poke arrives."""
@@ -89,9 +180,18 @@ class Mailbox:
         count = len(items)
         taken = items[:count]
         del items[:count]
-        if self.end_reason is not None or self.overflowed:
+        if self.ending:
             self._wakeup.set()  # keep the consumer awake until it acts on it
         return taken
+
+    def take_idle(self) -> bool:
+        """Return whether a heartbeat is due, and forget that it was."""
+        idle, self._idle = self._idle, False
+        return idle
+
+    def mark_sent(self) -> None:
+        """Record that the stream just wrote to its client (the heartbeat wheel reads it)."""
+        self._last_sent = time.monotonic()
 
     def __len__(self) -> int:
         return len(self._items)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import functools
-import json
 from typing import Any
 
 from django.http import HttpRequest
 from django.utils.module_loading import import_string
 
+from .channels import validate_channel
 from .conf import sse_settings
+from .control import PermissionChanged, encode_control
+from .runtime import get_broker
 
 
 class ChannelManager:
@@ -45,16 +47,13 @@ def channel_permission_changed(user: Any, channel: str) -> None:
     manager) again and ends at once when refused. ``user`` is a user object
     or its primary key.
     """
-    from .brokers import get_broker
-    from .channels import validate_channel
-
     validate_channel(channel)
     key = user_key(user)
     if key is None:
         raise ValueError(
             "channel_permission_changed() needs an authenticated user or a primary key."
         )
-    get_broker().publish_control(json.dumps({"user": key, "channel": channel}))
+    get_broker().publish_control(encode_control(PermissionChanged(key, channel)))
 
 
 @functools.lru_cache(maxsize=8)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .brokers import get_broker
 from .channels import validate_channel
 from .conf import sse_settings
 from .exceptions import EventTooLarge
+from .runtime import get_broker
 from .sse import encode_data, validate_event_name
 
 

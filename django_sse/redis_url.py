@@ -28,7 +28,7 @@ def url_problem(url: object) -> str | None:
     except ImportError:
         return "the redis package is not installed (pip install 'django-sse[redis]')"
     try:
-        parse_url(url)
+        parse_url(url)  # type: ignore[no-untyped-call]
     except (ValueError, TypeError) as exc:
         return str(exc)
     return None

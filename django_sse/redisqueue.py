@@ -9,22 +9,20 @@ from __future__ import annotations
 
 import logging
 import random
-import time
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 
-from .brokers import get_broker, get_hub
 from .channels import validate_channel
-from .concurrency import Task
+from .concurrency import call_later
 from .conf import sse_settings
 from .cursor import ChannelCursor
 from .exceptions import InvalidChannel
-from .hub import SYNC, UNSYNCED, Recheck
-from .mailbox import Mailbox
+from .mailbox import SYNC, UNSYNCED, EndReason, Mailbox, Recheck
 from .permissions import get_channel_manager
 from .publish import send_event
 from .responses import bad_request, forbidden
+from .runtime import get_hub
 from .views import BaseSseView
 
 __all__ = ["RedisQueueView", "send_event"]
@@ -135,11 +133,11 @@ class RedisQueueView(BaseSseView):
                 cursor.lose_sync()
             elif isinstance(item, Recheck):
                 if not self._may_read(item.channel):
-                    mailbox.end("permission revoked")
+                    mailbox.end(EndReason.PERMISSION_REVOKED)
             else:
                 chunk = cursor.receive(item, mailbox.limit)
                 if chunk is None:
-                    mailbox.overflowed = True
+                    mailbox.overflow()
                 else:
                     out.append(chunk)
         return [b"".join(out)]
@@ -156,17 +154,16 @@ class RedisQueueView(BaseSseView):
         cursor = self._cursor
         if not cursor.history:
             return cursor.flush_held()
-        if mailbox.end_reason is not None or not self._hub.ready(self.channels):
+        if mailbox.ending or not self._hub.ready(self.channels):
             return b""  # the client left, or the hub sends SYNC again once subscribed
-        chunk, done = cursor.catch_up(get_broker(), self._hub)
+        chunk, done = cursor.catch_up(self._hub)
         if not done:
             delay = min(0.1 * 2**cursor.failures, 5.0) * random.uniform(0.5, 1.0)
             logger.debug("History read failed; retrying in %.2fs.", delay)
-            Task(_sync_later, mailbox, delay)
+            call_later(delay, _sync_unless_ending, mailbox)
         return chunk
 
 
-def _sync_later(mailbox: Mailbox, delay: float) -> None:
-    time.sleep(delay)
-    if mailbox.end_reason is None:
+def _sync_unless_ending(mailbox: Mailbox) -> None:
+    if not mailbox.ending:
         mailbox.put_control(SYNC)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
 
 from .concurrency import gevent_patched
 
 logger = logging.getLogger(__name__)
 
-_warned = threading.Event()
+_warned = False
 
 
 def is_development_server(environ: dict[str, Any]) -> bool:
@@ -21,13 +20,13 @@ def is_development_server(environ: dict[str, Any]) -> bool:
 
 def warn_if_blocking_server(environ: dict[str, Any]) -> None:
     """Log once per process when each stream would hold a whole worker thread."""
-    if _warned.is_set() or gevent_patched() or is_development_server(environ):
+    global _warned
+    if _warned or gevent_patched() or is_development_server(environ):
         return
-    _warned.set()
+    _warned = True
     logger.warning(
         "django-sse is serving a stream from a process that gevent has not patched "
         "(server %r): every open stream holds a whole worker thread. Run "
-        "`gunicorn -c gunicorn.conf.py` (worker_class = 'gevent') or "
         "`gunicorn -k gevent` instead.",
         environ.get("SERVER_SOFTWARE", "unknown"),
     )

@@ -10,20 +10,21 @@ gunicorn this happens by itself (``gunicorn_worker``); a program that runs
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from typing import Any
 
-from .registry import streams
+from .concurrency import Task, sleep
+from .mailbox import EndReason
+from .runtime import streams
 
 logger = logging.getLogger(__name__)
 
 
-def end_streams(reason: str = "server shutdown") -> int:
+def end_streams(reason: EndReason = EndReason.SHUTDOWN) -> int:
     """End every stream of this process with a retry hint; refuse new ones. Return how many."""
     count = streams.end_all(reason)
     if count:
-        logger.info("Ending %d stream(s): %s.", count, reason)
+        logger.info("Ending %d stream(s): %s.", count, reason.value)
     return count
 
 
@@ -39,13 +40,13 @@ def end_streams_when_stopping(worker: Any, poll: float = 0.2, accept_wait: float
 
     def watch() -> None:
         while worker.alive:
-            time.sleep(poll)
+            sleep(poll)
         deadline = time.monotonic() + accept_wait
         while not _listeners_closed(worker) and time.monotonic() < deadline:
-            time.sleep(0.02)
+            sleep(0.02)
         end_streams()
 
-    threading.Thread(target=watch, name="django-sse-shutdown", daemon=True).start()
+    Task(watch, name="django-sse-shutdown")
 
 
 def _listeners_closed(worker: Any) -> bool:
@@ -71,8 +72,8 @@ def stop_gracefully(server: Any, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     server.close()  # stop accepting first: a reconnection must go elsewhere
     end_streams()
-    # A stream leaves the registry once the server has closed its response, after the
-    # chunked body's last chunk: a server without a pool would not wait for that.
-    while len(streams) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    # A response is closed after the chunked body's last chunk: a server without a
+    # pool (pywsgi's default) would not wait for that.
+    while streams.open_responses() and time.monotonic() < deadline:
+        sleep(0.05)
     server.stop(timeout=max(deadline - time.monotonic(), 0.0))

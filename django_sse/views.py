@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.views import View
 
 from . import sse as encoder
@@ -18,10 +19,10 @@ from .connection import ClientConnection
 from .cors import add_cors_headers, preflight
 from .database import release_connections
 from .gunicorn_worker import attach as attach_to_gunicorn_worker
-from .heartbeat import wheel_for
-from .mailbox import Mailbox
+from .heartbeat import HeartbeatWheel, wheel_for
+from .mailbox import END, EndReason, Mailbox
 from .permissions import user_key
-from .registry import streams
+from .runtime import streams
 from .server import warn_if_blocking_server
 from .sse import Sse
 
@@ -34,13 +35,6 @@ _MAX_LAST_EVENT_ID = 1024
 _MIN_UNACKNOWLEDGED = 5.0
 
 
-class _End:
-    """Marks the end of what the user's ``iterator()`` produced."""
-
-
-END = _End()
-
-
 class SseResponse(StreamingHttpResponse):
     """A never-buffered ``text/event-stream`` response."""
 
@@ -49,6 +43,18 @@ class SseResponse(StreamingHttpResponse):
         super().__init__(streaming_content, *args, **kwargs)
         self["Cache-Control"] = "no-cache"
         self["X-Accel-Buffering"] = "no"  # nginx: do not buffer this response
+        self._on_close: list[Callable[[], None]] = []
+
+    def on_close(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when the server closes the response (after its last chunk)."""
+        self._on_close.append(callback)
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            for callback in self._on_close:
+                callback()
 
 
 class BaseSseView(View):
@@ -120,7 +126,7 @@ class BaseSseView(View):
             return self.max_lifetime
         return sse_settings.SSE_MAX_LIFETIME
 
-    def iterator(self) -> Iterator[Any]:
+    def iterator(self) -> Generator[Any, Any, Any]:
         """Buffer messages in ``self.sse`` and ``yield`` to send them. Override this."""
         raise self._no_iterator()
 
@@ -131,19 +137,19 @@ class BaseSseView(View):
 
     # Request handling -------------------------------------------------------
 
-    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         return add_cors_headers(request, self.open_stream())
 
-    def head(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def head(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         """Answer with the stream's headers and no body."""
         refusal = self.check_request()
         return add_cors_headers(request, refusal if refusal is not None else SseResponse())
 
-    def options(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def options(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         """Answer ``OPTIONS``, and CORS preflights from allowed origins."""
         return preflight(request, super().options(request, *args, **kwargs))
 
-    def open_stream(self) -> HttpResponse:
+    def open_stream(self) -> HttpResponseBase:
         """Return the streaming response, or the 4xx/503 that refuses it."""
         refusal = self.check_request()
         if refusal is not None:
@@ -159,9 +165,9 @@ class BaseSseView(View):
         # Compressing a stream would buffer it and cost a zlib state per client.
         self.request.META.pop("HTTP_ACCEPT_ENCODING", None)
         response = SseResponse(self._stream(mailbox))
-        # The slot is given back when the server closes the response, after its last
-        # chunk (also when it is closed before it is ever read): shutdown waits for that.
-        response._resource_closers.append(lambda: streams.discard(mailbox))
+        # Forgotten once the server closes the response, after its last chunk (also
+        # when it is closed before it is ever read): a graceful stop waits for that.
+        response.on_close(lambda: streams.closed(mailbox))
         return response
 
     def check_request(self) -> HttpResponse | None:
@@ -181,7 +187,7 @@ class BaseSseView(View):
         response["Retry-After"] = "5"
         return response
 
-    def stopping(self) -> HttpResponse:
+    def stopping(self) -> HttpResponseBase:
         """Answer a stream asked of a process that is shutting down: a retry hint, then the end.
 
         A 503 would make EventSource give up for good; this way the client
@@ -218,7 +224,7 @@ class BaseSseView(View):
         chunks = []
         for item in items:
             if item is END:
-                mailbox.end("iterator finished")
+                mailbox.end(EndReason.SOURCE_FINISHED)
             else:
                 chunks.append(item)
         return chunks
@@ -227,13 +233,17 @@ class BaseSseView(View):
         """Return what to send after a heartbeat interval of silence (default: nothing)."""
         return b""
 
-    def _run_iterator(self, generator: Iterator[Any], mailbox: Mailbox) -> None:
+    def closing(self, mailbox: Mailbox) -> bytes:
+        """Return the last chunk of a stream the server ends (a retry hint by default)."""
+        return self._retry_hint()
+
+    def _run_iterator(self, generator: Generator[Any, Any, Any], mailbox: Mailbox) -> None:
         try:
             for _ in generator:
                 chunk = self.sse.take()
                 if chunk:
                     mailbox.put(chunk)
-                if mailbox.end_reason is not None or mailbox.overflowed:
+                if mailbox.ending:
                     break
             chunk = self.sse.take()
             if chunk:
@@ -248,50 +258,61 @@ class BaseSseView(View):
             release_connections()  # this greenlet or thread ends: so do its connections
 
     def _stream(self, mailbox: Mailbox) -> Iterator[bytes]:
-        """Yield the chunks of one stream; owns the mailbox, the source and the watcher."""
+        """Yield the chunks of one stream: its opening, what it delivers, and its closing."""
         client = ClientConnection(self.request.META)
-        lifetime = self.get_max_lifetime()
-        interval = self.get_heartbeat_interval()
-        wheel = wheel_for(interval)
+        wheel = wheel_for(self.get_heartbeat_interval())
         started = False
         try:
-            release_connections()
-            client.watch(lambda: mailbox.end("client gone"))
-            client.limit_unacknowledged(max(2 * interval, _MIN_UNACKNOWLEDGED))
-            mailbox.on_overflow = client.hang_up
-            wheel.add(mailbox, None if lifetime is None else time.monotonic() + lifetime)
+            self._watch(mailbox, client, wheel)
             self.start(mailbox)
             started = True
             yield self.opening()
-            while True:
-                mailbox.wait()
-                # Empty chunks are nothing sent: they must not put off the heartbeat.
-                chunks = [chunk for chunk in self.render(mailbox.take(), mailbox) if chunk]
-                ending = mailbox.end_reason is not None or mailbox.overflowed
-                if mailbox.idle and not ending:
-                    mailbox.idle = False
-                    if client.gone():
-                        return
-                    chunks = chunks or [self.idle(mailbox) or HEARTBEAT]
-                yield from chunks
-                if chunks:
-                    mailbox.last_sent = time.monotonic()
-                if ending:
-                    break
-            if mailbox.end_reason != "client gone":
+            yield from self._deliver(mailbox, client)
+            reason = mailbox.end_reason
+            if reason is not None and reason.tells_client:
                 yield self.closing(mailbox)
-                if streams.closing or mailbox.end_reason == "max lifetime":
+                if streams.closing or reason.sheds_connection:
                     # Reconnecting on this kept-alive connection would come back to this
                     # worker, which is stopping or should shed load: close it instead.
                     client.close_after_response()
         finally:
-            client.unwatch()
-            wheel.discard(mailbox)
-            # A pump thread, which stop() cannot kill, stops at its next yield.
-            mailbox.end("stream closed")
-            if started:
-                self.stop()
+            self._release(mailbox, client, wheel, started)
 
-    def closing(self, mailbox: Mailbox) -> bytes:
-        """Return the last chunk of a stream the server ends (a retry hint by default)."""
-        return self._retry_hint()
+    def _watch(self, mailbox: Mailbox, client: ClientConnection, wheel: HeartbeatWheel) -> None:
+        """Arrange for the mailbox to hear of a gone client, an overflow and its deadlines."""
+        release_connections()
+        client.watch(lambda: mailbox.end(EndReason.CLIENT_GONE))
+        client.limit_unacknowledged(max(2 * wheel.interval, _MIN_UNACKNOWLEDGED))
+        mailbox.on_overflow(client.hang_up)
+        lifetime = self.get_max_lifetime()
+        wheel.add(mailbox, None if lifetime is None else time.monotonic() + lifetime)
+
+    def _deliver(self, mailbox: Mailbox, client: ClientConnection) -> Iterator[bytes]:
+        """Yield what the mailbox brings, and a heartbeat when it is idle, until the stream ends."""
+        while True:
+            mailbox.wait()
+            # Empty chunks are nothing sent: they must not put off the heartbeat.
+            chunks = [chunk for chunk in self.render(mailbox.take(), mailbox) if chunk]
+            ending = mailbox.ending
+            if mailbox.take_idle() and not ending:
+                if client.gone():
+                    mailbox.end(EndReason.CLIENT_GONE)
+                    return
+                chunks = chunks or [self.idle(mailbox) or HEARTBEAT]
+            yield from chunks
+            if chunks:
+                mailbox.mark_sent()
+            if ending:
+                return
+
+    def _release(
+        self, mailbox: Mailbox, client: ClientConnection, wheel: HeartbeatWheel, started: bool
+    ) -> None:
+        """Give back what ``_watch()`` and ``start()`` took; runs however the stream ended."""
+        client.unwatch()
+        wheel.discard(mailbox)
+        # A producer thread, which stop() cannot kill, stops at its next yield.
+        mailbox.end(EndReason.CLOSED)
+        streams.discard(mailbox)
+        if started:
+            self.stop()

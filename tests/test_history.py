@@ -13,13 +13,13 @@ import time
 import pytest
 
 from django_sse import send_event
-from django_sse.brokers import get_broker
 from django_sse.brokers.base import Message
 from django_sse.brokers.memory import MemoryBroker
 from django_sse.brokers.redis import RedisBroker
 from django_sse.hub import Hub
 from django_sse.mailbox import Mailbox
 from django_sse.positions import ZERO, parse_position
+from django_sse.runtime import get_broker
 
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.integration)])

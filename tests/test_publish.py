@@ -25,7 +25,6 @@ from django.core.management import CommandError, call_command
 import django_sse
 import django_sse.publish
 import django_sse.redisqueue
-from django_sse.brokers import get_broker
 from django_sse.exceptions import EventTooLarge, PublishError
 from tests.redis_helpers import gunicorn_on_redis, open_live, other_redis_clients
 from tests.servers import REPO_TOP, free_port
@@ -318,8 +317,7 @@ def test_publishing_many_times_uses_one_pooled_connection(settings, servers):
         published = admin.xlen("sse:pooled")
     assert errors == []
     assert published == 200
-    assert len(others) == 1, others
-    assert get_broker().connection_count() == 1
+    assert len(others) == 1, others  # the one pooled connection, shared by the 10 threads
 
 
 # --- the wire format, from a foreign publisher ---------------------------------

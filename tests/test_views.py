@@ -19,7 +19,7 @@ from django.test import Client, RequestFactory, override_settings
 from django.urls import path
 
 from django_sse import server
-from django_sse.registry import streams
+from django_sse.runtime import streams
 from django_sse.views import BaseSseView
 from tests import views as project_views
 from tests.sse_parser import parse
@@ -425,13 +425,10 @@ def test_stream_ends_after_iterator_returns(client):
 @pytest.fixture
 def fresh_warning():
     """Forget that the once-per-process warning was given; restore the flag afterwards."""
-    was_set = server._warned.is_set()
-    server._warned.clear()
+    was_set = server._warned
+    server._warned = False
     yield
-    if was_set:
-        server._warned.set()
-    else:
-        server._warned.clear()
+    server._warned = was_set
 
 
 def server_warnings(caplog) -> list[str]:

@@ -9,9 +9,8 @@ import threading
 from django.http import JsonResponse
 
 from benchmarks import introspect
-from django_sse.brokers import get_broker, get_hub
 from django_sse.redisqueue import RedisQueueView
-from django_sse.registry import streams
+from django_sse.runtime import get_hub, streams
 
 
 class ChannelView(RedisQueueView):
@@ -39,7 +38,6 @@ def stats(request):
             "fds": len(os.listdir("/proc/self/fd")),
             "hub_channels": len(hub.channel_names()),
             "hub_listeners": hub.listener_count(),
-            "broker_connections": get_broker().connection_count(),
             **collector,
             # ?types=N: the N most common object types too (leak hunting).
             **introspect.object_types(int(request.GET.get("types", "0"))),

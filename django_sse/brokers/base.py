@@ -1,21 +1,21 @@
-"""What the hub needs from a broker, and the message that travels between them.
+"""The contract between a broker and the hub of its process, written once.
 
-A broker publishes events, keeps each channel's recent history, and delivers
-live events to the one ``Hub`` of the process through callbacks. Nothing here
-blocks in a gevent-specific way, so another front end can reuse it.
+A broker (``Broker``) publishes events, keeps each channel's recent history,
+and delivers live events to one listener, the process's hub, through the
+callbacks of ``BrokerListener``. Every broker (memory, Redis, and the
+topologies to come) implements exactly ``Broker``; the rest of the package
+talks to that, never to a concrete broker. ``Message`` and ``History`` are
+what travels between them.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ..positions import ZERO, Position, format_position
 from ..sse import encode_event
-
-if TYPE_CHECKING:
-    from ..hub import Hub
 
 
 class Message:
@@ -56,10 +56,11 @@ class Message:
     def frame(self) -> bytes:
         """The event with its own id, as a one-channel stream sends it."""
         if self._frame is None:
-            if self.position is None:
+            event_id = self.id
+            if event_id is None:
                 self._frame = self.body
             else:
-                self._frame = b"id: %s\n%s" % (self.id.encode(), self.body)
+                self._frame = b"id: %s\n%s" % (event_id.encode(), self.body)
         return self._frame
 
     def __repr__(self) -> str:
@@ -80,8 +81,39 @@ class History:
     more: bool = False
 
 
+class BrokerListener(Protocol):
+    """What a broker calls on the hub of its process; from the broker's reader only.
+
+    The calls come one at a time, in the order the broker learnt of each
+    thing, and must not block on the broker (the memory broker calls from
+    inside ``publish()`` and ``subscribe()``).
+    """
+
+    def on_connected(self) -> int:
+        """The broker's subscription is (re)established: subscribe every channel again.
+
+        Return how many channels were subscribed (for the broker's log line).
+        """
+
+    def on_subscribed(self, channel: str) -> None:
+        """The broker confirmed one ``subscribe()`` of ``channel``."""
+
+    def on_message(self, message: Message) -> None:
+        """A live event of a subscribed channel."""
+
+    def on_control(self, payload: str) -> None:
+        """A control message that some process published with ``publish_control()``."""
+
+    def on_disconnected(self) -> None:
+        """The subscription is lost: events published from now on arrive only in history."""
+
+
 class Broker(ABC):
-    """Publishes events, keeps history, and feeds one hub with live events."""
+    """Publishes events, keeps history, and feeds one ``BrokerListener`` with live events.
+
+    Errors: a broker that cannot be reached raises ``BrokerUnavailable``
+    (``PublishError`` from ``publish``); nothing else it raises means that.
+    """
 
     #: Whether events published in one process reach streams in others.
     shared: bool = False
@@ -90,34 +122,37 @@ class Broker(ABC):
 
     @abstractmethod
     def publish(self, channel: str, event: str, data: str, history: bool) -> str | None:
-        """Record (when ``history``) and announce one event; return its id, or None."""
+        """Record (when ``history``) and announce one event; return its id, or None.
+
+        Raises ``PublishError`` when the broker cannot be reached in time.
+        """
+
+    @abstractmethod
+    def publish_control(self, payload: str) -> None:
+        """Announce a control message to the listener of every process (``on_control``)."""
 
     @abstractmethod
     def read_history(self, channel: str, after: Position | None, limit: int) -> History:
-        """Return up to ``limit`` retained messages after ``after`` (None: only the tip)."""
+        """Return up to ``limit`` retained messages after ``after`` (None: only the tip).
+
+        Raises ``BrokerUnavailable`` when the broker cannot be reached.
+        """
 
     @abstractmethod
-    def start(self, hub: Hub) -> None:
-        """Begin delivering to ``hub``: ``on_message``, ``on_subscribed``, ``on_disconnected``."""
+    def start(self, listener: BrokerListener) -> None:
+        """Begin delivering to ``listener``; call ``on_connected`` once subscribed-ready."""
 
     @abstractmethod
     def subscribe(self, channels: list[str]) -> bool:
         """Ask for live events of ``channels``; return False when not connected.
 
-        Confirmed later through ``hub.on_subscribed``.
+        Each channel is confirmed later through ``listener.on_subscribed``; a
+        command that could not be sent is resent by ``on_connected``.
         """
 
     @abstractmethod
     def unsubscribe(self, channels: list[str]) -> bool:
         """Stop live events of ``channels``; return False when not connected."""
 
-    @abstractmethod
-    def publish_control(self, payload: str) -> None:
-        """Announce a control message to the hub of every process (``hub.on_control``)."""
-
     def close(self) -> None:  # noqa: B027 (optional hook)
         """Release connections and stop delivering."""
-
-    def connection_count(self) -> int:
-        """Return how many server connections this broker holds (for tests and benchmarks)."""
-        return 0

@@ -9,16 +9,12 @@ position falls behind what was trimmed.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import deque
-from typing import TYPE_CHECKING
 
+from ..concurrency import new_lock
 from ..positions import ZERO, Position
-from .base import Broker, History, Message
-
-if TYPE_CHECKING:
-    from ..hub import Hub
+from .base import Broker, BrokerListener, History, Message
 
 
 class _Log:
@@ -42,16 +38,20 @@ class MemoryBroker(Broker):
         self.ttl = ttl
         self._logs: dict[str, _Log] = {}
         self._subscribed: set[str] = set()
-        self._hub: Hub | None = None
-        self._lock = threading.Lock()
+        self._listener: BrokerListener | None = None
+        self._lock = new_lock()
 
-    def start(self, hub: Hub) -> None:
-        self._hub = hub
+    def start(self, listener: BrokerListener) -> None:
+        self._listener = listener
+        listener.on_connected()
 
     def subscribe(self, channels: list[str]) -> bool:
+        listener = self._listener
+        if listener is None:
+            return False
         self._subscribed.update(channels)
         for channel in channels:
-            self._hub.on_subscribed(channel)
+            listener.on_subscribed(channel)
         return True
 
     def unsubscribe(self, channels: list[str]) -> bool:
@@ -73,15 +73,15 @@ class MemoryBroker(Broker):
                 self._trim(log)
             else:
                 message = Message(channel, event, data, None)
-            hub = self._hub if channel in self._subscribed else None
+            listener = self._listener if channel in self._subscribed else None
             # Announce under the lock, so every stream sees events in id order.
-            if hub is not None:
-                hub.on_message(message)
+            if listener is not None:
+                listener.on_message(message)
         return message.id
 
     def publish_control(self, payload: str) -> None:
-        if self._hub is not None:
-            self._hub.on_control(payload)
+        if self._listener is not None:
+            self._listener.on_control(payload)
 
     def read_history(self, channel: str, after: Position | None, limit: int) -> History:
         with self._lock:
@@ -99,9 +99,10 @@ class MemoryBroker(Broker):
             known = after == ZERO or after == log.max_deleted
             newer = []
             for message in log.entries:
-                if message.position > after:
+                position = _logged(message)
+                if position > after:
                     newer.append(message)
-                elif message.position == after:
+                elif position == after:
                     known = True
             if not known:  # a position this history never issued
                 return History(gap=True, tip=log.last)
@@ -110,13 +111,19 @@ class MemoryBroker(Broker):
     def _trim(self, log: _Log) -> None:
         cutoff = _position_at(time.time() - self.ttl) if self.ttl else ZERO
         entries = log.entries
-        while entries and (len(entries) > self.maxlen or entries[0].position < cutoff):
-            log.max_deleted = entries.popleft().position
+        while entries and (len(entries) > self.maxlen or _logged(entries[0]) < cutoff):
+            log.max_deleted = _logged(entries.popleft())
 
     @staticmethod
     def _next_position(last: Position) -> Position:
         now = int(time.time() * 1000)
         return (now, 0) if now > last[0] else (last[0], last[1] + 1)
+
+
+def _logged(message: Message) -> Position:
+    """Return the position of a message in a log (every logged message has one)."""
+    assert message.position is not None
+    return message.position
 
 
 def _position_at(seconds: float) -> Position:

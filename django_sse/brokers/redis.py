@@ -17,18 +17,15 @@ stream id (empty for events without history).
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..exceptions import PublishError
+from ..concurrency import Task, sleep
+from ..exceptions import BrokerUnavailable, PublishError
 from ..positions import ZERO, Position, format_position, parse_position
-from .base import Broker, History, Message
+from .base import Broker, BrokerListener, History, Message
 from .resp import PubSubConnection, RespError
-
-if TYPE_CHECKING:
-    from ..hub import Hub
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +41,7 @@ def _position(value: bytes | str) -> Position:
     text = value.decode() if isinstance(value, bytes) else value
     position = parse_position(text)
     if position is None:
-        raise PublishError(f"Redis returned {text!r}, which is not a stream id.")
+        raise BrokerUnavailable(f"Redis returned {text!r}, which is not a stream id.")
     return position
 
 
@@ -81,9 +78,9 @@ class RedisBroker(Broker):
         self.control_key = prefix + "django-sse control"
         self._control_key_bytes = self.control_key.encode()
         self._subscriber: PubSubConnection | None = None
-        self._hub: Hub | None = None
+        self._listener: BrokerListener | None = None
         self._closed = False
-        self._thread: threading.Thread | None = None
+        self._reader: Task | None = None
 
     # Publishing and history ------------------------------------------------
 
@@ -124,7 +121,7 @@ class RedisBroker(Broker):
                 keys=[key], args=["" if after is None else format_position(after), limit]
             )
         except redis.RedisError as exc:
-            raise PublishError(f"Could not read history from Redis: {exc}") from exc
+            raise BrokerUnavailable(f"Could not read history from Redis: {exc}") from exc
         if reply[0] == 0:  # no stream: never published, expired, or Redis lost it
             return History(gap=after is not None and after != ZERO)
         _, last, first, added, length, exists, entries = reply
@@ -144,10 +141,9 @@ class RedisBroker(Broker):
 
     # The subscriber --------------------------------------------------------
 
-    def start(self, hub: Hub) -> None:
-        self._hub = hub
-        self._thread = threading.Thread(target=self._listen, name="django-sse-redis", daemon=True)
-        self._thread.start()
+    def start(self, listener: BrokerListener) -> None:
+        self._listener = listener
+        self._reader = Task(self._listen, listener, name="django-sse-redis")
 
     def subscribe(self, channels: list[str]) -> bool:
         return self._send("SUBSCRIBE", channels)
@@ -164,7 +160,7 @@ class RedisBroker(Broker):
         except OSError:
             return False  # the listener notices, reconnects and resubscribes everything
 
-    def _listen(self) -> None:
+    def _listen(self, listener: BrokerListener) -> None:
         delay = 0.05
         outage_started = None
         while not self._closed:
@@ -172,20 +168,20 @@ class RedisBroker(Broker):
             try:
                 subscriber.connect()
                 self._subscriber = subscriber
+                subscriber.send("SUBSCRIBE", self.control_key)
+                resubscribed = listener.on_connected()
                 if outage_started is not None:
                     logger.info(
-                        "Redis subscription restored after %.1fs; resubscribing %d channel(s).",
+                        "Redis subscription restored after %.1fs; resubscribed %d channel(s).",
                         time.monotonic() - outage_started,
-                        len(self._hub.channel_names()),
+                        resubscribed,
                     )
                 outage_started, delay = None, 0.05
-                subscriber.send("SUBSCRIBE", self.control_key)
-                self._hub.resubscribe_all()
                 for replies in subscriber.replies():
                     for reply in replies:
-                        self._handle(reply)
+                        self._handle(listener, reply)
             except (OSError, RespError) as exc:
-                if self._closed:
+                if self._stopped():
                     break
                 if outage_started is None:
                     outage_started = time.monotonic()
@@ -198,23 +194,23 @@ class RedisBroker(Broker):
                 self._subscriber = None
                 subscriber.close()
                 if not self._closed:
-                    self._hub.on_disconnected()
+                    listener.on_disconnected()
             if not self._closed:
-                time.sleep(delay)
+                sleep(delay)
                 delay = min(delay * 2, 2.0)
 
-    def _handle(self, reply: Any) -> None:
+    def _handle(self, listener: BrokerListener, reply: Any) -> None:
         if isinstance(reply, RespError):
             raise reply
         kind = reply[0]
         if kind == b"message" and reply[1] == self._control_key_bytes:
-            self._hub.on_control(reply[2].decode("utf-8", "replace"))
+            listener.on_control(reply[2].decode("utf-8", "replace"))
         elif kind == b"message":
             message = self._decode(reply[1], reply[2])
             if message is not None:
-                self._hub.on_message(message)
+                listener.on_message(message)
         elif kind == b"subscribe" and reply[1] != self._control_key_bytes:
-            self._hub.on_subscribed(reply[1].decode()[len(self.prefix) :])
+            listener.on_subscribed(reply[1].decode()[len(self.prefix) :])
 
     def _decode(self, key: bytes, payload: bytes) -> Message | None:
         parts = payload.split(b"\n", 3)
@@ -236,16 +232,16 @@ class RedisBroker(Broker):
         text = parts[3].decode("utf-8", "replace")
         return Message(channel, parts[2].decode(), text, position, event_id)
 
+    def _stopped(self) -> bool:
+        """Whether ``close()`` was called (read anew: another task sets it)."""
+        return self._closed
+
     def close(self) -> None:
         self._closed = True
         subscriber = self._subscriber
         if subscriber is not None:
             subscriber.close()
         self._pool.disconnect()
-
-    def connection_count(self) -> int:
-        subscriber = 1 if self._subscriber is not None else 0
-        return subscriber + len(self._pool._connections)
 
     def _safe_url(self) -> str:
         params = self._params
@@ -281,6 +277,6 @@ def _fields(flat: list[bytes]) -> dict[bytes, bytes]:
 def _socket_params(url: str) -> dict[str, Any]:
     from redis.connection import parse_url
 
-    params = parse_url(url)
+    params: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
     params["ssl"] = url.startswith("rediss://")
     return params

@@ -11,15 +11,20 @@ from __future__ import annotations
 
 import socket
 import ssl
-import threading
 from collections.abc import Iterator
 from typing import Any
+
+from ..concurrency import new_lock
 
 _CRLF = b"\r\n"
 
 
 class RespError(Exception):
     """An error reply from Redis (e.g. ``NOAUTH``, ``WRONGPASS``)."""
+
+
+class RespProtocolError(RespError):
+    """Bytes from the server that are not RESP2: the connection is out of step, drop it."""
 
 
 class _Incomplete(Exception):
@@ -56,14 +61,19 @@ class RespParser:
         line = bytes(buffer[position + 1 : end])
         position = end + 2
         if kind == 0x24:  # $ bulk string
-            length = int(line)
+            length = _number(line, "bulk string length")
             if length < 0:
                 return None, position
             if len(buffer) < position + length + 2:
                 raise _Incomplete
-            return bytes(buffer[position : position + length]), position + length + 2
+            after = position + length
+            if buffer[after : after + 2] != _CRLF:
+                raise RespProtocolError(
+                    f"A bulk string of {length} bytes from Redis is not followed by CRLF."
+                )
+            return bytes(buffer[position:after]), after + 2
         if kind == 0x2A:  # * array
-            count = int(line)
+            count = _number(line, "array length")
             if count < 0:
                 return None, position
             items = []
@@ -72,12 +82,24 @@ class RespParser:
                 items.append(item)
             return items, position
         if kind == 0x3A:  # : integer
-            return int(line), position
+            return _number(line, "integer"), position
         if kind == 0x2B:  # + simple string
-            return line.decode(), position
+            try:
+                return line.decode(), position
+            except UnicodeDecodeError:
+                raise RespProtocolError(
+                    f"A simple string from Redis is not UTF-8: {line!r}."
+                ) from None
         if kind == 0x2D:  # - error
             return RespError(line.decode(errors="replace")), position
-        raise RespError(f"Unexpected RESP type byte {bytes([kind])!r} from Redis.")
+        raise RespProtocolError(f"Unexpected RESP type byte {bytes([kind])!r} from Redis.")
+
+
+def _number(line: bytes, what: str) -> int:
+    try:
+        return int(line)
+    except ValueError:
+        raise RespProtocolError(f"The {what} from Redis is not an integer: {line!r}.") from None
 
 
 def encode_command(*args: str | bytes) -> bytes:
@@ -97,7 +119,7 @@ class PubSubConnection:
         self._connect_timeout = connect_timeout
         self._idle_timeout = idle_timeout
         self._sock: socket.socket | None = None
-        self._send_lock = threading.Lock()
+        self._send_lock = new_lock()
 
     def connect(self) -> None:
         """Open the connection and authenticate; raise ``OSError``/``RespError`` on failure."""
@@ -133,8 +155,11 @@ class PubSubConnection:
         self._parser = parser
 
     def _read_one(self, parser: RespParser) -> Any:
+        sock = self._sock
+        if sock is None:
+            raise ConnectionError("Not connected to Redis.")
         while True:
-            data = self._sock.recv(4096)
+            data = sock.recv(4096)
             if not data:
                 raise ConnectionError("Redis closed the connection.")
             replies = parser.feed(data)

@@ -80,6 +80,7 @@ def example(servers) -> Example:
     """
     redis = servers.redis()
     gunicorn = servers.gunicorn(
+        config=REPO_TOP / "gunicorn.conf.py",  # as ./scripts/example serves it
         app="example.wsgi:application",
         env={
             "DJANGO_SETTINGS_MODULE": "example.settings",

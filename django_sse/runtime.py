@@ -1,0 +1,95 @@
+"""The process-wide objects: the broker built from settings, its hub, and the stream registry.
+
+Built on first use and again after a fork (gunicorn workers start afresh);
+``reset()`` closes them, and ``AppConfig.ready()`` connects it to
+``setting_changed`` so that tests overriding ``SSE_*`` settings get new
+ones.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from django.core.exceptions import ImproperlyConfigured
+
+from .brokers.base import Broker
+from .concurrency import new_rlock
+from .conf import sse_settings
+from .hub import Hub
+from .registry import StreamRegistry
+
+T = TypeVar("T")
+
+#: The streams this process serves (counted for SSE_MAX_STREAMS, ended together at shutdown).
+streams = StreamRegistry()
+
+_lock = new_rlock()
+_state: dict[str, Any] = {}
+
+
+def build_broker() -> Broker:
+    """Return a new broker as the settings describe it."""
+    name = sse_settings.broker_name
+    if name == "redis":
+        from .brokers.redis import RedisBroker
+
+        url = sse_settings.redis_url
+        if not url:
+            raise ImproperlyConfigured(
+                "SSE_BROKER is 'redis' but no Redis is configured: set SSE_REDIS_URL."
+            )
+        return RedisBroker(
+            url,
+            prefix=sse_settings.SSE_REDIS_PREFIX,
+            timeout=sse_settings.SSE_PUBLISH_TIMEOUT,
+            maxlen=sse_settings.SSE_HISTORY_MAXLEN,
+            ttl=sse_settings.SSE_HISTORY_TTL,
+        )
+    from .brokers.memory import MemoryBroker
+
+    return MemoryBroker(maxlen=sse_settings.SSE_HISTORY_MAXLEN, ttl=sse_settings.SSE_HISTORY_TTL)
+
+
+def _get(key: str, build: Callable[[], T]) -> T:
+    state = _state
+    if state.get("pid") != os.getpid():  # forked (gunicorn): start afresh in the child
+        with _lock:
+            if state.get("pid") != os.getpid():
+                state.clear()
+                state["pid"] = os.getpid()
+    value = state.get(key)
+    if value is None:
+        with _lock:
+            value = state.get(key)
+            if value is None:
+                value = state[key] = build()
+    return value
+
+
+def get_broker() -> Broker:
+    """Return this process's broker (publishing never starts the subscriber)."""
+    return _get("broker", build_broker)
+
+
+def get_hub() -> Hub:
+    """Return this process's hub, starting the broker's subscriber on first use."""
+    return _get("hub", lambda: Hub(get_broker()))
+
+
+def reset() -> None:
+    """Close and forget the broker and hub (settings changed, or a test finished)."""
+    with _lock:
+        hub, broker = _state.get("hub"), _state.get("broker")
+        _state.clear()
+    if hub is not None:
+        hub.close()
+    elif broker is not None:
+        broker.close()
+
+
+def on_setting_changed(setting: str, **kwargs: object) -> None:
+    """``setting_changed`` receiver: rebuild the broker and hub after an ``SSE_*`` change."""
+    if setting.startswith("SSE_") or setting.startswith("REDIS_SSEQUEUE_"):
+        reset()
