@@ -26,8 +26,8 @@ bind = os.environ.get("SSE_BIND", "127.0.0.1:8000")
 worker_class = "gevent"
 # Workers: one per core is plenty for streaming; Redis fans events out across them.
 workers = int(os.environ.get("SSE_WORKERS", "1"))
-# Concurrent connections (open streams + ordinary requests) per worker.
-worker_connections = int(os.environ.get("SSE_WORKER_CONNECTIONS", "20000"))
+# Concurrent connections per worker: SSE_MAX_STREAMS (20,000) streams and room for pages.
+worker_connections = int(os.environ.get("SSE_WORKER_CONNECTIONS", "21000"))
 # Seconds a stopping worker waits for requests to end; django-sse ends streams at once.
 graceful_timeout = int(os.environ.get("SSE_GRACEFUL_TIMEOUT", "10"))
 # Keep-alive for ordinary requests; streams stay open regardless.

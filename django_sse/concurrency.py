@@ -45,24 +45,21 @@ def gevent_patched() -> bool:
     return _patched
 
 
-class Wakeup:
+class Wakeup(Protocol):
     """A flag one consumer waits on and any producer sets (``threading.Event`` semantics)."""
-
-    __slots__ = ("_event",)
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
 
     def set(self) -> None:
         """Wake the waiter (now or at its next ``wait()``); never blocks."""
-        self._event.set()
 
-    def clear(self) -> None:
-        self._event.clear()
+    def clear(self) -> None: ...
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until set, or ``timeout`` seconds; return whether it was set."""
-        return self._event.wait(timeout)
+
+
+def new_wakeup() -> Wakeup:
+    """Return a new ``Wakeup``: the flavour's own event, with no wrapper on the hot path."""
+    return threading.Event()
 
 
 def new_lock() -> threading.Lock:
@@ -126,33 +123,24 @@ def call_later(delay: float, func: Callable[..., Any], *args: Any) -> Task:
 
 
 class Watch(Protocol):
-    def stop(self) -> None:
-        """Stop watching and release the watcher; safe to call more than once."""
+    """A watcher of one file descriptor; ``stop()`` then ``close()`` release it."""
+
+    def stop(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
-class _IoWatch:
-    __slots__ = ("_watcher",)
+def watch_readable(fileno: int, callback: Callable[..., None], *args: Any) -> Watch | None:
+    """Call ``callback(*args)`` (in gevent's loop) when ``fileno`` turns readable; None without gevent.
 
-    def __init__(self, watcher: Any) -> None:
-        self._watcher = watcher
-
-    def stop(self) -> None:
-        watcher, self._watcher = self._watcher, None
-        if watcher is not None:
-            watcher.stop()
-            watcher.close()
-
-
-def watch_readable(fileno: int, callback: Callable[[], None]) -> Watch | None:
-    """Call ``callback`` (in gevent's loop) once ``fileno`` turns readable; None without gevent.
-
-    The callback runs at most once per readiness and must not block; the
-    caller stops the returned watch, usually from the callback itself.
+    The callback runs once per readiness and must not block; the caller
+    stops and closes the returned watch, usually from the callback itself.
+    The loop's own watcher is returned, with no wrapper: one per stream.
     """
     if not gevent_patched():
         return None
     import gevent
 
     watcher = gevent.get_hub().loop.io(fileno, 1)
-    watcher.start(callback)
-    return _IoWatch(watcher)
+    watcher.start(callback, *args)
+    return watcher

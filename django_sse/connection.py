@@ -59,7 +59,7 @@ class ClientConnection:
         """Call ``on_readable`` when the socket turns readable (usually EOF), where the seam can watch."""
         if self._sock is None:
             return
-        self._watcher = watch_readable(self._sock.fileno(), lambda: self._readable(on_readable))
+        self._watcher = watch_readable(self._sock.fileno(), self._readable, on_readable)
 
     def _readable(self, on_readable: Callable[[], None]) -> None:
         # Stop watching either way: after EOF the watcher would fire forever, and
@@ -118,3 +118,4 @@ class ClientConnection:
         watcher, self._watcher = self._watcher, None
         if watcher is not None:
             watcher.stop()
+            watcher.close()

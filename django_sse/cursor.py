@@ -72,8 +72,9 @@ class ChannelCursor:
         self.resets: list[str] = []
         #: Catch-ups that failed in a row (for the retry delay).
         self.failures = 0
-        #: A new client's channels that start with a held live event: no history to read.
-        self.started_live: set[str] = set()
+        #: A new client's channels that start with a held live event: no history to read
+        #: (a set once there is one; most streams never need it).
+        self.started_live: set[str] | None = None
 
     def receive(self, message: Message, limit: int) -> bytes | None:
         """Return the bytes for a live message; hold it while not in sync (None on overflow)."""
@@ -116,7 +117,7 @@ class ChannelCursor:
             self.failures += 1
             return b"".join(out), False
         self.failures = 0
-        self.started_live.clear()
+        self.started_live = None
         self.synced = True
         self.resuming = True
         if self.resets:
@@ -154,7 +155,7 @@ class ChannelCursor:
 
     def _catch_up_channel(self, source: HistorySource, channel: str) -> list[bytes]:
         after = self.positions.get(channel)
-        if channel in self.started_live:
+        if self.started_live is not None and channel in self.started_live:
             return []  # a retry after a failed catch-up: this channel starts with its held event
         if after is None and not self.resuming:
             # A new client starts now: with the first live event it got, or at the tip.
@@ -162,6 +163,8 @@ class ChannelCursor:
             if first is not None and first.position is not None:
                 # Just before it, so that it is delivered; never read as a history position.
                 self.positions[channel] = _before(first.position)
+                if self.started_live is None:
+                    self.started_live = set()
                 self.started_live.add(channel)
                 return []
             self.positions[channel] = source.current_tip(channel)

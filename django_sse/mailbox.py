@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .concurrency import Wakeup
+from .concurrency import new_wakeup
 
 
 class EndReason(enum.Enum):
@@ -97,7 +97,7 @@ class Mailbox:
         # A list, never replaced: append() and the slice/del in take() are each
         # atomic under the GIL, so no lock is needed even with real threads.
         self._items: list[Any] = []
-        self._wakeup = Wakeup()
+        self._wakeup = new_wakeup()
         self._end_reason: EndReason | None = None
         self._overflowed = False
         self._idle = False

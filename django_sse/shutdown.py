@@ -65,12 +65,14 @@ def stop_gracefully(server: Any, timeout: float = 10.0) -> None:
     Call it from a signal handler, e.g.
     ``gevent.signal_handler(signal.SIGTERM, stop_gracefully, server)``.
     ``server.stop(timeout)`` alone would wait ``timeout`` seconds for streams
-    that never end by themselves, then cut them off. Here new connections
-    are refused at once, every stream ends with a retry hint, and the
-    server waits at most ``timeout`` seconds for the responses to finish.
+    that never end by themselves, then cut them off; and ``server.close()``
+    makes ``serve_forever()`` return, and the program exit, at once. Here the
+    server stops accepting, every stream ends with a retry hint, and the
+    server waits at most ``timeout`` seconds for the responses to finish
+    (a client that reads slowly gets the rest of its stream) before it stops.
     """
     deadline = time.monotonic() + timeout
-    server.close()  # stop accepting first: a reconnection must go elsewhere
+    server.stop_accepting()  # a reconnection waits in the backlog, then goes elsewhere
     end_streams()
     # A response is closed after the chunked body's last chunk: a server without a
     # pool (pywsgi's default) would not wait for that.

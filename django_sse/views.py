@@ -43,18 +43,18 @@ class SseResponse(StreamingHttpResponse):
         super().__init__(streaming_content, *args, **kwargs)
         self["Cache-Control"] = "no-cache"
         self["X-Accel-Buffering"] = "no"  # nginx: do not buffer this response
-        self._on_close: list[Callable[[], None]] = []
+        self._on_close: Callable[[], None] | None = None
 
     def on_close(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` when the server closes the response (after its last chunk)."""
-        self._on_close.append(callback)
+        self._on_close = callback
 
     def close(self) -> None:
         try:
             super().close()
         finally:
-            for callback in self._on_close:
-                callback()
+            if self._on_close is not None:
+                self._on_close()
 
 
 class BaseSseView(View):
@@ -267,7 +267,13 @@ class BaseSseView(View):
             self.start(mailbox)
             started = True
             yield self.opening()
-            yield from self._deliver(mailbox, client)
+            while True:
+                chunks, ending = self._next_chunks(mailbox, client)
+                yield from chunks
+                if chunks:
+                    mailbox.mark_sent()
+                if ending:
+                    break
             reason = mailbox.end_reason
             if reason is not None and reason.tells_client:
                 yield self.closing(mailbox)
@@ -287,23 +293,22 @@ class BaseSseView(View):
         lifetime = self.get_max_lifetime()
         wheel.add(mailbox, None if lifetime is None else time.monotonic() + lifetime)
 
-    def _deliver(self, mailbox: Mailbox, client: ClientConnection) -> Iterator[bytes]:
-        """Yield what the mailbox brings, and a heartbeat when it is idle, until the stream ends."""
-        while True:
-            mailbox.wait()
-            # Empty chunks are nothing sent: they must not put off the heartbeat.
-            chunks = [chunk for chunk in self.render(mailbox.take(), mailbox) if chunk]
-            ending = mailbox.ending
-            if mailbox.take_idle() and not ending:
-                if client.gone():
-                    mailbox.end(EndReason.CLIENT_GONE)
-                    return
-                chunks = chunks or [self.idle(mailbox) or HEARTBEAT]
-            yield from chunks
-            if chunks:
-                mailbox.mark_sent()
-            if ending:
-                return
+    def _next_chunks(self, mailbox: Mailbox, client: ClientConnection) -> tuple[list[bytes], bool]:
+        """Wait for the mailbox; return the chunks to write now and whether the stream ends after.
+
+        A plain method, not a generator the stream delegates to: a suspended
+        stream then keeps one frame, and its greenlet a shallower stack.
+        """
+        mailbox.wait()
+        # Empty chunks are nothing sent: they must not put off the heartbeat.
+        chunks = [chunk for chunk in self.render(mailbox.take(), mailbox) if chunk]
+        ending = mailbox.ending
+        if mailbox.take_idle() and not ending:
+            if client.gone():
+                mailbox.end(EndReason.CLIENT_GONE)
+                return [], True
+            chunks = chunks or [self.idle(mailbox) or HEARTBEAT]
+        return chunks, ending
 
     def _release(
         self, mailbox: Mailbox, client: ClientConnection, wheel: HeartbeatWheel, started: bool

@@ -2,37 +2,46 @@
 
 Samples are read from README.rst itself (``.. code-block::`` directives) and
 looked up by a marker they contain, so that editing a sample changes what
-runs here. ``test_every_sample_is_exercised`` fails when a sample is added
-without a test. The settings table is checked against ``conf.DEFAULTS``.
+runs here. A sample counts as exercised once a test that read it (its
+``.code``) has passed; ``test_every_sample_is_exercised``, the last test,
+fails for any sample that no passing test read (``tests/readme_samples.py``).
+The settings table is checked against ``conf.DEFAULTS``, the supported
+versions against setup.cfg and scripts/test.
 """
 
 from __future__ import annotations
 
 import ast
 import configparser
+import gc
+import inspect
 import json
+import os
 import re
 import runpy
 import shlex
+import signal
+import socket
 import subprocess
 import sys
-import textwrap
+import tempfile
 import threading
 import time
 import types
-from dataclasses import dataclass
+import xml.etree.ElementTree as ElementTree
 from types import SimpleNamespace
 
 import pytest
 from django.contrib.auth.models import AnonymousUser
-from django.core.exceptions import ImproperlyConfigured
 from django.test import RequestFactory
+from packaging.specifiers import SpecifierSet
 
 from django_sse import checks
 from django_sse.conf import DEFAULTS, sse_settings
-from django_sse.registry import streams
+from django_sse.runtime import streams
 from tests.browser.fixtures import WAIT, browser, example  # noqa: F401  (fixtures)
-from tests.servers import REPO_TOP, GunicornServer
+from tests.readme_samples import Samples, read_blocks, track
+from tests.servers import REPO_TOP, GunicornServer, HttpServer
 from tests.sse_parser import SseParser
 from tests.sseclient import SseClient
 
@@ -42,64 +51,31 @@ TIMEOUT = 10.0  # seconds any awaited chunk or event may take
 
 # --- the samples -----------------------------------------------------------------
 
+SAMPLES = Samples(README)
+readme_sample_reader = track(SAMPLES)  # an autouse fixture: which test read what, and passed
 
-@dataclass(frozen=True)
-class Block:
-    language: str
-    code: str
-    line: int
-
-
-def read_blocks(text: str) -> list[Block]:
-    """Return the ``.. code-block::`` directives of ``text``, dedented, in order."""
-    lines = text.splitlines()
-    blocks = []
-    for number, line in enumerate(lines):
-        match = re.match(r"^(\s*)\.\. code-block:: *(\S+)\s*$", line)
-        if not match:
-            continue
-        indent = len(match.group(1))
-        body = []
-        for following in lines[number + 1 :]:
-            if following.strip() and len(following) - len(following.lstrip()) <= indent:
-                break
-            body.append(following)
-        code = textwrap.dedent("\n".join(body)).strip("\n") + "\n"
-        blocks.append(Block(match.group(2), code, number + 1))
-    return blocks
-
-
-BLOCKS = read_blocks(README.read_text(encoding="utf-8"))
-_exercised: set[int] = set()
-
-
-def sample(language: str, marker: str) -> str:
-    """Return the code of the one sample in ``language`` that contains ``marker``."""
-    found = [
-        i for i, block in enumerate(BLOCKS) if block.language == language and marker in block.code
-    ]
-    assert len(found) == 1, f"README.rst has {len(found)} {language} samples containing {marker!r}"
-    _exercised.add(found[0])
-    return BLOCKS[found[0]].code
-
-
-PIP_INSTALL = sample("console", "pip install")
-CLOCK_VIEW = sample("python", "class ClockView")
-QUICK_URLS = sample("python", "# myapp/urls.py")
-QUICK_SEND = sample("python", "# anywhere:")
-PAGE_SCRIPT = sample("html", "new EventSource")
-GUNICORN_COMMAND = sample("console", "gunicorn -c gunicorn.conf.py")
-COUNTDOWN_VIEW = sample("python", "class CountdownView")
-USER_EVENTS_VIEW = sample("python", "class UserEventsView")
-SEND_EVENT_COMMAND = sample("console", "manage.py send_event")
-REDIS_CLI = sample("console", "redis-cli --eval")
-FOREIGN_PUBLISHER = sample("python", "# publisher.py")
-RESET_SCRIPT = sample("javascript", "stream-reset")
-SETTINGS = sample("python", "SSE_EPHEMERAL_CHANNELS")
-GUNICORN_CONF = sample("python", "def post_worker_init")
-NGINX = sample("nginx", "proxy_buffering off")
-CHANNEL_MANAGER = sample("python", "class UserChannels")
-LEGACY_SETTINGS = sample("python", "REDIS_SSEQUEUE_CONNECTION_SETTINGS")
+PIP_INSTALL = SAMPLES.find("console", "pip install")
+CLOCK_VIEW = SAMPLES.find("python", "class ClockView")
+QUICK_URLS = SAMPLES.find("python", "# myapp/urls.py")
+QUICK_SEND = SAMPLES.find("python", "# anywhere:")
+PAGE_SCRIPT = SAMPLES.find("html", "new EventSource")
+# The quick start's and the deployment section's command: the same, twice.
+GUNICORN_COMMAND = SAMPLES.find("console", "$ gunicorn -k gevent", copies=2)
+COUNTDOWN_VIEW = SAMPLES.find("python", "class CountdownView")
+USER_EVENTS_VIEW = SAMPLES.find("python", "class UserEventsView")
+SEND_EVENT_COMMAND = SAMPLES.find("console", "manage.py send_event")
+REDIS_CLI = SAMPLES.find("console", "redis-cli --eval")
+FOREIGN_PUBLISHER = SAMPLES.find("python", "# publisher.py")
+RESET_SCRIPT = SAMPLES.find("javascript", "stream-reset")
+SETTINGS = SAMPLES.find("python", "SSE_EPHEMERAL_CHANNELS")
+GUNICORN_CONF = SAMPLES.find("python", "# gunicorn.conf.py")
+DOCKERFILE = SAMPLES.find("dockerfile", "CMD [")
+SYSTEMD_UNIT = SAMPLES.find("ini", "[Service]")
+PROCFILE = SAMPLES.find("text", "web: gunicorn")
+PYWSGI_PROGRAM = SAMPLES.find("python", "stop_gracefully")
+NGINX = SAMPLES.find("nginx", "proxy_buffering off")
+CHANNEL_MANAGER = SAMPLES.find("python", "class UserChannels")
+LEGACY_SETTINGS = SAMPLES.find("python", "REDIS_SSEQUEUE_CONNECTION_SETTINGS")
 
 
 def commands(console: str) -> list[tuple[list[str], list[str]]]:
@@ -114,6 +90,140 @@ def commands(console: str) -> list[tuple[list[str], list[str]]]:
 
 
 # --- helpers ---------------------------------------------------------------------
+
+
+def gunicorn_settings(argv: list[str]):
+    """Parse a gunicorn command line with gunicorn's own parser; return its Config and the app names."""
+    from gunicorn.config import Config
+
+    config = Config()
+    args = config.parser().parse_args(argv)
+    for name, value in vars(args).items():
+        if value is not None and name != "args":
+            config.set(name.lower(), value)
+    return config, args.args
+
+
+def runnable_gunicorn(argv: list[str], port: int, workers: int | None = None) -> list[str]:
+    """A README gunicorn command line, run on the test project: this venv, tests.wsgi, a free loopback port."""
+    args = list(argv[1:])
+    assert args.count("mysite.wsgi") == 1, argv
+    args[args.index("mysite.wsgi")] = "tests.wsgi:application"
+    if "--bind" in args:
+        args[args.index("--bind") + 1] = f"127.0.0.1:{port}"
+    else:
+        args += ["--bind", f"127.0.0.1:{port}"]
+    if workers is not None:
+        args[args.index("--workers") + 1] = str(workers)
+    if "-c" not in args:
+        # As in a project without one: not the gunicorn.conf.py that gunicorn would
+        # find in this repository's top directory, where the servers start.
+        args += ["-c", os.devnull]
+    import gunicorn.config
+
+    if hasattr(gunicorn.config, "ControlSocketDisable"):
+        args.append("--no-control-socket")  # gunicorn >= 25.1: one per user otherwise
+    return [sys.executable, "-m", "gunicorn", *args]
+
+
+class ReadmeGunicorn(GunicornServer):
+    """gunicorn started with the command line ``argv(port)``."""
+
+    def __init__(self, argv, **kwargs):
+        super().__init__(**kwargs)
+        self.argv = argv
+
+    def command(self) -> list[str]:
+        return self.argv(self.port)
+
+
+class ReadmeProgram(HttpServer):
+    """A README program (a Python file) serving the test project."""
+
+    name = "readme-program"
+
+    def __init__(self, path, env: dict[str, str] | None = None, **kwargs):
+        pythonpath = os.pathsep.join(filter(None, [str(REPO_TOP), os.environ.get("PYTHONPATH")]))
+        super().__init__(env={"PYTHONPATH": pythonpath, **(env or {})}, **kwargs)
+        self.path = path
+
+    def command(self) -> list[str]:
+        return [sys.executable, str(self.path)]
+
+
+RETRY_HINT = f"retry: {DEFAULTS['SSE_RETRY']}\n\n".encode()
+
+
+def ends_cleanly(raw: bytes) -> bool:
+    """Whether a chunked response ends with a chunk of the retry hint alone, then the last chunk."""
+    end = re.search(rb"\r\n([0-9a-fA-F]+)\r\n" + re.escape(RETRY_HINT) + rb"\r\n0\r\n\r\n\Z", raw)
+    return end is not None and int(end.group(1), 16) == len(RETRY_HINT)  # any case: gunicorn's "D"
+
+
+class RawStream:
+    """One GET on a raw socket; ``raw`` is every byte the server sent, chunk framing included."""
+
+    def __init__(self, port: int, path: str, receive_buffer: int | None = None) -> None:
+        self.sock = socket.socket()
+        if receive_buffer:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        self.sock.settimeout(TIMEOUT)
+        self.sock.connect(("127.0.0.1", port))
+        self.sock.sendall(
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            "Accept: text/event-stream\r\n\r\n".encode()
+        )
+        self.raw = b""
+        self.closed = False
+
+    def read_until(self, predicate, timeout: float = TIMEOUT) -> bytes:
+        """Receive until ``predicate(raw)`` holds; fail if the connection closes or time runs out first."""
+        deadline = time.monotonic() + timeout
+        while not predicate(self.raw):
+            remaining = deadline - time.monotonic()
+            if self.closed or remaining <= 0:
+                state = "closed" if self.closed else f"nothing more within {timeout} s"
+                raise AssertionError(f"{state}; received {self.raw[-300:]!r}")
+            self.sock.settimeout(remaining)
+            try:
+                data = self.sock.recv(1 << 20)
+            except TimeoutError:
+                continue
+            except ConnectionResetError:
+                data = b""
+            self.closed = not data
+            self.raw += data
+        return self.raw
+
+    def read_to_close(self, timeout: float = TIMEOUT) -> bytes:
+        """Receive until the server closes the connection; return everything."""
+        return self.read_until(lambda _: self.closed, timeout)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def exited(pid: int) -> bool:
+    """Return whether process ``pid`` has exited (gone, or a zombie)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def wait_for(condition, timeout: float = TIMEOUT, what: str = "condition"):
+    """Poll ``condition()`` until it returns something true; return that."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"No {what} within {timeout} s"
+        time.sleep(0.05)
+    return value
+
+
+def warnings_logged(server) -> list[str]:
+    """The django_sse check ids (W00n, E0nn) a server logged."""
+    return re.findall(r"django_sse\.[EW]\d{3}", server.stderr_text(100_000))
 
 
 @pytest.fixture
@@ -193,8 +303,10 @@ class Events:
         return self.events
 
     def to_end(self, timeout: float = TIMEOUT) -> list:
+        """Read to the end of the response, then close it as a server does; return the events."""
         for _ in range(1000):
             if self.read(timeout) is None:
+                self.close()  # what gives the stream's slot back
                 return self.events
         raise AssertionError("The response did not end.")
 
@@ -274,18 +386,12 @@ def test_readme_starts_with_the_two_set_up_commands():
 
 
 @pytest.mark.parametrize(
-    "index", [i for i, block in enumerate(BLOCKS) if block.language == "python"]
+    "index", [i for i, block in enumerate(SAMPLES.blocks) if block.language == "python"]
 )
 def test_every_python_sample_compiles(index):
-    """Each Python sample is valid Python."""
-    block = BLOCKS[index]
+    """Each Python sample is valid Python (compiling is not exercising: this reads no sample)."""
+    block = SAMPLES.blocks[index]
     compile(block.code, f"README.rst line {block.line}", "exec")
-
-
-def test_every_sample_is_exercised():
-    """Every code-block in README.rst is one of the samples this module runs."""
-    missing = [f"line {b.line} ({b.language})" for i, b in enumerate(BLOCKS) if i not in _exercised]
-    assert not missing, f"README samples without a test: {missing}"
 
 
 def test_settings_table_lists_every_setting_with_its_default():
@@ -298,12 +404,72 @@ def test_settings_table_lists_every_setting_with_its_default():
     assert documented == DEFAULTS
 
 
+def test_supported_versions_are_setup_cfgs_and_the_test_matrix():
+    """Supported versions: the Django and Python classifiers, install_requires, and scripts/test's matrix say the same."""
+    text = README.read_text(encoding="utf-8")
+    section = text.split("Supported versions\n==================\n", 1)[1].split("\n=====", 1)[0]
+    bullets = re.findall(r"^\* (.+?)(?=^\* |^$)", section, re.MULTILINE | re.DOTALL)
+    django = re.findall(r"\d+\.\d+", bullets[0])
+    python_from, python_to = re.match(r"Python (3\.\d+) to (3\.\d+)", bullets[1]).groups()
+    pythons = [f"3.{minor}" for minor in range(int(python_from[2:]), int(python_to[2:]) + 1)]
+    # "3.10 to 3.13 with Django 5.2, 3.12 and 3.13 with Django 6.0 and 6.1": each Django's oldest Python.
+    oldest = {}
+    for pair in bullets[1].split(":", 1)[1].split(","):
+        allowed_pythons, djangos = pair.split("with Django")
+        for version in re.findall(r"\d+\.\d+", djangos):
+            oldest[version] = min(re.findall(r"3\.\d+", allowed_pythons), key=lambda v: int(v[2:]))
+    assert (django, pythons) == (["5.2", "6.0", "6.1"], ["3.10", "3.11", "3.12", "3.13"])
+    assert set(oldest) == set(django)
+
+    setup = configparser.ConfigParser()
+    setup.read(REPO_TOP / "setup.cfg")
+    classifiers = setup["metadata"]["classifiers"].strip().splitlines()
+    assert [
+        c.rsplit(" ", 1)[1] for c in classifiers if c.startswith("Framework :: Django ::")
+    ] == django
+    assert [
+        c.rsplit(" ", 1)[1]
+        for c in classifiers
+        if re.match(r"Programming Language :: Python :: 3\.\d+$", c)
+    ] == pythons
+    requires = dict(
+        re.match(r"([\w-]+)(.*)", line.strip()).groups()
+        for line in setup["options"]["install_requires"].strip().splitlines()
+    )
+    allowed = SpecifierSet(requires["Django"])
+    assert all(f"{version}.0" in allowed for version in django)
+    assert "4.2.0" not in allowed and "6.2.0" not in allowed  # 4.2 dropped; nothing untested
+    assert SpecifierSet(setup["options"]["python_requires"]).contains(python_from)
+    assert not SpecifierSet(setup["options"]["python_requires"]).contains("3.9")
+    [gevent] = re.findall(r"gevent (\S+) or later", bullets[2])
+    assert requires["gevent"] == f">={gevent}"
+    test_extra = setup["options.extras_require"]["test"]
+    [gunicorn] = re.findall(r"gunicorn (\S+) or later", bullets[2])
+    assert f"gunicorn>={gunicorn}" in test_extra.split()
+    [redis] = re.findall(r"redis-py (\S+) or later", bullets[2])
+    assert setup["options.extras_require"]["redis"].split() == [f"redis>={redis}"]
+
+    # "The whole test suite runs on Django 5.2 with Python 3.10 and ...; a part of it on ..."
+    [paragraph] = [p for p in section.split("\n\n") if p.startswith("The whole test suite")]
+    whole, part = paragraph.split("Django 4.2 is no longer supported")[0].split(";")
+    said = {
+        (py, dj, scope)
+        for scope, sentence in (("all", whole), ("part", part))
+        for dj, py in re.findall(r"Django (\d+\.\d+)\s+with\s+Python (3\.\d+)", sentence)
+    }
+    script = (REPO_TOP / "scripts" / "test").read_text()
+    [matrix] = re.findall(r"matrix=\$\{SSE_TEST_MATRIX:-([^}]*)\}", script)
+    assert said == {tuple(entry.split(":")) for entry in matrix.split()}
+    for py, dj, _ in said:
+        assert int(py[2:]) >= int(oldest[dj][2:]), (py, dj)
+
+
 # --- quick start ----------------------------------------------------------------------
 
 
 def test_pip_install_names_this_package_and_its_redis_extra():
     """The package and extra that the install command names are the ones setup.cfg defines."""
-    [(argv, _)] = commands(PIP_INSTALL)
+    [(argv, _)] = commands(PIP_INSTALL.code)
     assert argv[:2] == ["pip", "install"]
     name, extra = re.fullmatch(r"([\w-]+)\[(\w+)\]", argv[2]).groups()
     setup = configparser.ConfigParser()
@@ -315,8 +481,8 @@ def test_pip_install_names_this_package_and_its_redis_extra():
 
 def test_quick_start_serves_the_clock_and_the_channels(modules, settings, client, streams_opened):
     """The quick start's URLconf serves ClockView's ticks, and send_event reaches both channel streams."""
-    modules.load("myapp.views", CLOCK_VIEW)
-    modules.load("myapp.urls", QUICK_URLS)
+    modules.load("myapp.views", CLOCK_VIEW.code)
+    modules.load("myapp.urls", QUICK_URLS.code)
     settings.ROOT_URLCONF = "myapp.urls"
 
     clock = streams_opened(client.get("/clock/"))
@@ -325,7 +491,7 @@ def test_quick_start_serves_the_clock_and_the_channels(modules, settings, client
 
     orders = streams_opened(client.get("/orders/events/"))
     dashboard = streams_opened(client.get("/dashboard/events/"))
-    exec(compile(QUICK_SEND, "<README.rst send_event>", "exec"), {})
+    exec(compile(QUICK_SEND.code, "<README.rst send_event>", "exec"), {})
 
     for stream in (orders, dashboard):
         [event] = [e for e in stream.until(named("order-shipped")) if e.type == "order-shipped"]
@@ -336,7 +502,7 @@ def test_quick_start_serves_the_clock_and_the_channels(modules, settings, client
 @pytest.mark.integration
 def test_quick_start_page_script_shows_each_tick(example, browser):  # noqa: F811
     """The page script, pointed at the example's clock stream, puts each tick's data in the title."""
-    script = re.search(r"<script>(.*)</script>", PAGE_SCRIPT, re.DOTALL).group(1)
+    script = re.search(r"<script>(.*)</script>", PAGE_SCRIPT.code, re.DOTALL).group(1)
     driver = browser()
     driver.get(example.url + "/")
     driver.execute_script(script.replace('"/clock/"', '"/clock/events/"'))
@@ -350,32 +516,33 @@ def test_quick_start_page_script_shows_each_tick(example, browser):  # noqa: F81
 
 
 @pytest.mark.integration
-def test_gunicorn_command_serves_streams_without_blocking_the_worker(tmp_path):
-    """`gunicorn -c gunicorn.conf.py PROJECT.wsgi` runs gevent: a blocked stream leaves the worker free."""
-    [(argv, _)] = commands(GUNICORN_COMMAND)
-    assert argv[:3] == ["gunicorn", "-c", "gunicorn.conf.py"]
+def test_gunicorn_command_runs_gevent_with_no_warning_and_a_blocked_stream_leaves_the_worker_free(
+    tmp_path,
+):
+    """The quick start's command: gevent, worker_connections above SSE_MAX_STREAMS, no W00n; streams don't block."""
+    [(argv, _)] = commands(GUNICORN_COMMAND.code)
+    assert argv[0] == "gunicorn"
+    config, apps = gunicorn_settings(argv[1:])
+    assert config.worker_class_str == "gevent"
+    assert config.worker_connections > DEFAULTS["SSE_MAX_STREAMS"]  # no django_sse.W003
+    assert apps == ["mysite.wsgi"]
+    # The values that the deployment section's list of options explains.
+    text = README.read_text(encoding="utf-8")
+    [explained] = re.findall(r"^\* ``--worker-connections (\d+)``", text, re.MULTILINE)
+    [graceful] = re.findall(r"^\* ``--graceful-timeout (\d+)``", text, re.MULTILINE)
+    assert (config.worker_connections, config.graceful_timeout) == (int(explained), int(graceful))
 
-    class ReadmeGunicorn(GunicornServer):
-        def command(self):
-            app = "tests.wsgi:application" if argv[3] == "mysite.wsgi" else argv[3]
-            return [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                *argv[1:3],
-                app,
-                "--bind",
-                f"127.0.0.1:{self.port}",
-            ]
-
-    server = ReadmeGunicorn(log_dir=tmp_path).start()
+    server = ReadmeGunicorn(lambda port: runnable_gunicorn(argv, port), log_dir=tmp_path)
+    server.start()
     try:
         with SseClient.connect(server.port, "/blocked/") as blocked:
             [hello] = blocked.read_events(1)
             assert hello.data == "blocked next"
             with SseClient.connect(server.port, "/ticks/?n=3&interval=0.05") as ticks:
                 assert [event.data for event in ticks.read_events(3)] == ["0", "1", "2"]
-        assert "Using worker: gevent" in server.stderr_text()
+        log = server.stderr_text(100_000)
+        assert "Using worker: gevent" in log
+        assert warnings_logged(server) == [], log
     finally:
         server.stop()
 
@@ -385,7 +552,7 @@ def test_gunicorn_command_serves_streams_without_blocking_the_worker(tmp_path):
 
 def test_countdown_sample_refuses_anonymous_users_and_resumes_from_last_event_id(modules):
     """CountdownView: 403 without a user; with one, retry 5000, counts down from Last-Event-ID to 0, ends."""
-    view = modules.load("myapp.views", COUNTDOWN_VIEW).CountdownView.as_view()
+    view = modules.load("myapp.views", COUNTDOWN_VIEW.code).CountdownView.as_view()
     factory = RequestFactory()
 
     anonymous = factory.get("/countdown/")
@@ -411,7 +578,7 @@ def test_countdown_sample_refuses_anonymous_users_and_resumes_from_last_event_id
 
 def test_user_events_sample_streams_only_the_users_own_channel(modules):
     """UserEventsView: a user reads user-<own pk> and gets its events; another pk or anonymous gets 403."""
-    view = modules.load("notifications.views", USER_EVENTS_VIEW).UserEventsView.as_view()
+    view = modules.load("notifications.views", USER_EVENTS_VIEW.code).UserEventsView.as_view()
     factory = RequestFactory()
 
     def get(user, user_id):
@@ -444,8 +611,8 @@ def test_user_events_sample_streams_only_the_users_own_channel(modules):
 def orders_on_redis(settings, redis_url, redis_server, streams_opened, modules, client):
     """A stream of the channel "orders" on Redis, subscribed; the broker of this process uses Redis."""
     settings.SSE_REDIS_URL = redis_url
-    modules.load("myapp.views", CLOCK_VIEW)
-    modules.load("myapp.urls", QUICK_URLS)
+    modules.load("myapp.views", CLOCK_VIEW.code)
+    modules.load("myapp.urls", QUICK_URLS.code)
     settings.ROOT_URLCONF = "myapp.urls"
     stream = streams_opened(client.get("/orders/events/"))
     wait_subscribed(redis_server, "orders")
@@ -455,7 +622,7 @@ def orders_on_redis(settings, redis_url, redis_server, streams_opened, modules, 
 @pytest.mark.integration
 def test_send_event_command_sample_publishes_json_to_a_stream(orders_on_redis, redis_server):
     """`manage.py send_event orders order-shipped '{"id": 42}' --json` prints the id the stream receives."""
-    [(argv, output)] = commands(SEND_EVENT_COMMAND)
+    [(argv, output)] = commands(SEND_EVENT_COMMAND.code)
     assert argv[:3] == ["python", "manage.py", "send_event"]
     from io import StringIO
 
@@ -475,7 +642,7 @@ def test_send_event_command_sample_publishes_json_to_a_stream(orders_on_redis, r
 @pytest.mark.integration
 def test_redis_cli_sample_publishes_with_history(orders_on_redis, redis_server):
     """The redis-cli call of publish.lua records the event in sse:orders and a stream receives it with that id."""
-    [(argv, output)] = commands(REDIS_CLI)
+    [(argv, output)] = commands(REDIS_CLI.code)
     argv = [argv[0], "-p", str(redis_server.port), *argv[1:]]
     result = subprocess.run(argv, cwd=REPO_TOP, capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
@@ -500,7 +667,7 @@ def test_foreign_publisher_sample_reaches_a_stream_with_and_without_history(
     orders_on_redis, redis_url
 ):
     """publisher.py publishes through publish.lua (an id) and plain PUBLISH (no id); the stream gets both."""
-    code = FOREIGN_PUBLISHER.replace("redis://localhost:6379/0", redis_url)
+    code = FOREIGN_PUBLISHER.code.replace("redis://localhost:6379/0", redis_url)
     namespace: dict = {}
     exec(compile(code, "<README.rst publisher.py>", "exec"), namespace)
     namespace["client"].close()
@@ -534,7 +701,7 @@ def test_stream_reset_sample_reloads_on_reset_and_handles_events(example, browse
     )
     # An id this channel never issued: the server cannot resume from it.
     driver.execute_script(
-        RESET_SCRIPT.replace('"/orders/events/"', '"/feed/events/?lastEventId=1-0"')
+        RESET_SCRIPT.code.replace('"/orders/events/"', '"/feed/events/?lastEventId=1-0"')
     )
 
     from selenium.webdriver.support.wait import WebDriverWait
@@ -553,7 +720,7 @@ def test_stream_reset_sample_reloads_on_reset_and_handles_events(example, browse
 def test_settings_sample_passes_the_checks_and_means_what_it_says(settings):
     """The settings sample installs the app, selects Redis, makes typing-* ephemeral; no check fails."""
     namespace: dict = {}
-    exec(compile(SETTINGS, "<README.rst settings.py>", "exec"), namespace)
+    exec(compile(SETTINGS.code, "<README.rst settings.py>", "exec"), namespace)
     assert "django_sse" in namespace["INSTALLED_APPS"]
     for name, value in namespace.items():
         if name.startswith("SSE_"):
@@ -566,39 +733,259 @@ def test_settings_sample_passes_the_checks_and_means_what_it_says(settings):
     assert sse_settings.SSE_MAX_LIFETIME == 3600
 
 
-def test_gunicorn_conf_sample_matches_the_repository_file_and_its_hook_works(settings):
-    """The sample's values are gunicorn.conf.py's; its hook fails on a bad setting and ends streams on stop."""
+def django_sse_imports(code: str) -> list[str]:
+    """The modules of django_sse that ``code`` imports."""
+    found = []
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            found.append(node.module or "")
+    return [name for name in found if name.split(".")[0] == "django_sse"]
+
+
+@pytest.mark.integration
+def test_gunicorn_conf_sample_matches_the_repository_file_and_needs_no_hook(monkeypatch, tmp_path):
+    """The sample's values and post_worker_init are gunicorn.conf.py's; neither imports django_sse; it serves, warning-free."""
+    for name in (
+        "SSE_WORKER_CONNECTIONS",
+        "SSE_GRACEFUL_TIMEOUT",
+        "SSE_GC_THRESHOLD",
+        "SSE_WORKERS",
+    ):
+        monkeypatch.delenv(name, raising=False)  # the file's defaults, as the README shows them
+    code = GUNICORN_CONF.code
+    path = REPO_TOP / "gunicorn.conf.py"
     shown: dict = {}
-    exec(compile(GUNICORN_CONF, "<README.rst gunicorn.conf.py>", "exec"), shown)
-    actual = runpy.run_path(str(REPO_TOP / "gunicorn.conf.py"))
-    for name in ("worker_class", "worker_connections", "graceful_timeout"):
-        assert shown[name] == actual[name], name
+    exec(compile(code, "<README.rst gunicorn.conf.py>", "exec"), shown)
+    actual = runpy.run_path(str(path))
+    values = {
+        name: value
+        for name, value in shown.items()
+        if not name.startswith("_")
+        and not callable(value)
+        and not isinstance(value, types.ModuleType)
+    }
+    assert set(values) == {
+        "worker_class",
+        "worker_connections",
+        "graceful_timeout",
+        "keepalive",
+        "backlog",
+    }
+    assert values == {name: actual[name] for name in values}
+    assert values["worker_connections"] > DEFAULTS["SSE_MAX_STREAMS"]  # no django_sse.W003
 
-    settings.SSE_RETRY = -1
-    with pytest.raises(ImproperlyConfigured, match="SSE_RETRY"):
-        shown["post_worker_init"](SimpleNamespace(cfg=SimpleNamespace(workers=1), alive=True))
-    settings.SSE_RETRY = 2000
+    calls: dict[str, list] = {"shown": [], "actual": []}
+    for who, hook in (("shown", shown["post_worker_init"]), ("actual", actual["post_worker_init"])):
+        monkeypatch.setattr(gc, "freeze", lambda who=who: calls[who].append(("freeze",)))
+        monkeypatch.setattr(gc, "set_threshold", lambda *a, who=who: calls[who].append(a))
+        hook(SimpleNamespace(alive=True))
+    monkeypatch.undo()
+    assert calls["shown"] == calls["actual"] == [("freeze",), (10000, 50, 100)]
+    assert django_sse_imports(code) == django_sse_imports(path.read_text()) == []
 
-    worker = SimpleNamespace(cfg=SimpleNamespace(workers=1), alive=True)
+    # And `gunicorn -c gunicorn.conf.py mysite.wsgi` serves streams, with no django_sse warning.
+    argv = ["gunicorn", "-c", "gunicorn.conf.py", "mysite.wsgi"]
+    assert " ".join(argv) in README.read_text(encoding="utf-8").replace("\n", " ")
+    server = ReadmeGunicorn(lambda port: runnable_gunicorn(argv, port), log_dir=tmp_path)
+    server.start()
     try:
-        shown["post_worker_init"](worker)
-        assert not streams.closing
-        worker.alive = False  # what gunicorn does on TERM
-        for _ in range(100):
-            if streams.closing:
-                break
-            time.sleep(0.05)
-        assert streams.closing
+        with SseClient.connect(server.port, "/ticks/?n=2&interval=0.05") as ticks:
+            assert [event.data for event in ticks.read_events(2)] == ["0", "1"]
+        assert warnings_logged(server) == [], server.stderr_text()
     finally:
-        worker.alive = False
-        time.sleep(0.3)  # the watcher polls every 0.2 s
-        streams.closing = False  # this process goes on serving the other tests
+        server.stop()
+
+
+def test_dockerfile_cmd_is_the_exec_form_of_the_gevent_command():
+    """The CMD is a JSON list (gunicorn gets docker stop's TERM): gevent, the EXPOSEd port, a graceful timeout below --stop-timeout."""
+    lines = [line for line in DOCKERFILE.code.splitlines() if line and not line.startswith("#")]
+    instructions = {line.split(" ", 1)[0]: line.split(" ", 1)[1] for line in lines}
+    assert set(instructions) == {"EXPOSE", "CMD"}
+    argv = json.loads(instructions["CMD"])  # the exec form; the shell form is not JSON
+    assert argv[0] == "gunicorn"
+    config, apps = gunicorn_settings(argv[1:])
+    assert config.worker_class_str == "gevent"
+    assert config.worker_connections > DEFAULTS["SSE_MAX_STREAMS"]
+    assert config.bind == [f"0.0.0.0:{instructions['EXPOSE']}"]
+    assert config.workers > 1 and apps == ["mysite.wsgi"]
+    text = README.read_text(encoding="utf-8")
+    [stop_timeout] = re.findall(r"--stop-timeout (\d+)", text)
+    [grace_period] = re.findall(r"stop_grace_period: (\d+)s", text)
+    assert config.graceful_timeout < int(stop_timeout) == int(grace_period)
+
+
+def systemd_unit(text: str) -> configparser.ConfigParser:
+    """Parse a unit file as systemd reads it: case-sensitive keys, backslash-continued lines joined."""
+    unit = configparser.ConfigParser(interpolation=None, strict=False)
+    unit.optionxform = str
+    unit.read_string(re.sub(r"\\\n\s*", " ", text))
+    return unit
+
+
+@pytest.mark.integration
+def test_systemd_unit_starts_reloads_and_stops_gunicorn_as_systemd_would(tmp_path):
+    """ExecStart (one worker) notifies READY=1; ExecReload's HUP and KillSignal's TERM end streams cleanly, fast."""
+    service = systemd_unit(SYSTEMD_UNIT.code)["Service"]
+    argv = shlex.split(service["ExecStart"])
+    assert argv[0].endswith("/bin/gunicorn")
+    config, apps = gunicorn_settings(argv[1:])
+    assert config.worker_class_str == "gevent"
+    assert config.worker_connections > DEFAULTS["SSE_MAX_STREAMS"]
+    assert config.graceful_timeout < int(service["TimeoutStopSec"])
+    assert int(service["LimitNOFILE"]) > config.worker_connections  # a descriptor per connection
+    assert (service["Type"], service["NotifyAccess"]) == ("notify", "main")
+    assert (service["KillSignal"], service["KillMode"]) == ("SIGTERM", "mixed")
+    assert shlex.split(service["ExecReload"]) == ["/bin/kill", "-HUP", "$MAINPID"]
+
+    # systemd's notification socket; a short path (sun_path holds 108 bytes).
+    notify_dir = tempfile.mkdtemp(prefix="sd-")
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(os.path.join(notify_dir, "notify"))
+    notify.settimeout(TIMEOUT)
+    server = ReadmeGunicorn(
+        lambda port: runnable_gunicorn(argv, port, workers=1),  # the unit has 4
+        env={"NOTIFY_SOCKET": notify.getsockname()},
+        log_dir=tmp_path,
+    )
+    server.start()
+    streams_seen: list[RawStream] = []
+    try:
+        assert b"READY=1" in notify.recv(4096)
+        master = server.pid
+        [old_worker] = server.worker_pids()
+        before = RawStream(server.port, "/blocked/")
+        streams_seen.append(before)
+        before.read_until(lambda raw: b"data: blocked next" in raw)
+
+        # systemctl reload: ExecReload, with $MAINPID the master.
+        reload = [
+            word.replace("$MAINPID", str(master)) for word in shlex.split(service["ExecReload"])
+        ]
+        subprocess.run(reload, check=True, timeout=TIMEOUT)
+        assert ends_cleanly(before.read_to_close())
+        wait_for(lambda: exited(old_worker), what="exit of the old worker")
+        [new_worker] = wait_for(lambda: [pid for pid in server.worker_pids() if pid != old_worker])
+        after = RawStream(server.port, "/blocked/")
+        streams_seen.append(after)
+        after.read_until(lambda raw: b"data: blocked next" in raw)
+
+        # systemctl stop: KillSignal to the master alone (KillMode=mixed).
+        process = server.process
+        started = time.monotonic()
+        os.kill(master, getattr(signal, service["KillSignal"]))
+        process.wait(int(service["TimeoutStopSec"]))
+        stopped_in = time.monotonic() - started
+        assert ends_cleanly(after.read_to_close())
+        assert process.returncode == 0
+        assert stopped_in < config.graceful_timeout / 2, stopped_in  # streams did not make it wait
+        assert exited(new_worker)
+    finally:
+        for stream in streams_seen:
+            stream.close()
+        server.stop()
+        notify.close()
+        os.unlink(os.path.join(notify_dir, "notify"))
+        os.rmdir(notify_dir)
+
+
+def test_procfile_line_binds_the_platform_port_and_stops_before_heroku_kills(monkeypatch):
+    """The web process: gunicorn -k gevent on 0.0.0.0:$PORT, graceful timeout below Heroku's 30 s."""
+    [line] = PROCFILE.code.splitlines()
+    process, command = line.split(": ", 1)
+    assert process == "web"
+    monkeypatch.setenv("PORT", "5123")  # what the platform does; its shell expands it
+    argv = [os.path.expandvars(word) for word in shlex.split(command)]
+    assert argv[0] == "gunicorn"
+    config, apps = gunicorn_settings(argv[1:])
+    assert config.worker_class_str == "gevent"
+    assert config.worker_connections > DEFAULTS["SSE_MAX_STREAMS"]
+    assert config.bind == ["0.0.0.0:5123"] and apps == ["mysite.wsgi"]
+    [heroku] = re.findall(
+        r"Heroku sends ``TERM``\s+and kills (\d+) seconds later", README.read_text(encoding="utf-8")
+    )
+    assert config.graceful_timeout < int(heroku)
+
+
+def pywsgi_program(tmp_path, env: dict[str, str] | None = None) -> ReadmeProgram:
+    """The README's serve.py, written for the test project on a free loopback port (not started)."""
+    program = ReadmeProgram(tmp_path / "serve.py", env=env, log_dir=tmp_path)
+    code = PYWSGI_PROGRAM.code
+    for old, new in (
+        ("from mysite.wsgi import application", "from tests.wsgi import application"),
+        ('("0.0.0.0", 8000)', f'("127.0.0.1", {program.port})'),
+    ):
+        assert code.count(old) == 1, old
+        code = code.replace(old, new)
+    program.path.write_text(code)
+    return program
+
+
+def stop_gracefully_timeout() -> float:
+    """The timeout that stop_gracefully(server) uses when, as in the sample, none is given."""
+    from django_sse.shutdown import stop_gracefully
+
+    return inspect.signature(stop_gracefully).parameters["timeout"].default
+
+
+@pytest.mark.integration
+def test_pywsgi_sample_ends_every_stream_cleanly_on_term_and_exits_0(tmp_path):
+    """serve.py on the test project: on TERM a blocked and a ticking stream end with the retry hint and the last chunk; exit 0, fast."""
+    timeout = stop_gracefully_timeout()
+    assert timeout == 10.0
+    server = pywsgi_program(tmp_path)
+    server.start()
+    opened: list[RawStream] = []
+    try:
+        blocked = RawStream(server.port, "/blocked/")
+        ticking = RawStream(server.port, "/ticks/?interval=0.1")
+        opened += [blocked, ticking]
+        blocked.read_until(lambda raw: b"data: blocked next" in raw)
+        ticking.read_until(lambda raw: b"event: tick\ndata: 1\n" in raw)
+
+        process = server.process
+        started = time.monotonic()
+        server.send_signal(signal.SIGTERM)
+        process.wait(timeout)
+        exited_in = time.monotonic() - started
+        for stream in opened:
+            assert ends_cleanly(stream.read_to_close()), stream.raw[-200:]
+        assert process.returncode == 0, server.stderr_text()
+        assert exited_in < timeout / 4, exited_in
+    finally:
+        for stream in opened:
+            stream.close()
+        server.stop()
+
+
+@pytest.mark.integration
+def test_pywsgi_sample_waits_for_a_stream_whose_client_reads_slowly(tmp_path):
+    """serve.py on TERM, a stream's client behind on 4 MB: the program waits; the stream ends cleanly once it catches up."""
+    timeout = stop_gracefully_timeout()
+    server = pywsgi_program(
+        tmp_path, env={"DJANGO_SSE_TEST_SETTINGS": '{"ROOT_URLCONF": "tests.readme_urls"}'}
+    )
+    server.start()
+    # 4 MB through a 4 KB receive window takes a few seconds, within stop_gracefully's 10 s.
+    slow = RawStream(server.port, "/big/?n=4", receive_buffer=4096)
+    try:
+        slow.read_until(lambda raw: b"event: big" in raw)
+        time.sleep(1)  # the server's writes now wait for this client
+        server.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        slow.read_to_close(timeout)  # reading again, at full speed
+        assert ends_cleanly(slow.raw), slow.raw[-100:]
+        assert server.process.wait(timeout) == 0
+    finally:
+        slow.close()
+        server.stop()
 
 
 def test_nginx_sample_turns_buffering_off_and_outlasts_the_heartbeat(client):
     """The nginx location streams unbuffered over HTTP/1.1 with a read timeout above the heartbeat."""
     directives = {}
-    for line in NGINX.splitlines():
+    for line in NGINX.code.splitlines():
         line = line.split("#")[0].strip().rstrip(";")
         if line and not line.endswith(("{", "}")):
             name, _, value = line.partition(" ")
@@ -624,7 +1011,7 @@ def test_stream_responses_carry_x_accel_buffering_no(client):
 
 def test_channel_manager_sample_gives_each_user_their_own_channel(modules, settings):
     """With the sample as SSE_CHANNEL_MANAGER, user-<id> is readable by that user alone."""
-    modules.load("myproject.channels", CHANNEL_MANAGER)
+    modules.load("myproject.channels", CHANNEL_MANAGER.code)
     settings.SSE_CHANNEL_MANAGER = "myproject.channels.UserChannels"
     assert [message for message in checks.check_channel_manager()] == []
     from django_sse.redisqueue import RedisQueueView
@@ -662,8 +1049,183 @@ def test_channel_manager_sample_gives_each_user_their_own_channel(modules, setti
 def test_legacy_settings_sample_still_configures_redis(settings):
     """REDIS_SSEQUEUE_CONNECTION_SETTINGS from 0.x becomes the Redis URL, and passes the checks."""
     namespace: dict = {}
-    exec(compile(LEGACY_SETTINGS, "<README.rst legacy settings>", "exec"), namespace)
+    exec(compile(LEGACY_SETTINGS.code, "<README.rst legacy settings>", "exec"), namespace)
     settings.REDIS_SSEQUEUE_CONNECTION_SETTINGS = namespace["REDIS_SSEQUEUE_CONNECTION_SETTINGS"]
     assert sse_settings.redis_url == "redis://localhost:6379/0"
     assert sse_settings.broker_name == "redis"
     assert [message for check in checks.ALL_CHECKS for message in check()] == []
+
+
+# --- the checker of this module ---------------------------------------------------------
+
+EXTRA_BLOCK = "\n.. code-block:: python\n\n    print('a sample that no test runs')\n"
+
+
+def test_the_checker_flags_a_sample_added_to_a_copy_of_the_readme(tmp_path):
+    """Every block of README.rst is found by a lookup of this module; a block added to a copy is flagged."""
+    for extra, expected in (("", []), (EXTRA_BLOCK, ["(python): no test looks it up"])):
+        copy = tmp_path / "README.rst"
+        copy.write_text(README.read_text(encoding="utf-8") + extra, encoding="utf-8")
+        samples = Samples(copy)
+        found = [samples.find(h.language, h.marker, len(h.indices)) for h in SAMPLES.handles]
+        samples.start("test_reads_them_all")
+        for sample in found:
+            assert sample.code
+        samples.stop()
+        samples.settle("test_reads_them_all", passed=True)
+        missing = samples.unexercised()
+        assert [re.sub(r"^line \d+ ", "", m) for m in missing] == expected
+        if extra:
+            [added] = [block for block in samples.blocks if "no test runs" in block.code]
+            assert missing[0].startswith(f"line {added.line} ")
+
+
+TOY_README = """\
+Toy
+===
+
+.. code-block:: python
+
+    # read by a passing test
+
+.. code-block:: python
+
+    # read at import
+
+.. code-block:: python
+
+    # read by a failing test
+
+.. code-block:: python
+
+    # read by a skipped test
+
+.. code-block:: python
+
+    # looked up, never read
+
+.. code-block:: python
+
+    # looked up by nobody
+"""
+
+TOY_HEADER = """\
+from pathlib import Path
+
+import pytest
+
+from tests.readme_samples import Samples, track
+
+SAMPLES = Samples(Path(__file__).with_name("TOY.rst"))
+readme_sample_reader = track(SAMPLES)
+"""
+
+TOY_MODULES = {
+    # Every way a sample can go without a passing test that read it.
+    "test_toy_gaps.py": TOY_HEADER
+    + """
+PASSING = SAMPLES.find("python", "# read by a passing test")
+AT_IMPORT = SAMPLES.find("python", "# read at import")
+AT_IMPORT.code  # the old way: registered when the module is imported
+FAILING = SAMPLES.find("python", "# read by a failing test")
+SKIPPED = SAMPLES.find("python", "# read by a skipped test")
+NEVER_READ = SAMPLES.find("python", "# looked up, never read")
+
+
+def test_passes():
+    exec(PASSING.code, {})
+
+
+def test_fails():
+    FAILING.code
+    assert False, "the sample does not do what the README says"
+
+
+def test_is_skipped():
+    SKIPPED.code
+    pytest.skip("not here")
+
+
+def test_every_sample_is_exercised(request):
+    SAMPLES.check(request)
+""",
+    # Every sample read by a passing test.
+    "test_toy_complete.py": TOY_HEADER
+    + """
+ALL = [SAMPLES.find("python", f"# {words}") for words in (
+    "read by a passing test", "read at import", "read by a failing test",
+    "read by a skipped test", "looked up, never read", "looked up by nobody",
+)]
+
+
+def test_reads_them_all():
+    for sample in ALL:
+        exec(sample.code, {})
+
+
+def test_every_sample_is_exercised(request):
+    SAMPLES.check(request)
+""",
+}
+
+
+def run_toy_session(directory, *args: str) -> dict[tuple[str, str], tuple[str, str]]:
+    """Run pytest on the toy modules in ``directory``; return {(module, test): (outcome, message)}."""
+    report = directory / "report.xml"
+    env = {name: value for name, value in os.environ.items() if name != "DJANGO_SETTINGS_MODULE"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_TOP), env.get("PYTHONPATH")]))
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:django", "-q",
+         f"--junitxml={report}", *args],
+        cwd=directory, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert report.exists(), result.stdout + result.stderr
+    outcomes = {}
+    for case in ElementTree.parse(report).iter("testcase"):
+        module = case.get("classname").rsplit(".", 1)[-1]
+        verdict = next(iter(case), None)
+        outcome = "passed" if verdict is None else verdict.tag
+        outcomes[module, case.get("name")] = (
+            outcome,
+            "" if verdict is None else verdict.get("message", ""),
+        )
+    return outcomes
+
+
+def test_the_checker_counts_only_reads_by_tests_that_passed(tmp_path):
+    """In a real pytest run: reads at import, in failing or skipped tests, or by no test fail the checker."""
+    (tmp_path / "TOY.rst").write_text(TOY_README)
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    for name, code in TOY_MODULES.items():
+        (tmp_path / name).write_text(code)
+    lines = {block.code.strip("# \n"): block.line for block in read_blocks(TOY_README)}
+
+    outcomes = run_toy_session(tmp_path, *TOY_MODULES)
+    assert {key: outcome for key, (outcome, _) in outcomes.items()} == {
+        ("test_toy_gaps", "test_passes"): "passed",
+        ("test_toy_gaps", "test_fails"): "failure",
+        ("test_toy_gaps", "test_is_skipped"): "skipped",
+        ("test_toy_gaps", "test_every_sample_is_exercised"): "failure",
+        ("test_toy_complete", "test_reads_them_all"): "passed",
+        ("test_toy_complete", "test_every_sample_is_exercised"): "passed",
+    }
+    message = outcomes["test_toy_gaps", "test_every_sample_is_exercised"][1]
+    flagged = sorted(int(n) for n in re.findall(r"line (\d+) \(python\)", message))
+    assert flagged == sorted(n for words, n in lines.items() if words != "read by a passing test")
+    for words, reason in (
+        ("read at import", "read only outside any test"),
+        ("read by a failing test", "read only by tests that did not pass: ['test_fails']"),
+        ("read by a skipped test", "read only by tests that did not pass: ['test_is_skipped']"),
+        ("looked up, never read", "looked up, but no test read it"),
+        ("looked up by nobody", "no test looks it up"),
+    ):
+        assert f"line {lines[words]} (python): {reason}" in message
+
+    # With a test deselected, the checker cannot judge: it skips rather than pass or fail.
+    partial = run_toy_session(tmp_path, "test_toy_complete.py", "-k", "not reads_them_all")
+    assert [outcome for outcome, _ in partial.values()] == ["skipped"]
+
+
+def test_every_sample_is_exercised(request):
+    """Every code block of README.rst was read by a test of this module that passed; this test runs last."""
+    SAMPLES.check(request)
