@@ -2,157 +2,59 @@
 
 ``RedisProcess`` (no persistence), ``LibraryServer`` (gunicorn, the project's
 ``gunicorn.conf.py``, one gevent worker, ``benchmarks.project``) and
-``CeilingServer`` (``benchmarks.ceiling``) each run in their own process
-group on a free 127.0.0.1 port and are stopped by PID. ``worker_stats()``
-reads the serving process's resident memory, open fds and CPU time from
-/proc; ``redis_connections()`` counts the Redis clients (``CLIENT LIST``)
-whose address is a socket of that process.
+``CeilingServer`` (``benchmarks.ceiling``) are the runners of
+``tests.support.servers`` (own process group, free 127.0.0.1 port, stopped
+by PID) with the benchmark's command lines. ``worker_stats()`` reads the
+serving process's resident memory, open fds and CPU time from /proc;
+``redis_connections()`` counts the Redis clients (``CLIENT LIST``) whose
+address is a socket of that process.
 """
 
 from __future__ import annotations
 
 import http.client
-import json
-import os
-import shutil
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-REPO_TOP = Path(__file__).resolve().parent.parent
+from tests.support import servers as runners
+from tests.support.procfs import process_stats, tcp_connections
+from tests.support.servers import REPO_TOP, ServerError, free_port
+from tests.support.stats import get_stats
+
+__all__ = [
+    "SERVERS",
+    "CeilingServer",
+    "HttpServer",
+    "LibraryServer",
+    "RedisProcess",
+    "ServerError",
+    "free_port",
+    "redis_connections",
+    "worker_stats",
+]
+
 START_TIMEOUT = 30.0
 
 
-class ServerError(RuntimeError):
-    """A process died, or did not come up in time."""
+class RedisProcess(runners.RedisServer):
+    """redis-server without persistence, taking up to 10000 clients."""
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Process:
-    """A subprocess in its own process group, logging to a file."""
-
-    name = "process"
+    start_timeout = START_TIMEOUT
 
     def __init__(self, log_dir: str | Path | None = None) -> None:
-        self.port = free_port()
-        self.log_dir = Path(log_dir or tempfile.mkdtemp(prefix="django-sse-bench-"))
-        self.log_path = self.log_dir / f"{self.name}-{self.port}.log"
-        self.process: subprocess.Popen | None = None
-
-    def command(self) -> list[str]:
-        raise NotImplementedError
-
-    def env(self) -> dict[str, str]:
-        return {}
-
-    def ready(self) -> bool:
-        raise NotImplementedError
-
-    def start(self) -> Process:
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                self.command(),
-                cwd=REPO_TOP,
-                env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env()},
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + START_TIMEOUT
-        while not self.ready():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise ServerError(f"{self.name} did not start:\n{self.log_tail()}")
-            time.sleep(0.05)
-        return self
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM the process group, wait, then SIGKILL what is left of it."""
-        process, self.process = self.process, None
-        if process is None:
-            return
-        _signal_group(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            _signal_group(process.pid, signal.SIGKILL)
-            process.wait(5)
-        _signal_group(process.pid, signal.SIGKILL)  # workers that outlived their master
-
-    def log_tail(self, size: int = 4000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-size:]
-        except FileNotFoundError:
-            return ""
-
-    def __enter__(self) -> Process:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+        super().__init__(extra_args=("--maxclients", "10000"), log_dir=log_dir)
 
 
-def _signal_group(pid: int, signum: int) -> None:
-    try:
-        os.killpg(pid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass
+class HttpServer:
+    """A server of streams, ready once ``/stats/`` answers; ``worker_pid`` serves the streams.
 
-
-class RedisProcess(Process):
-    name = "redis"
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def command(self) -> list[str]:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise ServerError("redis-server is not on PATH; run scripts/install-system-deps.")
-        return [
-            binary,
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", str(self.log_dir),
-            "--maxclients", "10000",
-        ]  # fmt: skip
-
-    def ready(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(64).startswith(b"+PONG")
-        except OSError:
-            return False
-
-    def client(self):  # type: ignore[no-untyped-def]
-        import redis
-
-        return redis.Redis.from_url(self.url)
-
-
-class HttpServer(Process):
-    """A server of streams; ``worker_pid`` is the process that serves them."""
+    A mixin of a runner of ``tests.support.servers``, which gives ``port``.
+    """
 
     kind = "server"
     worker_pid = 0
-
-    def __init__(self, redis_url: str, log_dir: str | Path | None = None) -> None:
-        super().__init__(log_dir)
-        self.redis_url = redis_url
+    start_timeout = START_TIMEOUT
+    port: int
 
     def ready(self) -> bool:
         try:
@@ -164,44 +66,36 @@ class HttpServer(Process):
 
     def stats(self, timeout: float = 60, query: str = "") -> dict:
         """GET /stats/: what the serving process holds (streams, greenlets, fds...)."""
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            connection.request("GET", "/stats/" + (f"?{query}" if query else ""))
-            response = connection.getresponse()
-            body = response.read()
-        finally:
-            connection.close()
-        if response.status != 200:
-            raise ValueError(f"/stats/ answered {response.status}")
-        return json.loads(body)
+        return get_stats(self.port, timeout=timeout, query=query, close=False)
 
 
-class LibraryServer(HttpServer):
+class LibraryServer(HttpServer, runners.GunicornServer):
     """django-sse under gunicorn: ``-c gunicorn.conf.py benchmarks.project.wsgi``, one worker."""
 
     name = kind = "library"
+    settings_module = "benchmarks.project.settings"
+    no_control_socket = False  # gunicorn.conf.py disables it
 
-    def command(self) -> list[str]:
-        return [
-            sys.executable, "-m", "gunicorn",
-            "-c", "gunicorn.conf.py",
-            "benchmarks.project.wsgi:application",
-            "--bind", f"127.0.0.1:{self.port}",
-            "--workers", "1",
-        ]  # fmt: skip
-
-    def env(self) -> dict[str, str]:
-        return {
-            "DJANGO_SETTINGS_MODULE": "benchmarks.project.settings",
-            "BENCH_REDIS_URL": self.redis_url,
-            "SSE_PYTHONPATH": str(REPO_TOP),  # gunicorn.conf.py adds the example project otherwise
-        }
+    def __init__(self, redis_url: str, log_dir: str | Path | None = None) -> None:
+        super().__init__(
+            app="benchmarks.project.wsgi:application",
+            workers=1,
+            config="gunicorn.conf.py",
+            # SSE_PYTHONPATH: gunicorn.conf.py adds the example project otherwise.
+            env={"BENCH_REDIS_URL": redis_url, "SSE_PYTHONPATH": str(REPO_TOP)},
+            log_dir=log_dir,
+        )
+        self.redis_url = redis_url
 
 
-class CeilingServer(HttpServer):
+class CeilingServer(HttpServer, runners.Server):
     """The raw gevent server of ``benchmarks.ceiling``."""
 
     name = kind = "ceiling"
+
+    def __init__(self, redis_url: str, log_dir: str | Path | None = None) -> None:
+        super().__init__(log_dir=log_dir)
+        self.redis_url = redis_url
 
     def command(self) -> list[str]:
         return [
@@ -216,43 +110,13 @@ SERVERS = {"library": LibraryServer, "ceiling": CeilingServer}
 
 def worker_stats(pid: int) -> dict:
     """Resident memory (bytes), open fds and CPU seconds (user + system) of ``pid``."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()  # fields[0] is proc(5) field 3
-    ticks = os.sysconf("SC_CLK_TCK")
-    return {
-        "rss": int(fields[24 - 3]) * os.sysconf("SC_PAGE_SIZE"),
-        "fds": len(os.listdir(f"/proc/{pid}/fd")),
-        "cpu": (int(fields[14 - 3]) + int(fields[15 - 3])) / ticks,
-    }
-
-
-def _local_ports_to(pid: int, remote_port: int) -> set[int]:
-    """The local ports of ``pid``'s TCP sockets connected to ``remote_port``."""
-    inodes = set()
-    fd_dir = f"/proc/{pid}/fd"
-    for fd in os.listdir(fd_dir):
-        try:
-            link = os.readlink(f"{fd_dir}/{fd}")
-        except OSError:
-            continue
-        if link.startswith("socket:["):
-            inodes.add(link[8:-1])
-    ports = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if fields[9] in inodes and int(fields[2].rsplit(":", 1)[1], 16) == remote_port:
-                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
-    return ports
+    stats = process_stats(pid)
+    return {"rss": stats.rss, "fds": stats.fds, "cpu": stats.cpu_seconds}
 
 
 def redis_connections(pid: int, redis_process: RedisProcess) -> int:
     """Count the entries of Redis's CLIENT LIST that are connections of ``pid``."""
-    ports = _local_ports_to(pid, redis_process.port)
+    ports = {connection.local_port for connection in tcp_connections(pid, redis_process.port)}
     with redis_process.client() as client:
         entries = client.client_list()
     return sum(1 for entry in entries if int(entry["addr"].rsplit(":", 1)[1]) in ports)

@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 import django_sse
-from tests.servers import GunicornServer, PywsgiServer, RedisServer, RunserverServer, Server
+from tests.support.servers import (
+    GunicornServer,
+    PywsgiServer,
+    RedisServer,
+    RunserverServer,
+    Server,
+    project_env,
+)
 
 
 def pytest_configure(config) -> None:
@@ -24,10 +31,12 @@ def pytest_configure(config) -> None:
 
 
 class Servers:
-    """Start servers for one test; each is stopped, by PID, when the test ends.
+    """Start servers for one test (or module); each is stopped, by PID, at its end.
 
     ``servers.gunicorn(env={...}, workers=2)`` and friends take the server
     class's arguments and return it started; logs go to the test's tmp_path.
+    ``servers.site(redis.url, heartbeat="1", settings={...}, workers=2)`` is
+    gunicorn of the test project configured through ``project_env()``.
     """
 
     def __init__(self, log_dir) -> None:
@@ -45,6 +54,18 @@ class Servers:
 
     def runserver(self, **kwargs) -> RunserverServer:
         return self._start(RunserverServer, kwargs)
+
+    def site(
+        self,
+        redis_url: str,
+        heartbeat: str | None = None,
+        settings: dict | None = None,
+        env: dict[str, str] | None = None,
+        **kwargs,
+    ) -> GunicornServer:
+        """Start gunicorn (gevent) of the test project on ``redis_url`` ("" for the memory broker)."""
+        env = project_env(redis_url, heartbeat, settings, **(env or {}))
+        return self.gunicorn(env=env, **kwargs)
 
     def _start(self, server_class, kwargs):
         server = server_class(**{"log_dir": self.log_dir, **kwargs})
@@ -81,6 +102,17 @@ def redis_url(redis_server):
 def servers(tmp_path):
     """A factory of servers (``servers.gunicorn(...)``) stopped at the end of the test."""
     registry = Servers(tmp_path)
+    yield registry
+    registry.stop_all()
+
+
+@pytest.fixture(scope="module")
+def module_servers(request, tmp_path_factory):
+    """A factory of servers shared by a module's tests, stopped by PID when the module ends.
+
+    For module-scoped fixtures: ``module_servers.site(redis_server.url, workers=2)``.
+    """
+    registry = Servers(tmp_path_factory.mktemp(request.module.__name__.rpartition(".")[2]))
     yield registry
     registry.stop_all()
 

@@ -1,46 +1,38 @@
-"""Helpers shared by the Redis tests: stats, readiness, and who holds which connection."""
+"""Helpers of the tests that stream from the test project: going live, reading data, stats.
+
+``eventually``, ``get_stats`` and ``redis_connections_of`` come from
+``tests.support`` (the layer the benchmarks share) and are re-exported here.
+"""
 
 from __future__ import annotations
 
-import json
-import os
 import time
 import urllib.parse
-import urllib.request
 from collections.abc import Callable
-from pathlib import Path
 
-from tests.sseclient import SseClient
+from tests.support.polling import eventually
+from tests.support.procfs import redis_connections_of
+from tests.support.sse import SseClient
+from tests.support.stats import get_stats
 
-
-def get_stats(port: int) -> dict:
-    """Return the test project's /stats/ (of whichever worker answers)."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats/", timeout=10) as response:
-        return json.loads(response.read())
-
-
-def eventually(check: Callable[[], object], timeout: float = 10, interval: float = 0.1):
-    """Return ``check()``'s first true value, or raise AssertionError with its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"Still {value!r} after {timeout} s.")
-        time.sleep(interval)
+__all__ = [
+    "connect",
+    "data_of",
+    "eventually",
+    "get_stats",
+    "multi_path",
+    "open_live",
+    "other_redis_clients",
+    "redis_connections_of",
+    "stats_when",
+    "wait_live",
+    "wait_position",
+]
 
 
 def stats_when(port: int, predicate: Callable[[dict], bool], timeout: float = 15) -> dict:
     """Return /stats/ once ``predicate(stats)`` holds; raise AssertionError with the last ones."""
-    deadline = time.monotonic() + timeout
-    while True:
-        stats = get_stats(port)
-        if predicate(stats):
-            return stats
-        if time.monotonic() > deadline:
-            raise AssertionError(f"After {timeout} s, /stats/ is still {stats}")
-        time.sleep(0.1)
+    return eventually(lambda: get_stats(port), timeout, until=predicate, what="/stats/ as expected")
 
 
 def wait_live(client: SseClient, timeout: float = 15) -> None:
@@ -72,50 +64,10 @@ def data_of(client: SseClient, count: int, timeout: float = 15, event: str | Non
     return found
 
 
-def _socket_inodes(pid: int) -> set[str]:
-    inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        try:
-            target = os.readlink(fd)
-        except OSError:  # closed meanwhile
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    return inodes
-
-
-def redis_connections_of(pid: int, redis_port: int) -> int:
-    """Return how many established TCP connections ``pid`` holds to ``redis_port``."""
-    inodes = _socket_inodes(pid)
-    count = 0
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except FileNotFoundError:
-            continue
-        for line in lines:
-            fields = line.split()
-            remote_port = int(fields[2].rsplit(":", 1)[1], 16)
-            established = fields[3] == "01"
-            if remote_port == redis_port and established and fields[9] in inodes:
-                count += 1
-    return count
-
-
 def other_redis_clients(admin) -> list[dict]:
     """Return Redis's clients other than ``admin`` itself (CLIENT LIST has no pid)."""
     own = admin.client_id()
     return [client for client in admin.client_list() if int(client["id"]) != own]
-
-
-def gunicorn_on_redis(redis_url: str, log_dir, workers: int = 1, **env: str):
-    """Return a started gunicorn (gevent) of the test project using ``redis_url``."""
-    from tests.servers import GunicornServer
-
-    server = GunicornServer(
-        env={"DJANGO_SSE_TEST_REDIS_URL": redis_url, **env}, log_dir=log_dir, workers=workers
-    )
-    return server.start()
 
 
 def connect(port: int, path: str, last_event_id: str | None = None) -> SseClient:

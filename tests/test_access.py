@@ -21,7 +21,7 @@ from django.test import Client
 
 import django_sse
 from tests.redis_helpers import data_of, open_live, wait_live
-from tests.servers import REPO_TOP, GunicornServer, RedisServer
+from tests.servers import REPO_TOP, GunicornServer, RedisServer, project_env
 from tests.sseclient import SseClient
 
 MANAGER = "tests.channel_manager.UserChannels"
@@ -93,28 +93,19 @@ class Site:
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory):
+def site(module_servers, tmp_path_factory):
     """Migrated file database with alice and bob in group "news", Redis, 2 gunicorn workers."""
-    directory = tmp_path_factory.mktemp("site")
-    redis = RedisServer(log_dir=directory).start()
-    env = {
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "DJANGO_SSE_TEST_DB": str(directory / "db.sqlite3"),
-        "DJANGO_SSE_TEST_REDIS_URL": redis.url,
-        "DJANGO_SSE_TEST_HEARTBEAT": "0.5",
-        "DJANGO_SSE_TEST_SETTINGS": json.dumps({"SSE_CHANNEL_MANAGER": MANAGER}),
-    }
-    gunicorn = None
-    try:
-        _django(env, "migrate", "-v", "0")
-        users = json.loads(_django(env, "shell", "-c", _SETUP).strip().splitlines()[-1])
-        gunicorn = GunicornServer(env=env, workers=2, log_dir=directory).start()
-        yield Site(gunicorn, redis, env, users)
-    finally:
-        if gunicorn is not None:
-            gunicorn.stop()
-            print(gunicorn.stderr_text(3000))
-        redis.stop()
+    redis = module_servers.redis()
+    env = project_env(
+        redis.url,
+        heartbeat="0.5",
+        settings={"SSE_CHANNEL_MANAGER": MANAGER},
+        DJANGO_SETTINGS_MODULE="tests.settings",
+        DJANGO_SSE_TEST_DB=str(tmp_path_factory.mktemp("site") / "db.sqlite3"),
+    )
+    _django(env, "migrate", "-v", "0")
+    users = json.loads(_django(env, "shell", "-c", _SETUP).strip().splitlines()[-1])
+    return Site(module_servers.gunicorn(env=env, workers=2), redis, env, users)
 
 
 @pytest.fixture

@@ -44,26 +44,13 @@ class Site:
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("bad-input")
-    redis = RedisServer(log_dir=directory).start()
-    gunicorn = GunicornServer(
-        env={"DJANGO_SSE_TEST_REDIS_URL": redis.url, "DJANGO_SSE_TEST_HEARTBEAT": "1"},
-        log_dir=directory,
-    )
-    keeper = None
-    try:
-        gunicorn.start()
-        yield_site = Site(gunicorn, redis)
-        # Subscribed channels make a new stream catch up as soon as it opens.
-        keeper = open_live(gunicorn.port, f"/multi/?channel={A}&channel={B}&channel={C}")
-        yield yield_site
-    finally:
-        if keeper is not None:
-            keeper.close()
-        gunicorn.stop()
-        print(gunicorn.stderr_text(3000))
-        redis.stop()
+def site(module_servers):
+    redis = module_servers.redis()
+    gunicorn = module_servers.site(redis.url, heartbeat="1")
+    # Subscribed channels make a new stream catch up as soon as it opens.
+    keeper = open_live(gunicorn.port, f"/multi/?channel={A}&channel={B}&channel={C}")
+    yield Site(gunicorn, redis)
+    keeper.close()
 
 
 @pytest.fixture

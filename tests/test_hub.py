@@ -254,10 +254,7 @@ def test_concurrent_attach_and_detach_leave_no_listener_and_no_subscription():
 def redis_worker(servers):
     """A redis-server of this test and one gunicorn gevent worker using it."""
     redis = servers.redis()
-    gunicorn = servers.gunicorn(
-        env={"DJANGO_SSE_TEST_REDIS_URL": redis.url, "DJANGO_SSE_TEST_HEARTBEAT": "1"}
-    )
-    return redis, gunicorn
+    return redis, servers.site(redis.url, heartbeat="1")
 
 
 def _publish_to(settings, redis) -> None:

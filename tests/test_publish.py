@@ -26,7 +26,7 @@ import django_sse
 import django_sse.publish
 import django_sse.redisqueue
 from django_sse.exceptions import EventTooLarge, PublishError
-from tests.redis_helpers import gunicorn_on_redis, open_live, other_redis_clients
+from tests.redis_helpers import open_live, other_redis_clients
 from tests.servers import REPO_TOP, free_port
 
 PUBLISH_TIMEOUT = 0.5
@@ -79,12 +79,9 @@ def watcher(redis_server, publishing):
 
 
 @pytest.fixture(scope="module")
-def server(redis_server, tmp_path_factory):
+def server(module_servers, redis_server):
     """One gunicorn gevent worker of the test project, on the session's redis-server."""
-    gunicorn = gunicorn_on_redis(redis_server.url, tmp_path_factory.mktemp("gunicorn"))
-    yield gunicorn
-    gunicorn.stop()
-    print(gunicorn.stderr_text(3000))
+    return module_servers.site(redis_server.url)
 
 
 # --- the Python API ------------------------------------------------------------

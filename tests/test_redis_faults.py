@@ -23,9 +23,7 @@ LOST = "Lost the Redis subscription"
 
 
 def _worker(servers, redis, **env: str):
-    return servers.gunicorn(
-        env={"DJANGO_SSE_TEST_REDIS_URL": redis.url, "DJANGO_SSE_TEST_HEARTBEAT": "0.5", **env}
-    )
+    return servers.site(redis.url, heartbeat="0.5", env=env)
 
 
 def _probe_until_live(clients_by_channel: dict[str, list[SseClient]], timeout: float = 20) -> None:

@@ -16,20 +16,15 @@ from django.test import RequestFactory
 from django_sse import send_event
 from django_sse.mailbox import Mailbox
 from django_sse.redisqueue import RedisQueueView
-from tests.redis_helpers import data_of, eventually, get_stats, gunicorn_on_redis, open_live
+from tests.redis_helpers import data_of, eventually, get_stats, open_live
 from tests.sse_parser import parse
 from tests.sseclient import SseClient
 
 
 @pytest.fixture(scope="module")
-def server(redis_server, tmp_path_factory):
+def server(module_servers, redis_server):
     """One gunicorn gevent worker of the test project, on the session's redis-server."""
-    gunicorn = gunicorn_on_redis(
-        redis_server.url, tmp_path_factory.mktemp("gunicorn"), DJANGO_SSE_TEST_HEARTBEAT="1"
-    )
-    yield gunicorn
-    gunicorn.stop()
-    print(gunicorn.stderr_text(3000))
+    return module_servers.site(redis_server.url, heartbeat="1")
 
 
 @pytest.fixture

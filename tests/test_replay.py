@@ -34,39 +34,20 @@ RESET = "stream-reset"
 
 
 @pytest.fixture(scope="module")
-def redis_gunicorn(redis_server, tmp_path_factory):
+def redis_gunicorn(module_servers, redis_server):
     """One gunicorn (gevent, 2 workers) on the session's redis-server, for the whole module."""
-    server = GunicornServer(
-        env={
-            "DJANGO_SSE_TEST_REDIS_URL": redis_server.url,
-            "DJANGO_SSE_TEST_HEARTBEAT": "1",
-            "DJANGO_SSE_TEST_SETTINGS": json.dumps({"SSE_EPHEMERAL_CHANNELS": ["typing-*"]}),
-        },
+    return module_servers.site(
+        redis_server.url,
+        heartbeat="1",
+        settings={"SSE_EPHEMERAL_CHANNELS": ["typing-*"]},
         workers=2,
-        log_dir=tmp_path_factory.mktemp("gunicorn-redis"),
     )
-    server.start()
-    yield server
-    server.stop()
-    print(server.stderr_text(3000))
 
 
 @pytest.fixture(scope="module")
-def memory_gunicorn(tmp_path_factory):
+def memory_gunicorn(module_servers):
     """One gunicorn (gevent, 1 worker) with the memory broker, keeping 50 events per channel."""
-    server = GunicornServer(
-        env={
-            "DJANGO_SSE_TEST_REDIS_URL": "",
-            "DJANGO_SSE_TEST_HEARTBEAT": "1",
-            "DJANGO_SSE_TEST_SETTINGS": json.dumps({"SSE_HISTORY_MAXLEN": 50}),
-        },
-        workers=1,
-        log_dir=tmp_path_factory.mktemp("gunicorn-memory"),
-    )
-    server.start()
-    yield server
-    server.stop()
-    print(server.stderr_text(3000))
+    return module_servers.site("", heartbeat="1", settings={"SSE_HISTORY_MAXLEN": 50})
 
 
 class Backend:

@@ -9,6 +9,7 @@ with no loss and no duplicate.
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
@@ -21,6 +22,7 @@ from django_sse import send_event
 from django_sse.exceptions import PublishError
 from tests.redis_helpers import connect, multi_path, wait_position
 from tests.sseclient import SseClient
+from tests.support import polling
 
 pytestmark = pytest.mark.integration
 
@@ -42,12 +44,7 @@ def publish_when_up(channel: str, data: str, timeout: float = 15) -> str:
             time.sleep(0.1)
 
 
-def eventually(check, timeout: float = 15, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        assert time.monotonic() < deadline, f"still {value!r} after {timeout} s"
-        time.sleep(interval)
-    return value
+eventually = functools.partial(polling.eventually, timeout=15, interval=0.05)
 
 
 def summary(events) -> list[tuple[str, str]]:
@@ -62,9 +59,7 @@ def stack(servers, settings):
         redis = servers.redis(appendonly=appendonly)
         settings.SSE_REDIS_URL = redis.url
         settings.SSE_PUBLISH_TIMEOUT = 2
-        gunicorn = servers.gunicorn(
-            env={"DJANGO_SSE_TEST_REDIS_URL": redis.url, "DJANGO_SSE_TEST_HEARTBEAT": heartbeat}
-        )
+        gunicorn = servers.site(redis.url, heartbeat=heartbeat)
         return redis, gunicorn
 
     return start

@@ -21,6 +21,8 @@ import django_sse
 from tests.reconnecting import Resuming, read_in_threads
 from tests.servers import REPO_TOP
 from tests.sseclient import SseClient
+from tests.support.polling import eventually
+from tests.support.procfs import exited
 
 pytestmark = pytest.mark.integration
 
@@ -54,20 +56,12 @@ def config_args(request, tmp_path) -> dict:
     return {"config": REPO_TOP / "gunicorn.conf.py", "extra_args": graceful}
 
 
-def _gone(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(")")[-1].split()[0] == "Z"  # a zombie has exited
-    except FileNotFoundError:
-        return True
-
-
 def _wait_gone(pids: list[int], timeout: float) -> float:
     """Return the seconds until every one of ``pids`` exited; fail after ``timeout``."""
     started = time.monotonic()
-    while not all(_gone(pid) for pid in pids):
-        assert time.monotonic() - started < timeout, f"still running: {pids}"
-        time.sleep(0.02)
+    eventually(
+        lambda: all(exited(pid) for pid in pids), timeout, interval=0.02, what=f"gone: {pids}"
+    )
     return time.monotonic() - started
 
 
@@ -200,7 +194,7 @@ def test_term_ends_every_stream_cleanly_and_the_master_exits_well_within_gracefu
     assert process.returncode == 0
     assert master_exited < GRACEFUL_TIMEOUT / 4
     assert workers_exited < 5
-    assert not os.path.exists(f"/proc/{master}") or _gone(master)
+    assert not os.path.exists(f"/proc/{master}") or exited(master)
 
 
 def test_max_requests_with_jitter_recycles_workers_and_resuming_clients_lose_nothing(
@@ -231,7 +225,7 @@ def test_max_requests_with_jitter_recycles_workers_and_resuming_clients_lose_not
     for reader in readers:
         reader.close()
 
-    recycled = [pid for pid in first if _gone(pid)]
+    recycled = [pid for pid in first if exited(pid)]
     print(f"workers {first} -> {gunicorn.worker_pids()}; streams per client "
           f"{[len(reader.pids) for reader in readers]}")  # fmt: skip
     assert errors == []

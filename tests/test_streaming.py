@@ -9,14 +9,14 @@ how many streams, greenlets and file descriptors the process holds.
 
 from __future__ import annotations
 
-import http.client
-import json
 import socket
 import time
 
 import pytest
 
 from tests.sseclient import SseClient
+from tests.support.polling import eventually
+from tests.support.stats import get_stats
 
 pytestmark = pytest.mark.integration
 
@@ -35,26 +35,12 @@ def start(servers, kind: str, **kwargs):
 
 def stats(server) -> dict:
     """Return what the server process holds now (/stats/, on a connection of its own)."""
-    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-    try:
-        connection.request("GET", "/stats/", headers={"Connection": "close"})
-        response = connection.getresponse()
-        assert response.status == 200
-        return json.loads(response.read())
-    finally:
-        connection.close()
+    return get_stats(server.port)
 
 
 def wait_for_stats(server, predicate, timeout: float, what: str) -> dict:
     """Poll /stats/ until ``predicate(stats)`` holds; after ``timeout`` s fail showing it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        current = stats(server)
-        if predicate(current):
-            return current
-        if time.monotonic() > deadline:
-            raise AssertionError(f"Not {what} within {timeout} s; /stats/ says {current}")
-        time.sleep(0.05)
+    return eventually(lambda: stats(server), timeout, interval=0.05, until=predicate, what=what)
 
 
 def settled(server, timeout: float = 15) -> dict:

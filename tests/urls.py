@@ -1,6 +1,7 @@
 from django.urls import path
 
 from django_sse.redisqueue import RedisQueueView
+from tests.support.stats import stats
 
 from . import views
 
@@ -14,7 +15,7 @@ urlpatterns = [
     path("guarded/", views.GuardedChannelView.as_view()),
     path("worker-events/<str:channel>/", views.WorkerChannelView.as_view()),
     path("publish/", views.publish),
-    path("stats/", views.stats),
+    path("stats/", stats),
     path("plain/", views.plain),
     path("late/", views.LateView.as_view()),
     path("ticks-short-life/", views.TickView.as_view(max_lifetime=0.5, heartbeat_interval=0.1)),

@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-import gc
 import json
 import os
-import threading
 import time
 
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-import django_sse
 from django_sse import send_event
 from django_sse.redisqueue import RedisQueueView
-from django_sse.runtime import get_hub, streams
 from django_sse.views import BaseSseView
-
-# Counters the tests read through /stats/ to see what the server did.
-counters = {"iterator_started": 0, "iterator_finally": 0}
-_counter_lock = threading.Lock()
-
-
-def _count(name: str) -> None:
-    with _counter_lock:
-        counters[name] += 1
+from tests.support.stats import count as _count
+from tests.support.stats import counters  # noqa: F401  (what /stats/ reports the views did)
 
 
 class TickView(BaseSseView):
@@ -78,31 +67,6 @@ def publish(request):
     """POST event, data, channel: publish from inside the server process."""
     event_id = send_event(request.POST["event"], request.POST["data"], request.POST["channel"])
     return JsonResponse({"id": event_id})
-
-
-def stats(request):
-    """What the server holds right now, for leak tests."""
-    gc.collect()
-    try:
-        from greenlet import greenlet
-
-        greenlets = sum(1 for obj in gc.get_objects() if isinstance(obj, greenlet) and not obj.dead)
-    except ImportError:
-        greenlets = 0
-    hub = get_hub()
-    return JsonResponse(
-        {
-            "pid": os.getpid(),
-            "streams": len(streams),
-            "greenlets": greenlets,
-            "threads": threading.active_count(),
-            "fds": len(os.listdir("/proc/self/fd")),
-            "hub_channels": len(hub.channel_names()),
-            "hub_listeners": hub.listener_count(),
-            "django_sse_file": django_sse.__file__,
-            **counters,
-        }
-    )
 
 
 def plain(request):

@@ -1,0 +1,357 @@
+"""Real servers: redis-server, gunicorn, pywsgi and runserver, for the tests and the benchmarks.
+
+Each runs as a subprocess in its own process group on a free 127.0.0.1 port.
+``start()`` returns once the server answers (or raises ``ServerError`` with the
+tail of its output); ``stop()`` ends the whole group by PID: SIGTERM, a bounded
+wait, then SIGKILL. Output (stdout and stderr together) goes to a log file that
+``stderr_text()`` reads, so it survives restarts and never fills a pipe.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tests.support.procfs import children
+
+REPO_TOP = Path(__file__).resolve().parents[2]
+START_TIMEOUT = 15.0
+PROBE_PATH = "/__servers_probe__"
+
+
+class ServerError(RuntimeError):
+    """A server died, or did not come up in time."""
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that nothing is listening on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _http_answers(port: int) -> bool:
+    """Return whether a GET gets an HTTP status line back (any status)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(
+                f"GET {PROBE_PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                "Connection: close\r\n\r\n".encode()
+            )
+            return sock.recv(5) == b"HTTP/"
+    except OSError:
+        return False
+
+
+class Server:
+    """A server subprocess; subclasses give ``command()`` and may refine ``ready()``."""
+
+    name = "server"
+    start_timeout = START_TIMEOUT  # seconds ``start()`` waits for ``ready()``
+
+    def __init__(self, env: dict[str, str] | None = None, log_dir: str | Path | None = None):
+        self.port = free_port()
+        self.env = dict(env or {})
+        self.log_dir = Path(log_dir or tempfile.mkdtemp(prefix="django-sse-"))
+        self.log_path = self.log_dir / f"{self.name}-{self.port}.log"
+        self.process: subprocess.Popen | None = None
+
+    def command(self) -> list[str]:
+        raise NotImplementedError(f"{type(self).__name__} must implement command().")
+
+    def ready(self) -> bool:
+        """Return whether the server serves; the default is that its port accepts."""
+        return _accepts(self.port)
+
+    @property
+    def pid(self) -> int:
+        if self.process is None:
+            raise ServerError(f"{self.name} on port {self.port} is not running.")
+        return self.process.pid
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def start(self) -> Server:
+        if self.running:
+            raise ServerError(f"{self.name} on port {self.port} is already running.")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                self.command(),
+                cwd=REPO_TOP,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group, for stop()
+            )
+        deadline = time.monotonic() + self.start_timeout
+        while not self.ready():
+            if self.process.poll() is not None:
+                code = self.process.returncode
+                self.kill()  # whatever it left in its group
+                raise ServerError(f"{self.name} exited with {code} on start:\n{self.stderr_text()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise ServerError(
+                    f"{self.name} did not serve on port {self.port} within "
+                    f"{self.start_timeout:.0f} s:\n{self.stderr_text()}"
+                )
+            time.sleep(0.05)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM the process group, wait ``timeout`` s, then SIGKILL it; return the exit code."""
+        if self.process is None:
+            return None
+        process, self.process = self.process, None
+        self._signal_group(process, signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self._signal_group(process, signal.SIGKILL)
+            process.wait(5)
+        # Children (gunicorn workers) outlive a killed master: end them too.
+        self._signal_group(process, signal.SIGKILL)
+        return process.returncode
+
+    def kill(self) -> int | None:
+        """SIGKILL the process group at once, as a crash would; return the exit code."""
+        if self.process is None:
+            return None
+        process, self.process = self.process, None
+        self._signal_group(process, signal.SIGKILL)
+        return process.wait(5)
+
+    def restart(self) -> Server:
+        """Stop and start again on the same port (and, for Redis, the same directory)."""
+        self.stop()
+        return self.start()
+
+    def send_signal(self, signum: int) -> None:
+        """Send ``signum`` to the main process only."""
+        os.kill(self.pid, signum)
+
+    def stderr_text(self, tail: int = 8000) -> str:
+        """Return the last ``tail`` characters the server wrote to stdout and stderr."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+        return text[-tail:]
+
+    @staticmethod
+    def _signal_group(process: subprocess.Popen, signum: int) -> None:
+        try:
+            os.killpg(process.pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def __enter__(self) -> Server:
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = f"pid {self.process.pid}" if self.running else "stopped"
+        return f"<{type(self).__name__} 127.0.0.1:{self.port} {state}>"
+
+
+class RedisServer(Server):
+    """redis-server without RDB snapshots; ``appendonly=True`` fsyncs every write.
+
+    ``extra_args`` are appended to the command line (e.g. ``--maxclients``).
+    """
+
+    name = "redis"
+
+    def __init__(
+        self,
+        appendonly: bool = False,
+        directory: str | Path | None = None,
+        extra_args: tuple[str, ...] | list[str] = (),
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.appendonly = appendonly
+        self.directory = Path(directory or self.log_dir)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.extra_args = list(extra_args)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def command(self) -> list[str]:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise ServerError("redis-server is not on PATH; run scripts/install-system-deps.")
+        command = [
+            binary,
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--save", "",
+            "--dir", str(self.directory),
+            "--daemonize", "no",
+            "--appendonly", "yes" if self.appendonly else "no",
+        ]  # fmt: skip
+        if self.appendonly:
+            command += ["--appendfsync", "always"]
+        return command + self.extra_args
+
+    def ready(self) -> bool:
+        """Return whether PING answers PONG (not LOADING, as while reading the AOF)."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def client(self, **kwargs):
+        """Return a ``redis.Redis`` connected to this server."""
+        import redis
+
+        return redis.Redis.from_url(self.url, **kwargs)
+
+
+def project_env(
+    redis_url: str | None = None,
+    heartbeat: str | float | None = None,
+    settings: dict | None = None,
+    **env: str,
+) -> dict[str, str]:
+    """Return the environment that configures the test project (``tests/settings.py``).
+
+    ``redis_url`` is its ``SSE_REDIS_URL`` ("" for the memory broker even if
+    the test process has one set); ``heartbeat`` its ``SSE_HEARTBEAT_INTERVAL``;
+    ``settings`` any other settings (sent as JSON); ``env`` is added as is.
+    """
+    project = {}
+    if redis_url is not None:
+        project["DJANGO_SSE_TEST_REDIS_URL"] = redis_url
+    if heartbeat is not None:
+        project["DJANGO_SSE_TEST_HEARTBEAT"] = str(heartbeat)
+    if settings:
+        project["DJANGO_SSE_TEST_SETTINGS"] = json.dumps(settings)
+    return {**project, **env}
+
+
+class HttpServer(Server):
+    """A server of a Django project (``settings_module``), ready once it answers HTTP."""
+
+    settings_module = "tests.settings"
+
+    def __init__(self, env: dict[str, str] | None = None, **kwargs):
+        super().__init__(
+            env={"DJANGO_SETTINGS_MODULE": self.settings_module, **(env or {})}, **kwargs
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def ready(self) -> bool:
+        return _http_answers(self.port)
+
+
+class GunicornServer(HttpServer):
+    """gunicorn's gevent worker as users run it: ``gunicorn -k gevent -c /dev/null APP``.
+
+    ``config`` names a config file instead (e.g. the project's optional
+    ``gunicorn.conf.py``, or a site's own); ``extra_args`` are appended.
+    ``no_control_socket`` adds ``--no-control-socket`` where gunicorn has
+    one (>= 25.1 opens one per user, ~/.gunicorn/gunicorn.ctl, which parallel
+    servers would take from each other); turn it off for a config file that
+    disables it itself, to run exactly its command line.
+    """
+
+    name = "gunicorn"
+    no_control_socket = True
+
+    def __init__(
+        self,
+        app: str = "tests.wsgi:application",
+        workers: int = 1,
+        extra_args: tuple[str, ...] | list[str] = (),
+        config: str | Path = os.devnull,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.app = app
+        self.workers = workers
+        self.extra_args = list(extra_args)
+        self.config = str(config)
+
+    def command(self) -> list[str]:
+        command = [
+            sys.executable, "-m", "gunicorn",
+            "-c", self.config,
+            self.app,
+            "--bind", f"127.0.0.1:{self.port}",
+            "--workers", str(self.workers),
+        ]  # fmt: skip
+        if self.config == os.devnull:
+            command += ["--worker-class", "gevent"]
+        if self.no_control_socket and _gunicorn_has_control_socket():
+            command.append("--no-control-socket")
+        return command + self.extra_args
+
+    def ready(self) -> bool:
+        """Return whether all workers are forked and one of them answers HTTP."""
+        return len(self.worker_pids()) >= self.workers and super().ready()
+
+    def worker_pids(self) -> list[int]:
+        """Return the PIDs of the master's children, its workers."""
+        return children(self.pid) if self.running else []
+
+    def hup(self) -> None:
+        """Ask the master to reload: new workers start, old ones stop gracefully."""
+        self.send_signal(signal.SIGHUP)
+
+    def term(self) -> None:
+        """Ask the master for a graceful shutdown (the master alone, as systemd would)."""
+        self.send_signal(signal.SIGTERM)
+
+
+class PywsgiServer(HttpServer):
+    """The test project on gevent's pywsgi.WSGIServer (tests/pywsgi_main.py)."""
+
+    name = "pywsgi"
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "tests.pywsgi_main", str(self.port)]
+
+
+class RunserverServer(HttpServer):
+    """The test project on Django's threaded development server."""
+
+    name = "runserver"
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "django", "runserver", "--noreload", f"127.0.0.1:{self.port}"]
+
+
+def _gunicorn_has_control_socket() -> bool:
+    import gunicorn.config
+
+    return hasattr(gunicorn.config, "ControlSocketDisable")
