@@ -78,17 +78,19 @@ class Mailbox:
     waiting item at once, which lets several events go out in one write.
     The heartbeat wheel calls ``poke_idle()`` when the stream has been silent
     for an interval. Any greenlet or thread may call any method but
-    ``wait()`` and ``take()``, which are the stream's.
+    ``wait()``, ``take()``, ``heartbeat_sent()`` and ``mark_sent()``, which are
+    the stream's. The public attributes are for reading: only the mailbox's
+    own methods write them (the stream loop reads them on its hot path).
     """
 
     __slots__ = (
         "_items",
         "_wakeup",
-        "_end_reason",
-        "_overflowed",
-        "_idle",
         "_on_overflow",
         "_last_sent",
+        "end_reason",
+        "overflowed",
+        "heartbeat_due",
         "limit",
         "owner",
     )
@@ -98,11 +100,14 @@ class Mailbox:
         # atomic under the GIL, so no lock is needed even with real threads.
         self._items: list[Any] = []
         self._wakeup = new_wakeup()
-        self._end_reason: EndReason | None = None
-        self._overflowed = False
-        self._idle = False
         self._on_overflow: Callable[[], None] | None = None
         self._last_sent = time.monotonic()
+        #: Why the stream was asked to finish (``OVERFLOW`` once it overflowed); None meanwhile.
+        self.end_reason: EndReason | None = None
+        #: The mailbox refused an item: the client misses events and must replay them.
+        self.overflowed = False
+        #: The heartbeat wheel found the stream silent for an interval (see ``heartbeat_sent``).
+        self.heartbeat_due = False
         self.limit = limit
         #: Who the stream serves (the user's primary key), for permission changes.
         self.owner = owner
@@ -128,8 +133,10 @@ class Mailbox:
         The first time, calls the ``on_overflow`` callback (the stream may be
         blocked writing to a client that stopped reading).
         """
-        first = not self._overflowed
-        self._overflowed = True
+        first = not self.overflowed
+        self.overflowed = True
+        if self.end_reason is None:
+            self.end_reason = EndReason.OVERFLOW
         self._wakeup.set()
         if first and self._on_overflow is not None:
             self._on_overflow()
@@ -140,28 +147,21 @@ class Mailbox:
 
     def end(self, reason: EndReason) -> None:
         """Ask the stream to finish; the first reason given wins."""
-        if self._end_reason is None:
-            self._end_reason = reason
+        if self.end_reason is None:
+            self.end_reason = reason
         self._wakeup.set()
 
     def poke_idle(self) -> None:
         """Wake the stream to send a heartbeat (called by the heartbeat wheel)."""
-        self._idle = True
+        self.heartbeat_due = True
         self._wakeup.set()
 
     # State -------------------------------------------------------------------
 
     @property
-    def end_reason(self) -> EndReason | None:
-        """Why the stream was asked to finish; ``OVERFLOW`` once it overflowed; else None."""
-        if self._end_reason is None and self._overflowed:
-            return EndReason.OVERFLOW
-        return self._end_reason
-
-    @property
     def ending(self) -> bool:
         """Whether the stream was asked to finish (or overflowed)."""
-        return self._end_reason is not None or self._overflowed
+        return self.end_reason is not None
 
     def silent_since(self, moment: float) -> bool:
         """Return whether the stream has written nothing since ``moment`` (``time.monotonic()``)."""
@@ -180,14 +180,13 @@ class Mailbox:
         count = len(items)
         taken = items[:count]
         del items[:count]
-        if self.ending:
+        if self.end_reason is not None:
             self._wakeup.set()  # keep the consumer awake until it acts on it
         return taken
 
-    def take_idle(self) -> bool:
-        """Return whether a heartbeat is due, and forget that it was."""
-        idle, self._idle = self._idle, False
-        return idle
+    def heartbeat_sent(self) -> None:
+        """Record that the heartbeat the wheel asked for was dealt with."""
+        self.heartbeat_due = False
 
     def mark_sent(self) -> None:
         """Record that the stream just wrote to its client (the heartbeat wheel reads it)."""

@@ -267,8 +267,14 @@ class BaseSseView(View):
             self.start(mailbox)
             started = True
             yield self.opening()
-            while True:
-                chunks, ending = self._next_chunks(mailbox, client)
+            while True:  # the hot path: one pass per write
+                mailbox.wait()
+                # Empty chunks are nothing sent: they must not put off the heartbeat.
+                chunks = [chunk for chunk in self.render(mailbox.take(), mailbox) if chunk]
+                ending = mailbox.end_reason is not None
+                if mailbox.heartbeat_due and not ending:
+                    chunks = self._heartbeat(mailbox, client, chunks)
+                    ending = mailbox.end_reason is not None
                 yield from chunks
                 if chunks:
                     mailbox.mark_sent()
@@ -293,22 +299,18 @@ class BaseSseView(View):
         lifetime = self.get_max_lifetime()
         wheel.add(mailbox, None if lifetime is None else time.monotonic() + lifetime)
 
-    def _next_chunks(self, mailbox: Mailbox, client: ClientConnection) -> tuple[list[bytes], bool]:
-        """Wait for the mailbox; return the chunks to write now and whether the stream ends after.
+    def _heartbeat(
+        self, mailbox: Mailbox, client: ClientConnection, chunks: list[bytes]
+    ) -> list[bytes]:
+        """Return what to write after a silent interval: ``chunks``, or ``idle()``, or a comment.
 
-        A plain method, not a generator the stream delegates to: a suspended
-        stream then keeps one frame, and its greenlet a shallower stack.
+        A client found gone ends the stream instead (nothing is written).
         """
-        mailbox.wait()
-        # Empty chunks are nothing sent: they must not put off the heartbeat.
-        chunks = [chunk for chunk in self.render(mailbox.take(), mailbox) if chunk]
-        ending = mailbox.ending
-        if mailbox.take_idle() and not ending:
-            if client.gone():
-                mailbox.end(EndReason.CLIENT_GONE)
-                return [], True
-            chunks = chunks or [self.idle(mailbox) or HEARTBEAT]
-        return chunks, ending
+        mailbox.heartbeat_sent()
+        if client.gone():
+            mailbox.end(EndReason.CLIENT_GONE)
+            return []
+        return chunks or [self.idle(mailbox) or HEARTBEAT]
 
     def _release(
         self, mailbox: Mailbox, client: ClientConnection, wheel: HeartbeatWheel, started: bool
