@@ -29,6 +29,7 @@ import threading
 import time
 import types
 import xml.etree.ElementTree as ElementTree
+from importlib import resources
 from types import SimpleNamespace
 
 import pytest
@@ -640,11 +641,15 @@ def test_send_event_command_sample_publishes_json_to_a_stream(orders_on_redis, r
 
 
 @pytest.mark.integration
-def test_redis_cli_sample_publishes_with_history(orders_on_redis, redis_server):
+def test_redis_cli_sample_publishes_with_history(orders_on_redis, redis_server, tmp_path):
     """The redis-cli call of publish.lua records the event in sse:orders and a stream receives it with that id."""
     [(argv, output)] = commands(REDIS_CLI.code)
     argv = [argv[0], "-p", str(redis_server.port), *argv[1:]]
-    result = subprocess.run(argv, cwd=REPO_TOP, capture_output=True, text=True, timeout=30)
+    # As the README says: the installed package's script, copied into the project.
+    script = tmp_path / "django_sse" / "brokers" / "publish.lua"
+    script.parent.mkdir(parents=True)
+    script.write_text(resources.files("django_sse.brokers").joinpath("publish.lua").read_text())
+    result = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
     event_id = result.stdout.strip().strip('"')
     assert re.fullmatch(r"\d+-\d+", event_id) and re.fullmatch(r'"\d+-\d+"', output[0])

@@ -27,6 +27,9 @@ from tests.browser.fixtures import (
 )
 from tests.servers import REPO_TOP
 
+# The example is served as ./scripts/example serves it.
+EXAMPLE_CONFIG = REPO_TOP / "gunicorn.conf.py"
+
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
 
@@ -58,7 +61,7 @@ def test_job_run_from_another_process_moves_the_progress_bar(example, browser):
 def test_without_redis_the_job_page_says_so_and_runs_the_job_in_the_server(servers, browser):
     """On the in-process broker the page explains why, its button runs the job in the server, and the command refuses."""
     env = {"DJANGO_SETTINGS_MODULE": "example.settings", "REDIS_URL": "", "DEBUG": "0"}
-    server = servers.gunicorn(app="example.wsgi:application", env=env)
+    server = servers.gunicorn(app="example.wsgi:application", env=env, config=EXAMPLE_CONFIG)
     driver = browser()
     driver.get(server.url + "/jobs/local-job/")
     wait_open(driver)
@@ -121,7 +124,7 @@ def test_each_object_page_gets_its_own_channel_and_its_history(example, browser)
 def test_reconnect_page_shows_stream_reset_when_the_server_lost_the_history(servers, browser):
     """On the in-process broker a crashed worker takes the history along: the page flags stream-reset."""
     env = {"DJANGO_SETTINGS_MODULE": "example.settings", "REDIS_URL": "", "DEBUG": "0"}
-    server = servers.gunicorn(app="example.wsgi:application", env=env)
+    server = servers.gunicorn(app="example.wsgi:application", env=env, config=EXAMPLE_CONFIG)
     driver = browser()
     driver.get(server.url + "/reconnect/")
     wait_open(driver)
