@@ -137,7 +137,10 @@ class RedisQueueView(BaseSseView):
             else:
                 chunk = cursor.receive(item, mailbox.limit)
                 if chunk is None:
-                    mailbox.overflow()
+                    # Too much held during a catch-up: end after writing what was caught
+                    # up (and the id), so the client resumes from there. No hang-up: the
+                    # stream is not blocked on its client, as overflow() assumes.
+                    mailbox.end(EndReason.OVERFLOW)
                 else:
                     out.append(chunk)
         return [b"".join(out)]
