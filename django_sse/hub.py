@@ -25,6 +25,7 @@ from .control import decode_control
 from .exceptions import BrokerUnavailable
 from .mailbox import SYNC, UNSYNCED, Mailbox, Recheck
 from .positions import Position
+from .shared_reads import SharedReads
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,8 @@ class Hub:
         self._lock = new_rlock()
         # Counts the broker's connections: a tip read that spans an outage is stale.
         self._generation = 0
+        #: History reads shared by the streams of a channel (a reconnect storm).
+        self.reads = SharedReads(broker, self._ready_tip)
         broker.start(self)
 
     # Called by streams -----------------------------------------------------
@@ -87,6 +90,7 @@ class Hub:
                 channel.listeners.pop(mailbox, None)
                 if not channel.listeners:
                     del self._channels[name]
+                    self.reads.forget(name)
                     gone.append(name)
             if gone:
                 logger.debug("Unsubscribing %s", gone)
@@ -101,9 +105,11 @@ class Hub:
     def read_history(self, name: str, after: Position, limit: int) -> History:
         """Return up to ``limit`` retained messages of ``name`` after ``after``.
 
-        Raises ``BrokerUnavailable`` when the broker cannot be reached.
+        Streams resuming from the same position share one broker read (see
+        ``shared_reads``). Raises ``BrokerUnavailable`` when the broker cannot
+        be reached.
         """
-        return self.broker.read_history(name, after, limit)
+        return self.reads.read(name, after, limit, self._generation)
 
     def current_tip(self, name: str) -> Position:
         """Return the newest position of ``name``: known since it became ready, else read.
@@ -200,6 +206,10 @@ class Hub:
             mailbox.put_control(UNSYNCED)
 
     # Inside ----------------------------------------------------------------
+
+    def _ready_tip(self, name: str) -> Position | None:
+        channel = self._channels.get(name)
+        return channel.tip if channel is not None and channel.ready else None
 
     def _read_tip(self, name: str) -> Position:
         return self.broker.read_history(name, None, 0).tip

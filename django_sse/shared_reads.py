@@ -1,0 +1,150 @@
+"""History reads shared by the streams of one channel, so a reconnect storm costs per channel.
+
+After a deploy, thousands of streams come back with nearly the same
+``Last-Event-ID``. Each would read the same history; here the hub keeps, per
+channel, the last read and the one in flight, and a stream whose position
+is the start of that read, or one of the events it returned, takes its
+slice of it instead of reading again.
+
+When a shared read is complete enough for a stream: the stream is attached
+to the channel before it reads, so it gets live every event the hub
+receives from then on. It needs from history every event after its
+position that the hub already fanned out, all of them at or before the
+hub's tip. A read whose tip is at or after the hub's current tip therefore
+holds them all, whenever it was made; once the hub's tip moves past it (a
+new event), or the subscription is lost, or ``MAX_AGE`` passes (history can
+expire without an event), it is not used again. Anything the stream could
+not take exactly is read for it alone, as before: sharing never changes
+what a stream receives.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from .brokers.base import Broker, History
+from .concurrency import new_wakeup
+from .positions import Position
+
+#: Seconds a read is shared at the most (history can expire without a new event).
+MAX_AGE = 1.0
+
+
+class _Read:
+    """One history read of a channel: after ``start``, as the broker answered."""
+
+    __slots__ = ("start", "history", "generation", "made_at", "_index")
+
+    def __init__(self, start: Position, history: History, generation: int) -> None:
+        self.start = start
+        self.history = history
+        self.generation = generation
+        self.made_at = time.monotonic()
+        self._index: dict[Position, int] | None = None
+
+    def usable(self, hub_tip: Position | None, generation: int) -> bool:
+        """Whether it still holds everything the hub fanned out on the channel."""
+        return (
+            hub_tip is not None
+            and generation == self.generation
+            and hub_tip <= self.history.tip
+            and time.monotonic() - self.made_at < MAX_AGE
+        )
+
+    def after(self, position: Position, limit: int) -> History | None:
+        """Return what a read after ``position`` would, or None when this read cannot tell."""
+        history = self.history
+        if position == self.start:
+            if len(history.messages) <= limit:
+                return history
+            return History(history.messages[:limit], history.gap, history.tip, more=True)
+        if history.gap:
+            return None
+        if self._index is None:
+            self._index = {m.position: i for i, m in enumerate(history.messages) if m.position}
+        index = self._index.get(position)
+        if index is None:
+            return None  # not an event of this read: the broker decides (gap, or older)
+        rest = history.messages[index + 1 :]
+        if not rest and history.more:
+            return None  # the next page is not in this read
+        more = history.more or len(rest) > limit
+        return History(rest[:limit], False, history.tip, more=more)
+
+
+class _Flight:
+    """A read under way; other streams of the channel may wait for it."""
+
+    __slots__ = ("start", "generation", "result", "_done")
+
+    def __init__(self, start: Position, generation: int) -> None:
+        self.start = start
+        self.generation = generation
+        self.result: _Read | None = None
+        self._done = new_wakeup()
+
+    def finish(self, result: _Read | None) -> None:
+        self.result = result
+        self._done.set()
+
+    def wait(self) -> _Read | None:
+        self._done.wait()
+        return self.result
+
+
+class SharedReads:
+    """The history reads of one hub: the last one and the one in flight, per channel."""
+
+    def __init__(self, broker: Broker, tip_of: Callable[[str], Position | None]) -> None:
+        self._broker = broker
+        #: The hub's tip of a ready channel (None when not ready or unknown).
+        self._tip_of = tip_of
+        self._last: dict[str, _Read] = {}
+        self._flights: dict[str, _Flight] = {}
+        #: Reads sent to the broker, and reads served from a shared one (for tests, metrics).
+        self.broker_reads = 0
+        self.shared = 0
+
+    def read(self, name: str, after: Position, limit: int, generation: int) -> History:
+        """Return up to ``limit`` messages of ``name`` after ``after``, shared where exact.
+
+        Raises ``BrokerUnavailable`` when the broker must be asked and cannot be reached.
+        """
+        last = self._last.get(name)
+        if last is not None:
+            if last.usable(self._tip_of(name), generation):
+                history = last.after(after, limit)
+                if history is not None:
+                    self.shared += 1
+                    return history
+            else:
+                del self._last[name]  # stale: keep no history that nobody can use
+        flight = self._flights.get(name)
+        if flight is not None and flight.generation == generation and flight.start <= after:
+            result = flight.wait()
+            if result is not None and result.usable(self._tip_of(name), generation):
+                history = result.after(after, limit)
+                if history is not None:
+                    self.shared += 1
+                    return history
+        return self._read(name, after, limit, generation)
+
+    def forget(self, name: str) -> None:
+        """Drop what is kept of ``name`` (nobody reads it any more)."""
+        self._last.pop(name, None)
+
+    def _read(self, name: str, after: Position, limit: int, generation: int) -> History:
+        flight = _Flight(after, generation)
+        self._flights[name] = flight
+        result = None
+        try:
+            self.broker_reads += 1
+            history = self._broker.read_history(name, after, limit)
+            result = _Read(after, history, generation)
+        finally:
+            if self._flights.get(name) is flight:
+                del self._flights[name]
+            flight.finish(result)
+        self._last[name] = result
+        return history
