@@ -38,6 +38,7 @@ _NUMBERS = {
     "SSE_MAX_CHANNELS": ("E009", False, 1, "a positive integer, e.g. 20"),
     "SSE_MAX_CHANNEL_LENGTH": ("E010", False, 1, "a positive integer, e.g. 200"),
     "SSE_MAX_EVENT_SIZE": ("E011", True, 1, "a positive integer of bytes, or None"),
+    "SSE_RETRY_JITTER": ("E012", False, 0, "a non-negative fraction, e.g. 0.5 (0: no spread)"),
 }
 _INTEGERS = {
     "SSE_RETRY",

@@ -18,6 +18,7 @@ DEFAULTS: dict[str, Any] = {
     "SSE_DEFAULT_CHANNEL": None,  # falls back to the old REDIS_SSEQUEUE_CHANEL_NAME, then "sse"
     "SSE_HEARTBEAT_INTERVAL": 15.0,
     "SSE_RETRY": 2000,
+    "SSE_RETRY_JITTER": 0.5,  # shutdown/lifetime hints: SSE_RETRY x (1 + up to this)
     "SSE_PUBLISH_TIMEOUT": 5.0,
     "SSE_QUEUE_SIZE": 2000,
     "SSE_HISTORY": True,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable, Generator, Iterator
 from typing import Any
@@ -121,6 +122,16 @@ class BaseSseView(View):
         """Return the reconnection delay (ms) sent when the stream opens, or None for none."""
         return self.retry if self.retry is not None else sse_settings.SSE_RETRY
 
+    def get_retry_jitter(self) -> float:
+        """Return how far the retry hint of a shed stream is spread (``SSE_RETRY_JITTER``).
+
+        A stream ended by shutdown or its lifetime, or refused by a stopping
+        worker, is told to wait a random delay between ``get_retry()`` and
+        ``get_retry() * (1 + jitter)``, so that its clients do not all come
+        back in the same instant. 0 sends ``get_retry()`` itself.
+        """
+        return sse_settings.SSE_RETRY_JITTER
+
     def get_max_lifetime(self) -> float | None:
         if self.max_lifetime is not None:
             return self.max_lifetime
@@ -194,12 +205,16 @@ class BaseSseView(View):
         reconnects (on a new connection: the stopping server closes this one)
         to a worker that serves, resuming from its ``Last-Event-ID``.
         """
-        return SseResponse([self._retry_hint()])
+        return SseResponse([self._retry_hint(spread=True)])
 
-    def _retry_hint(self) -> bytes:
-        """Return the ``retry:`` field for ``get_retry()``, or nothing when it is None."""
+    def _retry_hint(self, spread: bool = False) -> bytes:
+        """Return the ``retry:`` field for ``get_retry()`` (spread: jittered), or nothing for None."""
         retry = self.get_retry()
-        return encoder.encode_retry(retry).encode() if retry is not None else b""
+        if retry is None:
+            return b""
+        if spread and retry:
+            retry = round(retry * random.uniform(1.0, 1.0 + self.get_retry_jitter()))
+        return encoder.encode_retry(retry).encode()
 
     # The stream -------------------------------------------------------------
 
@@ -234,8 +249,12 @@ class BaseSseView(View):
         return b""
 
     def closing(self, mailbox: Mailbox) -> bytes:
-        """Return the last chunk of a stream the server ends (a retry hint by default)."""
-        return self._retry_hint()
+        """Return the last chunk of a stream the server ends (a retry hint by default).
+
+        Shed by shutdown or lifetime, the hint is spread (``get_retry_jitter()``).
+        """
+        reason = mailbox.end_reason
+        return self._retry_hint(spread=reason is not None and reason.sheds_connection)
 
     def _run_iterator(self, generator: Generator[Any, Any, Any], mailbox: Mailbox) -> None:
         try:

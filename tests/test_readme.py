@@ -45,6 +45,7 @@ from tests.readme_samples import Samples, read_blocks, track
 from tests.servers import REPO_TOP, GunicornServer, HttpServer
 from tests.sse_parser import SseParser
 from tests.sseclient import SseClient
+from tests.support.sse import spread_retry
 
 README = REPO_TOP / "README.rst"
 TIMEOUT = 10.0  # seconds any awaited chunk or event may take
@@ -152,13 +153,17 @@ class ReadmeProgram(HttpServer):
         return [sys.executable, str(self.path)]
 
 
-RETRY_HINT = f"retry: {DEFAULTS['SSE_RETRY']}\n\n".encode()
-
-
 def ends_cleanly(raw: bytes) -> bool:
-    """Whether a chunked response ends with a chunk of the retry hint alone, then the last chunk."""
-    end = re.search(rb"\r\n([0-9a-fA-F]+)\r\n" + re.escape(RETRY_HINT) + rb"\r\n0\r\n\r\n\Z", raw)
-    return end is not None and int(end.group(1), 16) == len(RETRY_HINT)  # any case: gunicorn's "D"
+    """Whether a chunked response ends with a chunk of the (spread) retry hint alone, then the last chunk.
+
+    A stream shed at shutdown is told to wait between SSE_RETRY and
+    SSE_RETRY x (1 + SSE_RETRY_JITTER) milliseconds.
+    """
+    end = re.search(rb"\r\n([0-9a-fA-F]+)\r\n(retry: \d+\n\n)\r\n0\r\n\r\n\Z", raw)
+    if end is None or int(end.group(1), 16) != len(end.group(2)):  # any case: gunicorn's "D"
+        return False
+    retry, jitter = DEFAULTS["SSE_RETRY"], DEFAULTS["SSE_RETRY_JITTER"]
+    return spread_retry(end.group(2), retry, jitter) is not None
 
 
 class RawStream:

@@ -23,6 +23,7 @@ from tests.servers import REPO_TOP
 from tests.sseclient import SseClient
 from tests.support.polling import eventually
 from tests.support.procfs import exited
+from tests.support.sse import spread_retry
 
 pytestmark = pytest.mark.integration
 
@@ -142,10 +143,13 @@ def test_hup_twice_ends_every_old_stream_cleanly_and_20_clients_get_the_complete
         ]
         assert served_by == [0, 1, 2], f"client {index}: {reader.pids} of {generations}"
         assert reader.completions == [True, True], f"client {index}: {reader.endings}"
-        assert all(end.endswith(b"retry: 2000\n\n") for end in reader.endings)
+        assert all(spread_retry(end) for end in reader.endings), reader.endings
         assert reader.resets == []
         assert reader.reused == 0  # the server closed each connection whose stream it ended
     assert all(seconds < GRACEFUL_TIMEOUT / 4 for seconds in exit_times), exit_times
+    # SSE_RETRY_JITTER: the clients are told to come back at different times.
+    hints = {spread_retry(end) for reader in readers for end in reader.endings}
+    assert len(hints) > 10, hints
 
 
 def test_term_ends_every_stream_cleanly_and_the_master_exits_well_within_graceful_timeout(
@@ -188,9 +192,10 @@ def test_term_ends_every_stream_cleanly_and_the_master_exits_well_within_gracefu
     not_ended_cleanly = [
         (index, client.body[-60:])
         for index, client in enumerate(clients)
-        if not client.completed or not client.body.endswith(b"retry: 2000\n\n")
+        if not client.completed or not spread_retry(client.body)
     ]
     assert not_ended_cleanly == []
+    assert len({spread_retry(client.body) for client in clients}) > 20  # spread out
     assert process.returncode == 0
     assert master_exited < GRACEFUL_TIMEOUT / 4
     assert workers_exited < 5
@@ -233,7 +238,7 @@ def test_max_requests_with_jitter_recycles_workers_and_resuming_clients_lose_not
     for index, reader in enumerate(readers):
         assert received[index] == [str(n) for n in range(count)], f"client {index}"
         assert all(reader.completions), f"client {index}: {reader.endings}"
-        assert all(end.endswith(b"retry: 2000\n\n") for end in reader.endings)
+        assert all(spread_retry(end) for end in reader.endings), reader.endings
         assert reader.resets == []
     assert sum(len(reader.endings) for reader in readers) >= 2
 
@@ -268,7 +273,7 @@ def test_a_stream_asked_of_a_stopping_worker_gets_a_retry_hint_rather_than_a_503
 
     assert answer.status == 200, (answer.status, answer.body)
     assert answer.headers["Content-Type"].startswith("text/event-stream")
-    assert body == b"retry: 2000\n\n"
+    assert spread_retry(body) and body.count(b"\n") == 2, body
     assert answer.completed
     assert answer.headers.get("Connection", "").lower() == "close"
     assert after == b""  # closed: the reconnection goes to a new worker

@@ -19,6 +19,7 @@ from django.test import Client, RequestFactory, override_settings
 from django.urls import path
 
 from django_sse import server
+from django_sse.mailbox import EndReason
 from django_sse.runtime import streams
 from django_sse.views import BaseSseView
 from tests import views as project_views
@@ -462,3 +463,23 @@ def test_no_warning_from_the_development_server(fresh_warning, caplog, environ):
     ChunkReader(client.get("/echo/")).rest()
 
     assert server_warnings(caplog) == []
+
+
+@pytest.mark.parametrize(
+    ("jitter", "spread"), [(0.5, True), (0, False)], ids=["default 0.5", "0: none"]
+)
+def test_a_stopping_server_spreads_the_retry_hint_by_sse_retry_jitter(client, jitter, spread):
+    """Streams asked of a stopping process are told to wait SSE_RETRY x (1 + up to SSE_RETRY_JITTER)."""
+    from django.test import override_settings
+
+    with override_settings(SSE_RETRY_JITTER=jitter):
+        streams.end_all(EndReason.SHUTDOWN)
+        try:
+            bodies = [b"".join(client.get("/ticks/").streaming_content) for _ in range(40)]
+        finally:
+            streams.reopen()
+    values = {int(body.removeprefix(b"retry: ").rstrip(b"\n")) for body in bodies}
+
+    assert all(body.startswith(b"retry: ") and body.endswith(b"\n\n") for body in bodies)
+    assert all(2000 <= value <= 2000 * (1 + jitter) for value in values)
+    assert (len(values) > 10) is spread

@@ -11,6 +11,7 @@ flushed, and when, is what ``chunks`` records::
 
 from __future__ import annotations
 
+import re
 import socket
 import struct
 import time
@@ -264,3 +265,19 @@ class SseClient:
         self.chunks.append((arrived, data))
         self.body += data
         self.events.extend(self.parser.feed(data))
+
+
+SPREAD_RETRY = re.compile(rb"retry: (\d+)\n\n\Z")
+
+
+def spread_retry(body: bytes, retry: int = 2000, jitter: float = 0.5) -> int | None:
+    """Return the retry hint ``body`` ends with if it lies in [retry, retry * (1 + jitter)], else None.
+
+    The hint of a stream the server shed (shutdown, lifetime, a stopping
+    worker) is spread by ``SSE_RETRY_JITTER`` (default 0.5).
+    """
+    match = SPREAD_RETRY.search(body)
+    if match is None:
+        return None
+    value = int(match.group(1))
+    return value if retry <= value <= retry * (1 + jitter) else None
