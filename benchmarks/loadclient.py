@@ -326,6 +326,10 @@ class Client:
         self.probed = 0  # streams that received a probe
         self.open_count = 0
         self.reconnect = True
+        #: Reconnect after the stream's ``retry:`` (as a browser does), not at once.
+        self.honour_retry = False
+        #: When each reconnection started (time.time()), for the storm's connects per second.
+        self.reconnected_at = array("d")
         self.errors: dict[str, int] = {}
 
     async def connect(self, stream: Stream) -> bool:
@@ -347,11 +351,15 @@ class Client:
             stream.error = "too many reconnections"
             return
         stream.reconnects += 1
-        self.loop.call_later(_RECONNECT_DELAY, lambda: self.loop.create_task(self._again(stream)))
+        delay = _RECONNECT_DELAY
+        if self.honour_retry and stream.retry_ms:
+            delay = stream.retry_ms / 1000
+        self.loop.call_later(delay, lambda: self.loop.create_task(self._again(stream)))
 
     async def _again(self, stream: Stream) -> None:
         if stream.closing:
             return
+        self.reconnected_at.append(time.time())
         if not await self.connect(stream) and not stream.closing:
             self.stream_closed(stream)
 
@@ -379,6 +387,16 @@ class Client:
                 self.errors[key] = self.errors.get(key, 0) + 1
         last = max((stream.opened_at for stream in new if stream.ever_opened), default=started)
         return {"requested": len(new), "opened": opened, "started": started, "last_open": last}
+
+    def set_honour_retry(self, honour: bool) -> dict:
+        """Reconnect after each stream's ``retry:`` (True) or at once (False)."""
+        self.honour_retry = honour
+        return {"honour_retry": honour}
+
+    def reconnections(self) -> dict:
+        """When each reconnection started (time.time()), as bytes of doubles; then forget them."""
+        times, self.reconnected_at = self.reconnected_at, array("d")
+        return {"times": times.tobytes()}
 
     def target(self, lo: int, hi: int) -> dict:
         """Count, per stream, the seqs of [lo, hi) it holds; a stream is done when it holds all."""
@@ -597,6 +615,17 @@ class ClientPool:
 
     def close(self, reset: bool = False) -> dict:
         return _sum(self._same("close", reset))
+
+    def honour_retry(self, honour: bool = True) -> None:
+        """Have every stream reconnect after its ``retry:``, as a browser does."""
+        self._same("set_honour_retry", honour)
+
+    def reconnections(self) -> list[float]:
+        """When each reconnection started (time.time()), over every process, sorted."""
+        times = array("d")
+        for reply in self._same("reconnections"):
+            times.frombytes(reply["times"])
+        return sorted(times)
 
     def churn(self, paths: list[str], concurrency: int = 100, timeout: float = 300) -> dict:
         count = len(self.workers)

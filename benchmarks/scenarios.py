@@ -463,6 +463,89 @@ def replay(
     }
 
 
+def storm(
+    bench: Bench,
+    kind: str,
+    n: int = 1000,
+    channels: int = 5,
+    rate: float = 20,
+    mode: str = "kill",
+    before: float = 2.0,
+    after: float = 6.0,
+) -> dict:
+    """``n`` browser-like streams on ``channels`` channels, events at ``rate``/s; the worker dies.
+
+    ``mode`` "kill" SIGKILLs the worker (the master starts another; clients
+    come back after the ``retry:`` they last got), "hup" reloads gunicorn
+    (old workers end their streams with a spread retry hint). Every client
+    resumes with its Last-Event-ID. Reported: seconds from the blow until
+    every stream holds every event, the peak of reconnections per second,
+    the Redis history reads issued meanwhile, and the new worker's CPU.
+    The library only: the ceiling is a single process with no master to
+    restart it.
+    """
+    if kind != "library":
+        return {"skipped": "the ceiling has no master to restart a worker"}
+    names = [f"storm-{i}" for i in range(channels)]
+    total = int(rate * (before + after))
+    with bench.serving(kind, f"storm-{mode}-n{n}") as server:
+        with bench.clients(server, n) as pool:
+            warm_up(bench, server, pool)
+            pool.honour_retry(True)
+            pool.open([f"/events/{names[i % channels]}/" for i in range(n)])
+            probe_until(bench, pool, names, n)
+            pool.target(0, total)
+            pool.reconnections()  # forget the warm-up's
+            bench.publisher.send("publish", channels=names, count=total, rate=rate)
+            time.sleep(before)
+            commands0 = redis_commands(bench)
+            old_worker = server.worker_pid
+            blow = time.time()
+            if mode == "kill":
+                os.kill(old_worker, 9)
+            else:
+                server.hup()
+            status = pool.wait(lambda s: s["done"] >= n, WAIT + after)
+            done = time.time()
+            published = bench.publisher.result()
+            commands = redis_commands(bench, commands0)
+            stats = server.stats()
+            new_worker = stats["pid"]
+            cpu = worker_stats(new_worker)["cpu"]
+            reconnects = pool.reconnections()
+            result = pool.collect(0, total)
+            pool.close()
+    per_second: dict[int, int] = {}
+    for moment in reconnects:
+        tenth = int((moment - blow) * 10)
+        per_second[tenth] = per_second.get(tenth, 0) + 1
+    return {
+        "n": n,
+        "channels": channels,
+        "mode": mode,
+        "events": total,
+        "caught_up_s": round(done - blow, 2) if not status["waited_out"] else None,
+        # After the last event was published: how far behind the slowest client still was.
+        "lag_after_last_event_s": (
+            round(done - published["started"] - published["elapsed"], 2)
+            if not status["waited_out"]
+            else None
+        ),
+        "reconnects": len(reconnects),
+        "reconnect_span_s": round(reconnects[-1] - reconnects[0], 2) if reconnects else 0,
+        "peak_reconnects_per_s": max(per_second.values(), default=0) * 10,
+        # The new worker's catch-up reads, sent to Redis and served from a shared read.
+        "history_reads": stats["history_reads"],
+        "shared_reads": stats["history_reads_shared"],
+        "redis_commands": sum(commands.values()),
+        "new_worker_cpu_s": round(cpu, 2),
+        "worker_replaced": new_worker != old_worker,
+        "lost": result["missing"],
+        "duplicates": result["duplicates"],
+        "errors": _errors(result),
+    }
+
+
 def send_event_cost(bench: Bench, kind: str, seconds: float = 2.0) -> dict:
     """Events/s from one process: ``send_event`` (library) or a bare redis-py publish (ceiling)."""
     with bench.redis.client() as client:

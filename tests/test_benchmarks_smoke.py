@@ -108,3 +108,23 @@ def test_driver_prints_a_table_with_ratios_and_the_goals():
     goals = run.goals([line])
     assert "met      <= 6 us worker CPU per delivery (fanout burst): 3.0 us" in goals
     assert "<= 2 Redis connections per worker: max 2" in goals
+
+
+@pytest.mark.parametrize("mode", ["kill", "hup"])
+def test_storm_brings_every_client_back_with_every_event(bench, mode):
+    """The storm scenario, tiny: the worker dies (or reloads), every client resumes, nothing lost."""
+    result = scenarios.storm(
+        bench, "library", n=20, channels=2, rate=20, mode=mode, before=0.5, after=2.5
+    )
+
+    assert result["worker_replaced"] is True
+    assert result["lost"] == 0 and result["duplicates"] == 0
+    assert result["reconnects"] >= 20
+    assert result["caught_up_s"] is not None
+    assert result["history_reads"] + result["shared_reads"] >= 2
+    assert result["errors"] == {}
+
+
+def test_storm_skips_the_ceiling_which_has_no_master(bench):
+    """The ceiling is one process: the storm says it does not apply rather than failing."""
+    assert "skipped" in scenarios.storm(bench, "ceiling", n=5)

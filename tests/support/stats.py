@@ -56,6 +56,9 @@ def stats(request):
             "fds": len(os.listdir("/proc/self/fd")),
             "hub_channels": len(hub.channel_names()),
             "hub_listeners": hub.listener_count(),
+            # Catch-up reads sent to the broker, and those served from a shared read.
+            "history_reads": hub.reads.broker_reads,
+            "history_reads_shared": hub.reads.shared,
             "django_sse_file": django_sse.__file__,
             **counters,
             **collector,
