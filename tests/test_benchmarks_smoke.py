@@ -125,6 +125,16 @@ def test_storm_brings_every_client_back_with_every_event(bench, mode):
     assert result["errors"] == {}
 
 
-def test_storm_skips_the_ceiling_which_has_no_master(bench):
-    """The ceiling is one process: the storm says it does not apply rather than failing."""
-    assert "skipped" in scenarios.storm(bench, "ceiling", n=5)
+def test_storm_restarts_the_ceiling_and_its_clients_lose_nothing(bench):
+    """The ceiling killed and started again on its port: every client resumes with XRANGE."""
+    result = scenarios.storm(bench, "ceiling", n=20, channels=2, rate=20, before=0.5, after=2.5)
+
+    assert result["worker_replaced"] is True
+    assert result["lost"] == 0 and result["duplicates"] == 0
+    assert result["caught_up_s"] is not None
+    assert result["errors"] == {}
+
+
+def test_storm_does_not_reload_the_ceiling_which_has_no_master(bench):
+    """HUP means a master reloading its workers: for the ceiling the storm says it does not apply."""
+    assert "skipped" in scenarios.storm(bench, "ceiling", n=5, mode="hup")
