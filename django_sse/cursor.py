@@ -17,6 +17,7 @@ from .brokers.base import History, Message
 from .conf import sse_settings
 from .exceptions import BrokerUnavailable
 from .positions import Position, decode_positions, encode_positions
+from .shared_reads import AttachMark
 from .sse import encode_data, encode_event
 
 _HISTORY_BATCH = 500
@@ -25,8 +26,14 @@ _HISTORY_BATCH = 500
 class HistorySource(Protocol):
     """Where a cursor reads history: the hub, which reads through the broker."""
 
-    def read_history(self, name: str, after: Position, limit: int) -> History:
-        """Return up to ``limit`` messages after ``after``; raise ``BrokerUnavailable``."""
+    def read_history(
+        self, name: str, after: Position, limit: int, mark: AttachMark | None = None
+    ) -> History:
+        """Return up to ``limit`` messages after ``after``; raise ``BrokerUnavailable``.
+
+        ``mark``: what the source had delivered of the channel when the stream
+        attached (see ``attached()``), which lets it share reads.
+        """
 
     def current_tip(self, name: str) -> Position:
         """Return the channel's newest position; raise ``BrokerUnavailable``."""
@@ -48,6 +55,7 @@ class ChannelCursor:
         "resets",
         "failures",
         "started_live",
+        "marks",
     )
 
     def __init__(
@@ -75,6 +83,8 @@ class ChannelCursor:
         #: A new client's channels that start with a held live event: no history to read
         #: (a set once there is one; most streams never need it).
         self.started_live: set[str] | None = None
+        #: The source's marks of the channels when the stream attached (None: none).
+        self.marks: dict[str, AttachMark] | None = None
 
     def receive(self, message: Message, limit: int) -> bytes | None:
         """Return the bytes for a live message; hold it while not in sync (None on overflow)."""
@@ -128,6 +138,10 @@ class ChannelCursor:
         out.append(self.id_update())
         return b"".join(out), True
 
+    def attached(self, marks: dict[str, AttachMark]) -> None:
+        """Keep the marks the source gave when the stream attached (for shared reads)."""
+        self.marks = marks or None
+
     def lose_sync(self) -> None:
         """The hub lost its subscription: hold live messages until the next catch-up.
 
@@ -177,7 +191,8 @@ class ChannelCursor:
             return []
         out: list[bytes] = []
         while True:
-            history = source.read_history(channel, self.positions[channel], _HISTORY_BATCH)
+            mark = self.marks.get(channel) if self.marks is not None else None
+            history = source.read_history(channel, self.positions[channel], _HISTORY_BATCH, mark)
             if history.gap:
                 self.positions[channel] = history.tip
                 self.resets.append(channel)

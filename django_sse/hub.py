@@ -25,7 +25,7 @@ from .control import decode_control
 from .exceptions import BrokerUnavailable
 from .mailbox import SYNC, UNSYNCED, Mailbox, Recheck
 from .positions import Position
-from .shared_reads import SharedReads
+from .shared_reads import AttachMark, SharedReads
 
 logger = logging.getLogger(__name__)
 
@@ -66,18 +66,26 @@ class Hub:
 
     # Called by streams -----------------------------------------------------
 
-    def attach(self, mailbox: Mailbox, channels: Iterable[str]) -> None:
-        """Deliver the live events of ``channels`` to ``mailbox``."""
+    def attach(self, mailbox: Mailbox, channels: Iterable[str]) -> dict[str, AttachMark]:
+        """Deliver the live events of ``channels`` to ``mailbox``; return its marks.
+
+        A mark says what the hub had fanned out of a ready channel before
+        ``mailbox`` joined it; ``read_history`` uses it to share reads.
+        """
         new = []
+        marks: dict[str, AttachMark] = {}
         with self._lock:
             for name in channels:
                 channel = self._channels.get(name)
                 if channel is None:
                     channel = self._channels[name] = _Channel()
                     new.append(name)
+                elif channel.ready and channel.tip is not None:
+                    marks[name] = (channel.tip, self._generation)
                 channel.listeners[mailbox] = None
         if new:
             self._subscribe(new)
+        return marks
 
     def detach(self, mailbox: Mailbox, channels: Iterable[str]) -> None:
         """Stop delivering to ``mailbox``; unsubscribe channels nobody listens to."""
@@ -102,14 +110,16 @@ class Hub:
             (channel := self._channels.get(name)) is not None and channel.ready for name in channels
         )
 
-    def read_history(self, name: str, after: Position, limit: int) -> History:
+    def read_history(
+        self, name: str, after: Position, limit: int, mark: AttachMark | None = None
+    ) -> History:
         """Return up to ``limit`` retained messages of ``name`` after ``after``.
 
         Streams resuming from the same position share one broker read (see
-        ``shared_reads``). Raises ``BrokerUnavailable`` when the broker cannot
-        be reached.
+        ``shared_reads``; ``mark`` is the stream's from ``attach()``). Raises
+        ``BrokerUnavailable`` when the broker cannot be reached.
         """
-        return self.reads.read(name, after, limit, self._generation)
+        return self.reads.read(name, after, limit, self._generation, mark)
 
     def current_tip(self, name: str) -> Position:
         """Return the newest position of ``name``: known since it became ready, else read.

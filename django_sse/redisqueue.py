@@ -115,7 +115,7 @@ class RedisQueueView(BaseSseView):
         ]
         resuming = self.replay and self.last_event_id_sent
         self._cursor = ChannelCursor(self.channels, history, self.last_event_id, resuming)
-        self._hub.attach(mailbox, self.channels)
+        self._cursor.attached(self._hub.attach(mailbox, self.channels))
         mailbox.put_control(SYNC)
 
     def stop(self) -> None:

@@ -9,13 +9,14 @@ slice of it instead of reading again.
 When a shared read is complete enough for a stream: the stream is attached
 to the channel before it reads, so it gets live every event the hub
 receives from then on. It needs from history every event after its
-position that the hub already fanned out, all of them at or before the
-hub's tip. A read whose tip is at or after the hub's current tip therefore
-holds them all, whenever it was made; once the hub's tip moves past it (a
-new event), or the subscription is lost, or ``MAX_AGE`` passes (history can
-expire without an event), it is not used again. Anything the stream could
-not take exactly is read for it alone, as before: sharing never changes
-what a stream receives.
+position that the hub had fanned out before it attached: all of them at or
+before the hub's tip at that moment (its ``AttachMark``, taken when the
+channel was ready), and so at or before the hub's current tip. A read whose
+tip is at or after the stream's mark, or the hub's current tip, therefore
+holds them all, whenever it was made. Neither is trusted across a lost
+subscription (another generation), nor after ``MAX_AGE`` (history can
+expire without an event). Anything the stream could not take exactly is
+read for it alone, as before: sharing never changes what a stream receives.
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ from .positions import Position
 
 #: Seconds a read is shared at the most (history can expire without a new event).
 MAX_AGE = 1.0
+#: Recent reads kept per channel (streams come back from a few different positions).
+KEEP = 4
+
+#: The hub's tip of a ready channel when a stream attached, and the subscription's generation.
+AttachMark = tuple[Position, int]
 
 
 class _Read:
@@ -43,14 +49,20 @@ class _Read:
         self.made_at = time.monotonic()
         self._index: dict[Position, int] | None = None
 
-    def usable(self, hub_tip: Position | None, generation: int) -> bool:
-        """Whether it still holds everything the hub fanned out on the channel."""
-        return (
-            hub_tip is not None
-            and generation == self.generation
-            and hub_tip <= self.history.tip
-            and time.monotonic() - self.made_at < MAX_AGE
-        )
+    def fresh(self, generation: int) -> bool:
+        """Whether it may be shared at all: same subscription, younger than ``MAX_AGE``."""
+        return generation == self.generation and time.monotonic() - self.made_at < MAX_AGE
+
+    def usable(
+        self, hub_tip: Position | None, generation: int, mark: AttachMark | None = None
+    ) -> bool:
+        """Whether it holds everything the hub fanned out before the stream (``mark``) attached."""
+        if not self.fresh(generation):
+            return False
+        tip = self.history.tip
+        if hub_tip is not None and hub_tip <= tip:
+            return True
+        return mark is not None and mark[1] == generation and mark[0] <= tip
 
     def after(self, position: Position, limit: int) -> History | None:
         """Return what a read after ``position`` would, or None when this read cannot tell."""
@@ -94,36 +106,47 @@ class _Flight:
 
 
 class SharedReads:
-    """The history reads of one hub: the last one and the one in flight, per channel."""
+    """The history reads of one hub: the last few and the one in flight, per channel."""
 
     def __init__(self, broker: Broker, tip_of: Callable[[str], Position | None]) -> None:
         self._broker = broker
         #: The hub's tip of a ready channel (None when not ready or unknown).
         self._tip_of = tip_of
-        self._last: dict[str, _Read] = {}
+        self._recent: dict[str, list[_Read]] = {}  # newest first, at most KEEP
         self._flights: dict[str, _Flight] = {}
         #: Reads sent to the broker, and reads served from a shared one (for tests, metrics).
         self.broker_reads = 0
         self.shared = 0
 
-    def read(self, name: str, after: Position, limit: int, generation: int) -> History:
+    def read(
+        self,
+        name: str,
+        after: Position,
+        limit: int,
+        generation: int,
+        mark: AttachMark | None = None,
+    ) -> History:
         """Return up to ``limit`` messages of ``name`` after ``after``, shared where exact.
 
+        ``mark`` is the stream's ``AttachMark`` of the channel, if it has one.
         Raises ``BrokerUnavailable`` when the broker must be asked and cannot be reached.
         """
-        last = self._last.get(name)
-        if last is not None:
-            if last.usable(self._tip_of(name), generation):
-                history = last.after(after, limit)
-                if history is not None:
-                    self.shared += 1
-                    return history
-            else:
-                del self._last[name]  # stale: keep no history that nobody can use
+        recent = self._recent.get(name)
+        if recent:
+            recent[:] = [kept for kept in recent if kept.fresh(generation)]
+            tip = self._tip_of(name)
+            for kept in recent:
+                if kept.usable(tip, generation, mark):
+                    history = kept.after(after, limit)
+                    if history is not None:
+                        self.shared += 1
+                        return history
+            if not recent:
+                del self._recent[name]  # keep no history that nobody can use
         flight = self._flights.get(name)
         if flight is not None and flight.generation == generation and flight.start <= after:
             result = flight.wait()
-            if result is not None and result.usable(self._tip_of(name), generation):
+            if result is not None and result.usable(self._tip_of(name), generation, mark):
                 history = result.after(after, limit)
                 if history is not None:
                     self.shared += 1
@@ -132,7 +155,7 @@ class SharedReads:
 
     def forget(self, name: str) -> None:
         """Drop what is kept of ``name`` (nobody reads it any more)."""
-        self._last.pop(name, None)
+        self._recent.pop(name, None)
 
     def _read(self, name: str, after: Position, limit: int, generation: int) -> History:
         flight = _Flight(after, generation)
@@ -146,5 +169,7 @@ class SharedReads:
             if self._flights.get(name) is flight:
                 del self._flights[name]
             flight.finish(result)
-        self._last[name] = result
+        recent = self._recent.setdefault(name, [])
+        recent.insert(0, result)
+        del recent[KEEP:]
         return history

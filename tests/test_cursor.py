@@ -56,7 +56,7 @@ class FakeHub:
         self.learned: list[tuple[str, Position]] = []
         self.live: list[Message] = []
 
-    def read_history(self, name: str, after: Position, limit: int) -> History:
+    def read_history(self, name: str, after: Position, limit: int, mark=None) -> History:
         return self.broker.read_history(name, after, limit)
 
     def current_tip(self, name: str) -> Position:

@@ -235,3 +235,45 @@ def test_a_thousand_streams_resuming_on_one_channel_cost_a_handful_of_history_re
     assert [client.status for client in clients] == [200] * 1000
     assert received == [[(str(n), missed[n]) for n in range(50)]] * 1000
     assert reads <= 10, reads
+
+
+def test_a_stream_attached_before_a_new_event_still_shares_the_read(stage):
+    """The hub's tip moved on, but a stream whose attach mark is within the read shares it."""
+    stage.read(stage.position(3))
+    attached_before = (stage.tip, 0)  # what the hub had fanned out when the stream attached
+    new_id = stage.broker.publish("news", "e", "10", True)
+    stage.tip = tuple(int(part) for part in new_id.split("-"))  # the new event reached the hub
+    shared = stage.reads.read("news", stage.position(3), 500, 0, attached_before)
+    attached_after = stage.reads.read("news", stage.position(3), 500, 0, (stage.tip, 0))
+    other_generation = stage.reads.read("news", stage.position(3), 500, 1, attached_before)
+
+    # The shared read lacks "10", which that stream receives live: it attached before it.
+    assert [m.data for m in shared.messages] == [str(n) for n in range(4, 10)]
+    assert [m.data for m in attached_after.messages] == [str(n) for n in range(4, 11)]
+    assert [m.data for m in other_generation.messages] == [str(n) for n in range(4, 11)]
+    assert stage.broker.reads == 3
+
+
+def test_the_hub_gives_a_mark_only_for_ready_channels_with_a_known_tip():
+    """attach() returns (tip, generation) for a ready channel, nothing for a new one."""
+    from django_sse.hub import Hub
+    from django_sse.mailbox import Mailbox
+
+    broker = MemoryBroker(maxlen=100, ttl=0)
+    hub = Hub(broker)
+    first = hub.attach(Mailbox(10), ["news"])  # new: subscribed now, not ready before
+    event_id = broker.publish("news", "e", "x", True)
+    second = hub.attach(Mailbox(10), ["news", "other"])
+
+    assert first == {}
+    assert second == {"news": (tuple(int(p) for p in event_id.split("-")), 0)}
+
+
+def test_streams_coming_back_from_a_few_positions_share_a_read_each(stage):
+    """Clients at two different positions, alternating: one read per position, not one per client."""
+    for _ in range(50):
+        assert stage.read(stage.position(7)) == ["8", "9"]
+        assert stage.read(stage.position(8)) == ["9"]  # inside the first read: shared too
+        assert stage.read(stage.position(2)) == [str(n) for n in range(3, 10)]
+
+    assert stage.broker.reads == 2
