@@ -127,9 +127,9 @@ class Hub:
         A tip read from the broker is remembered for the streams that open
         after it. Raises ``BrokerUnavailable`` when it must be read and cannot.
         """
-        channel = self._channels.get(name)
-        if channel is not None and channel.ready and channel.tip is not None:
-            return channel.tip
+        known = self._ready_tip(name)
+        if known is not None:
+            return known
         tip = self._read_tip(name)
         channel = self._channels.get(name)
         if channel is not None and channel.ready:
