@@ -7,9 +7,11 @@
 
 Starts a redis-server (no persistence) and a publisher process, then for each
 scenario and repeat a fresh server of each kind: the library under gunicorn
-(``-c gunicorn.conf.py``, one gevent worker) and the ceiling
-(``benchmarks/ceiling.py``). Prints one JSON line per scenario (medians over
-repeats, and each library figure as a ratio to the ceiling's), then a table
+(``-c gunicorn.conf.py``, one worker: ``library`` with gunicorn's gevent
+worker, ``library-worker`` with ``django_sse.worker.GeventWorker``) and the
+ceiling (``benchmarks/ceiling.py``). Prints one JSON line per scenario
+(medians over repeats, and each library figure as a ratio to the ceiling's:
+``ratio`` and ``worker_ratio``), then a table
 and the goals of issue 6 with the library's figures.
 """
 
@@ -26,6 +28,7 @@ from typing import Any
 
 from . import scenarios
 from .loadclient import raise_fd_limit
+from .servers import SERVERS
 
 # name -> (function, parameter sets, headline figures for the table)
 SCENARIOS: dict[str, tuple[Callable[..., dict], list[dict], list[str]]] = {
@@ -117,11 +120,16 @@ def run_scenario(
     for kind in kinds:
         keys = runs[kind][0].keys()
         line[kind] = {key: scenarios.median([run[key] for run in runs[kind]]) for key in keys}
-    if "library" in line and "ceiling" in line:
-        line["ratio"] = {
-            key: _ratio(value, line["ceiling"].get(key)) for key, value in line["library"].items()
-        }
+    for kind, ratio_key in RATIOS.items():
+        if kind in line and "ceiling" in line:
+            line[ratio_key] = {
+                key: _ratio(value, line["ceiling"].get(key)) for key, value in line[kind].items()
+            }
     return line
+
+
+#: Each library server's figures as ratios to the ceiling's, under these keys.
+RATIOS = {"library": "ratio", "library-worker": "worker_ratio"}
 
 
 def _ratio(mine: Any, ceiling: Any) -> float | None:
@@ -146,22 +154,17 @@ def _cell(value: Any) -> str:
 
 
 def table(lines: list[dict]) -> str:
-    rows = [("scenario", "figure", "library", "ceiling", "ratio")]
+    columns = ["library", "ceiling", "ratio"]
+    if any("library-worker" in line for line in lines):
+        columns = ["library", "library-worker", "ceiling", "ratio", "worker_ratio"]
+    rows = [("scenario", "figure", *columns)]
     for line in lines:
         headline = SCENARIOS[line["scenario"]][2]
         title = f"{line['scenario']} {_label(line['params'])}".strip()
         for key in headline:
-            rows.append(
-                (
-                    title,
-                    key,
-                    _cell(line.get("library", {}).get(key)),
-                    _cell(line.get("ceiling", {}).get(key)),
-                    _cell(line.get("ratio", {}).get(key)),
-                )
-            )
+            rows.append((title, key, *(_cell(line.get(column, {}).get(key)) for column in columns)))
             title = ""
-    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     out = []
     for number, row in enumerate(rows):
         out.append(
@@ -251,8 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--server",
         action="append",
-        choices=["library", "ceiling"],
-        help="run only this server (repeatable; default: both)",
+        choices=list(SERVERS),
+        help="run only this server (repeatable; default: all three)",
     )
     parser.add_argument(
         "--client-processes",
@@ -270,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
 
     raise_fd_limit()
     names = arguments.scenario or list(SCENARIOS)
-    kinds = arguments.server or ["library", "ceiling"]
+    kinds = arguments.server or list(SERVERS)
     log_dir = arguments.log_dir or tempfile.mkdtemp(prefix="django-sse-bench-")
     print(f"# logs in {log_dir}", file=sys.stderr, flush=True)
     lines = []

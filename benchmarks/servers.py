@@ -88,6 +88,16 @@ class LibraryServer(HttpServer, runners.GunicornServer):
         self.redis_url = redis_url
 
 
+class LibraryWorkerServer(LibraryServer):
+    """django-sse under gunicorn with its own worker: ``SSE_WORKER_CLASS=django_sse.worker.GeventWorker``."""
+
+    name = kind = "library-worker"
+
+    def __init__(self, redis_url: str, log_dir: str | Path | None = None) -> None:
+        super().__init__(redis_url, log_dir)
+        self.env["SSE_WORKER_CLASS"] = "django_sse.worker.GeventWorker"
+
+
 class CeilingServer(HttpServer, runners.Server):
     """The raw gevent server of ``benchmarks.ceiling``."""
 
@@ -105,7 +115,11 @@ class CeilingServer(HttpServer, runners.Server):
         ]  # fmt: skip
 
 
-SERVERS = {"library": LibraryServer, "ceiling": CeilingServer}
+SERVERS = {
+    "library": LibraryServer,
+    "library-worker": LibraryWorkerServer,
+    "ceiling": CeilingServer,
+}
 
 
 def worker_stats(pid: int) -> dict:

@@ -1,7 +1,12 @@
 """Library settings, read lazily from ``django.conf.settings`` with defaults.
 
-Every property reads the current Django settings, so ``override_settings``
-works in tests. Validation lives in ``checks.py``: a wrong value fails the
+A value is read from Django settings on first use and then kept: a stream
+reads several settings as it opens, and Django's lazy settings cost a lookup
+each time. Django sends ``setting_changed`` when a test overrides a setting
+(``override_settings``, pytest-django's ``settings``), and this module drops
+its cached values then, so overrides work as usual.
+Pitfall: assigning to ``django.conf.settings`` at run time, which Django
+does not support anyway, is not seen. Validation lives in ``checks.py``: a wrong value fails the
 system checks at start-up with a message naming the setting.
 """
 
@@ -10,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings as django_settings
+from django.core.signals import setting_changed
 
 DEFAULTS: dict[str, Any] = {
     "SSE_BROKER": None,  # "memory" or "redis"; None: redis when a Redis URL is set
@@ -42,12 +48,19 @@ DEFAULTS: dict[str, Any] = {
 
 
 class Settings:
-    """The library's settings; each attribute is read from Django settings on access."""
+    """The library's settings; each attribute is read from Django settings on first access."""
 
     def __getattr__(self, name: str) -> Any:
+        # Called only for a name not cached yet in the instance's __dict__.
         if name not in DEFAULTS:
             raise AttributeError(name)
-        return getattr(django_settings, name, DEFAULTS[name])
+        value = getattr(django_settings, name, DEFAULTS[name])
+        self.__dict__[name] = value
+        return value
+
+    def forget(self) -> None:
+        """Drop the cached values; the next access reads Django settings again."""
+        self.__dict__.clear()
 
     def is_set(self, name: str) -> bool:
         """Return whether the project sets ``name`` itself."""
@@ -89,3 +102,13 @@ def _matches(channel: str, pattern: str) -> bool:
 
 
 sse_settings = Settings()
+
+
+def forget_cached_settings(setting: str, **kwargs: object) -> None:
+    """``setting_changed`` receiver: a changed library setting is read again."""
+    if setting in DEFAULTS:
+        sse_settings.forget()
+
+
+# Connected on import, before the app's own receivers, which read the new values.
+setting_changed.connect(forget_cached_settings, dispatch_uid="django_sse.conf")

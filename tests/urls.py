@@ -17,6 +17,8 @@ urlpatterns = [
     path("publish/", views.publish),
     path("stats/", stats),
     path("plain/", views.plain),
+    path("echo/", views.echo),
+    path("echo/<path:rest>", views.echo),
     path("late/", views.LateView.as_view()),
     path("ticks-short-life/", views.TickView.as_view(max_lifetime=0.5, heartbeat_interval=0.1)),
 ]

@@ -74,6 +74,25 @@ def plain(request):
     return HttpResponse("x" * 1000)
 
 
+@csrf_exempt
+def echo(request, rest=""):
+    """What the server made of the request: method, path, body, scheme, some META keys."""
+    meta = request.META
+    return JsonResponse(
+        {
+            "method": request.method,
+            "path": request.path,
+            "query": request.GET.dict(),
+            "body": request.body.decode("latin-1"),
+            "secure": request.is_secure(),
+            "server": [meta.get("SERVER_NAME"), meta.get("SERVER_PORT")],
+            "protocol": meta.get("SERVER_PROTOCOL"),
+            "http": {key: value for key, value in meta.items() if key.startswith("HTTP_")},
+            "socket": "gunicorn.socket" in meta,
+        }
+    )
+
+
 def stats_json(response) -> dict:
     return json.loads(response.content)
 

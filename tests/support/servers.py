@@ -274,10 +274,16 @@ class HttpServer(Server):
         return _http_answers(self.port)
 
 
+#: The gunicorn worker class of the servers tests start with no config file.
+TEST_WORKER_CLASS = os.environ.get("SSE_TEST_WORKER_CLASS") or "gevent"
+
+
 class GunicornServer(HttpServer):
     """gunicorn's gevent worker as users run it: ``gunicorn -k gevent -c /dev/null APP``.
 
-    ``config`` names a config file instead (e.g. the project's optional
+    ``worker_class`` replaces ``gevent`` (default: ``$SSE_TEST_WORKER_CLASS``,
+    which the test matrix sets to run a combination under the library's own
+    ``django_sse.worker.GeventWorker``). ``config`` names a config file instead (e.g. the project's optional
     ``gunicorn.conf.py``, or a site's own); ``extra_args`` are appended.
     ``no_control_socket`` adds ``--no-control-socket`` where gunicorn has
     one (>= 25.1 opens one per user, ~/.gunicorn/gunicorn.ctl, which parallel
@@ -294,9 +300,11 @@ class GunicornServer(HttpServer):
         workers: int = 1,
         extra_args: tuple[str, ...] | list[str] = (),
         config: str | Path = os.devnull,
+        worker_class: str | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.worker_class = worker_class or TEST_WORKER_CLASS
         self.app = app
         self.workers = workers
         self.extra_args = list(extra_args)
@@ -311,7 +319,7 @@ class GunicornServer(HttpServer):
             "--workers", str(self.workers),
         ]  # fmt: skip
         if self.config == os.devnull:
-            command += ["--worker-class", "gevent"]
+            command += ["--worker-class", self.worker_class]
         if self.no_control_socket and _gunicorn_has_control_socket():
             command.append("--no-control-socket")
         return command + self.extra_args

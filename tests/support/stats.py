@@ -38,6 +38,7 @@ def stats(request):
     from django.http import JsonResponse
 
     import django_sse
+    from django_sse.gunicorn_worker import current_worker
     from django_sse.runtime import get_hub, streams
 
     collector = introspect.totals()  # before this view's own collection
@@ -60,12 +61,26 @@ def stats(request):
             "history_reads": hub.reads.broker_reads,
             "history_reads_shared": hub.reads.shared,
             "django_sse_file": django_sse.__file__,
+            "worker_class": _worker_class(),
+            "short_path_requests": getattr(current_worker(), "short_path_requests", None),
             **counters,
             **collector,
             **introspect.object_types(int(request.GET.get("types", "0"))),
             **trace,
         }
     )
+
+
+def _worker_class() -> str | None:
+    """Return the dotted name of the gunicorn worker class serving this process, if any."""
+    from django_sse.gunicorn_worker import current_worker
+
+    worker = current_worker()
+    if worker is None:
+        return None
+    if type(worker).__module__ == "gunicorn.workers.ggevent":
+        return "gevent"
+    return f"{type(worker).__module__}.{type(worker).__qualname__}"
 
 
 def get_stats(port: int, timeout: float = 10, query: str = "", close: bool = True) -> dict:
