@@ -23,7 +23,9 @@ pythonpath = os.environ.get("SSE_PYTHONPATH", "example")
 # Where to listen.
 bind = os.environ.get("SSE_BIND", "127.0.0.1:8000")
 # gevent: one greenlet per stream, so a worker holds thousands of open streams.
-worker_class = os.environ.get("SSE_WORKER_CLASS", "gevent")
+# django-sse's own gevent worker opens streams with about a third less CPU
+# (benchmarks/README.rst); SSE_WORKER_CLASS=gevent runs gunicorn's, equally supported.
+worker_class = os.environ.get("SSE_WORKER_CLASS", "django_sse.worker.GeventWorker")
 # Workers: one per core is plenty for streaming; Redis fans events out across them.
 workers = int(os.environ.get("SSE_WORKERS", "1"))
 # Concurrent connections per worker: SSE_MAX_STREAMS (20,000) streams and room for pages.

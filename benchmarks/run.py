@@ -82,7 +82,10 @@ SCENARIOS: dict[str, tuple[Callable[..., dict], list[dict], list[str]]] = {
     ),
     "storm": (
         scenarios.storm,
-        [{"n": 1000, "mode": "kill"}, {"n": 1000, "mode": "hup"}, {"n": 5000, "mode": "kill"}],
+        [
+            {"n": 1000, "mode": "kill"}, {"n": 1000, "mode": "hup"}, {"n": 5000, "mode": "kill"},
+            {"n": 10000, "mode": "kill"},
+        ],
         [
             "caught_up_s", "lag_after_last_event_s", "reconnect_span_s", "peak_reconnects_per_s",
             "history_reads", "shared_reads", "redis_commands", "new_worker_cpu_s", "lost",

@@ -70,7 +70,7 @@ class HttpServer:
 
 
 class LibraryServer(HttpServer, runners.GunicornServer):
-    """django-sse under gunicorn: ``-c gunicorn.conf.py benchmarks.project.wsgi``, one worker."""
+    """django-sse under gunicorn's gevent worker: ``-c gunicorn.conf.py``, one worker."""
 
     name = kind = "library"
     settings_module = "benchmarks.project.settings"
@@ -82,7 +82,11 @@ class LibraryServer(HttpServer, runners.GunicornServer):
             workers=1,
             config="gunicorn.conf.py",
             # SSE_PYTHONPATH: gunicorn.conf.py adds the example project otherwise.
-            env={"BENCH_REDIS_URL": redis_url, "SSE_PYTHONPATH": str(REPO_TOP)},
+            env={
+                "BENCH_REDIS_URL": redis_url,
+                "SSE_PYTHONPATH": str(REPO_TOP),
+                "SSE_WORKER_CLASS": "gevent",
+            },
             log_dir=log_dir,
         )
         self.redis_url = redis_url

@@ -9,7 +9,9 @@ import time
 
 import pytest
 
+from tests.redis_helpers import get_stats
 from tests.servers import process_stats
+from tests.support.servers import TEST_WORKER_CLASS
 from tests.sseclient import SseClient
 
 pytestmark = pytest.mark.integration
@@ -77,6 +79,13 @@ def test_gunicorn_hup_replaces_workers_and_stop_leaves_no_process(servers):
 
     left = [pid for pid in [master, *old_workers, *new_workers] if os.path.exists(f"/proc/{pid}")]
     assert left == []
+
+
+def test_the_tests_gunicorn_runs_the_worker_class_the_matrix_asks_for(servers):
+    """$SSE_TEST_WORKER_CLASS (set by scripts/test for one combination) reaches the worker."""
+    gunicorn = servers.gunicorn()
+
+    assert get_stats(gunicorn.port)["worker_class"] == TEST_WORKER_CLASS
 
 
 def test_sse_client_reassembles_chunks_cut_anywhere():
