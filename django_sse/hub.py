@@ -25,13 +25,13 @@ from .control import decode_control
 from .exceptions import BrokerUnavailable
 from .mailbox import SYNC, UNSYNCED, Mailbox, Recheck
 from .positions import Position
-from .shared_reads import AttachMark, SharedReads
+from .shared_reads import AttachMark, Readiness, SharedReads
 
 logger = logging.getLogger(__name__)
 
 
 class _Channel:
-    __slots__ = ("listeners", "ready", "tip", "learning")
+    __slots__ = ("listeners", "ready", "tip", "learning", "readiness")
 
     def __init__(self) -> None:
         self.listeners: dict[Mailbox, None] = {}
@@ -40,6 +40,12 @@ class _Channel:
         self.tip: Position | None = None
         #: The tip is being read from history, once for all the channel's streams.
         self.learning = False
+        #: Set when the channel becomes ready: its tip then (for shared reads).
+        self.readiness: Readiness | None = None
+
+    def become_ready(self) -> None:
+        self.ready = True
+        self.readiness = Readiness(self.tip)
 
     def advance(self, position: Position) -> None:
         """Move the tip to ``position`` if that is newer."""
@@ -61,7 +67,7 @@ class Hub:
         # Counts the broker's connections: a tip read that spans an outage is stale.
         self._generation = 0
         #: History reads shared by the streams of a channel (a reconnect storm).
-        self.reads = SharedReads(broker, self._ready_tip)
+        self.reads = SharedReads(broker, self._readiness)
         broker.start(self)
 
     # Called by streams -----------------------------------------------------
@@ -169,7 +175,7 @@ class Hub:
                 state.learning = True
                 generation = self._generation
             else:
-                state.ready = True
+                state.become_ready()
                 listeners = tuple(state.listeners)
         logger.debug("Subscribed to %r", name)
         if not learn:
@@ -209,6 +215,7 @@ class Hub:
             listeners: set[Mailbox] = set()
             for channel in self._channels.values():
                 channel.ready = False
+                channel.readiness = None
                 channel.learning = False
                 channel.tip = None
                 listeners.update(channel.listeners)
@@ -216,6 +223,10 @@ class Hub:
             mailbox.put_control(UNSYNCED)
 
     # Inside ----------------------------------------------------------------
+
+    def _readiness(self, name: str) -> Readiness | None:
+        channel = self._channels.get(name)
+        return channel.readiness if channel is not None and channel.ready else None
 
     def _ready_tip(self, name: str) -> Position | None:
         channel = self._channels.get(name)
@@ -242,7 +253,7 @@ class Hub:
                 return
             channel.learning = False
             channel.advance(tip)
-            channel.ready = True
+            channel.become_ready()
             listeners = tuple(channel.listeners)
         self._notify(listeners)
 

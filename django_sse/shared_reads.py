@@ -10,19 +10,24 @@ When a shared read is complete enough for a stream: the stream is attached
 to the channel before it reads, so it gets live every event the hub
 receives from then on. It needs from history every event after its
 position that the hub had fanned out before it attached: all of them at or
-before the hub's tip at that moment (its ``AttachMark``, taken when the
-channel was ready), and so at or before the hub's current tip. A read whose
-tip is at or after the stream's mark, or the hub's current tip, therefore
-holds them all, whenever it was made. Neither is trusted across a lost
-subscription (another generation), nor after ``MAX_AGE`` (history can
-expire without an event). Anything the stream could not take exactly is
-read for it alone, as before: sharing never changes what a stream receives.
+before the hub's tip at that moment, its ``AttachMark``. A stream that
+attached before the channel was ready (after a restart, nearly all of them)
+has no mark; it was listening when the subscription was confirmed, so it
+needs what history held then, all of it at or before the channel's tip
+when it became ready (``Readiness``). A read whose own tip is at or after
+that bound holds everything the stream needs, whenever it was made, however
+many events arrived since. Neither bound is trusted across a lost
+subscription (another generation), nor a read after ``MAX_AGE`` (history
+can expire without an event). Anything the stream could not take exactly
+is read for it alone, as before: sharing never changes what a stream
+receives.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 from .brokers.base import Broker, History
 from .concurrency import new_wakeup
@@ -35,6 +40,12 @@ KEEP = 4
 
 #: The hub's tip of a ready channel when a stream attached, and the subscription's generation.
 AttachMark = tuple[Position, int]
+
+
+class Readiness(NamedTuple):
+    """A ready channel: its tip when it became ready in this generation (None: no history then)."""
+
+    tip: Position | None
 
 
 class _Read:
@@ -54,15 +65,23 @@ class _Read:
         return generation == self.generation and time.monotonic() - self.made_at < MAX_AGE
 
     def usable(
-        self, hub_tip: Position | None, generation: int, mark: AttachMark | None = None
+        self, readiness: Readiness | None, generation: int, mark: AttachMark | None = None
     ) -> bool:
-        """Whether it holds everything the hub fanned out before the stream (``mark``) attached."""
+        """Whether it holds everything the hub fanned out before the stream attached.
+
+        That is everything up to the stream's ``mark`` or, for a stream that
+        attached before the channel was ready, up to the channel's tip then.
+        """
         if not self.fresh(generation):
             return False
+        if mark is not None and mark[1] == generation:
+            needed = mark[0]
+        elif readiness is not None:
+            needed = readiness.tip
+        else:
+            return False  # the channel is not ready: nothing is known of what it needs
         tip = self.history.tip
-        if hub_tip is not None and hub_tip <= tip:
-            return True
-        return mark is not None and mark[1] == generation and mark[0] <= tip
+        return needed is None or (tip is not None and needed <= tip)
 
     def after(self, position: Position, limit: int) -> History | None:
         """Return what a read after ``position`` would, or None when this read cannot tell."""
@@ -108,10 +127,10 @@ class _Flight:
 class SharedReads:
     """The history reads of one hub: the last few and the one in flight, per channel."""
 
-    def __init__(self, broker: Broker, tip_of: Callable[[str], Position | None]) -> None:
+    def __init__(self, broker: Broker, readiness_of: Callable[[str], Readiness | None]) -> None:
         self._broker = broker
-        #: The hub's tip of a ready channel (None when not ready or unknown).
-        self._tip_of = tip_of
+        #: A channel's ``Readiness``, or None while it is not ready.
+        self._readiness_of = readiness_of
         self._recent: dict[str, list[_Read]] = {}  # newest first, at most KEEP
         self._flights: dict[str, _Flight] = {}
         #: Reads sent to the broker, and reads served from a shared one (for tests, metrics).
@@ -134,9 +153,9 @@ class SharedReads:
         recent = self._recent.get(name)
         if recent:
             recent[:] = [kept for kept in recent if kept.fresh(generation)]
-            tip = self._tip_of(name)
+            readiness = self._readiness_of(name)
             for kept in recent:
-                if kept.usable(tip, generation, mark):
+                if kept.usable(readiness, generation, mark):
                     history = kept.after(after, limit)
                     if history is not None:
                         self.shared += 1
@@ -146,7 +165,7 @@ class SharedReads:
         flight = self._flights.get(name)
         if flight is not None and flight.generation == generation and flight.start <= after:
             result = flight.wait()
-            if result is not None and result.usable(self._tip_of(name), generation, mark):
+            if result is not None and result.usable(self._readiness_of(name), generation, mark):
                 history = result.after(after, limit)
                 if history is not None:
                     self.shared += 1

@@ -40,19 +40,21 @@ _HOP_BY_HOP = frozenset(
 )
 
 
-def short_path_allowed(cfg: Config) -> bool:
-    """Return whether gunicorn's settings let the worker answer plain requests itself."""
+def short_path_refusal(cfg: Config) -> str | None:
+    """Return why gunicorn's settings keep every request on gunicorn's path, or None."""
     settings = cfg.settings
-    hooks_default = all(
-        settings[name].value is settings[name].default for name in ("pre_request", "post_request")
-    )
-    return (
-        hooks_default
-        and not cfg.is_ssl
-        and cfg.proxy_protocol in ("off", False, None)
-        and getattr(cfg, "http2_cleartext", "off") in ("off", False, None)
-        and not cfg.accesslog
-    )
+    for name in ("pre_request", "post_request"):
+        if settings[name].value is not settings[name].default:
+            return f"a {name} hook is set"
+    if cfg.is_ssl:
+        return "TLS is on (certfile)"
+    if cfg.proxy_protocol not in ("off", False, None):
+        return "the PROXY protocol is on"
+    if getattr(cfg, "http2_cleartext", "off") not in ("off", False, None):
+        return "HTTP/2 cleartext is on"
+    if cfg.accesslog:
+        return "an access log is written"
+    return None
 
 
 class GeventWorker(ggevent.GeventWorker):  # type: ignore[misc]  # gunicorn has no type hints
@@ -62,7 +64,12 @@ class GeventWorker(ggevent.GeventWorker):  # type: ignore[misc]  # gunicorn has 
     short_path_requests = 0
 
     def init_process(self) -> None:
-        self.short_path = short_path_allowed(self.cfg)
+        refusal = short_path_refusal(self.cfg)
+        self.short_path = refusal is None
+        if refusal is not None:
+            self.log.info(
+                "django-sse's worker answers every request by gunicorn's path: %s.", refusal
+            )
         excluded = {name.upper() for name in self.cfg.secure_scheme_headers}
         excluded.update(name.upper().replace("_", "-") for name in self.cfg.forwarder_headers)
         self.limits = Limits(
@@ -340,4 +347,4 @@ class _Replaying:
         return getattr(self._wrapped, name)
 
 
-__all__ = ["GeventWorker", "short_path_allowed"]
+__all__ = ["GeventWorker", "short_path_refusal"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import configparser
+import contextlib
 import gc
 import inspect
 import json
@@ -56,7 +57,8 @@ TIMEOUT = 10.0  # seconds any awaited chunk or event may take
 SAMPLES = Samples(README)
 readme_sample_reader = track(SAMPLES)  # an autouse fixture: which test read what, and passed
 
-PIP_INSTALL = SAMPLES.find("console", "pip install")
+PIP_INSTALL = SAMPLES.find("console", 'pip install "django-sse[redis]"')
+WORKER_COMMAND = SAMPLES.find("console", "-k django_sse.worker.GeventWorker")
 CLOCK_VIEW = SAMPLES.find("python", "class ClockView")
 QUICK_URLS = SAMPLES.find("python", "# myapp/urls.py")
 QUICK_SEND = SAMPLES.find("python", "# anywhere:")
@@ -126,6 +128,20 @@ def runnable_gunicorn(argv: list[str], port: int, workers: int | None = None) ->
     if hasattr(gunicorn.config, "ControlSocketDisable"):
         args.append("--no-control-socket")  # gunicorn >= 25.1: one per user otherwise
     return [sys.executable, "-m", "gunicorn", *args]
+
+
+@contextlib.contextmanager
+def serving_readme_command(argv: list[str], log_dir, worker: str):
+    """Run a README gunicorn command; once the block is done, its log names ``worker``, no warning."""
+    server = ReadmeGunicorn(lambda port: runnable_gunicorn(argv, port), log_dir=log_dir)
+    server.start()
+    try:
+        yield server
+        log = server.stderr_text(100_000)
+        assert f"Using worker: {worker}" in log
+        assert warnings_logged(server) == [], log
+    finally:
+        server.stop()
 
 
 class ReadmeGunicorn(GunicornServer):
@@ -538,19 +554,32 @@ def test_gunicorn_command_runs_gevent_with_no_warning_and_a_blocked_stream_leave
     [graceful] = re.findall(r"^\* ``--graceful-timeout (\d+)``", text, re.MULTILINE)
     assert (config.worker_connections, config.graceful_timeout) == (int(explained), int(graceful))
 
-    server = ReadmeGunicorn(lambda port: runnable_gunicorn(argv, port), log_dir=tmp_path)
-    server.start()
-    try:
+    with serving_readme_command(argv, tmp_path, worker="gevent") as server:
         with SseClient.connect(server.port, "/blocked/") as blocked:
             [hello] = blocked.read_events(1)
             assert hello.data == "blocked next"
             with SseClient.connect(server.port, "/ticks/?n=3&interval=0.05") as ticks:
                 assert [event.data for event in ticks.read_events(3)] == ["0", "1", "2"]
-        log = server.stderr_text(100_000)
-        assert "Using worker: gevent" in log
-        assert warnings_logged(server) == [], log
-    finally:
-        server.stop()
+
+
+@pytest.mark.integration
+def test_worker_sample_installs_gunicorn_and_serves_streams_on_the_short_path(tmp_path):
+    """The extra holds gunicorn and packaging; the command runs the library's worker, no warning."""
+    [(pip, _), (argv, _)] = commands(WORKER_COMMAND.code)
+    extra = re.fullmatch(r"django-sse\[(\w+)\]", pip[2]).group(1)
+    setup = configparser.ConfigParser()
+    setup.read(REPO_TOP / "setup.cfg")
+    required = setup["options.extras_require"][extra].split()
+    assert pip[:2] == ["pip", "install"]
+    assert any(line.startswith("gunicorn") for line in required) and "packaging" in required
+    config, apps = gunicorn_settings(argv[1:])
+    assert config.worker_class_str == "django_sse.worker.GeventWorker"
+    assert config.worker_connections > DEFAULTS["SSE_MAX_STREAMS"]  # no django_sse.W003
+    assert apps == ["mysite.wsgi"]
+
+    with serving_readme_command(argv, tmp_path, worker="django_sse.worker.GeventWorker") as server:
+        with SseClient.connect(server.port, "/ticks/?n=3&interval=0.05") as ticks:
+            assert [event.data for event in ticks.read_events(3)] == ["0", "1", "2"]
 
 
 # --- BaseSseView -----------------------------------------------------------------------
@@ -762,6 +791,7 @@ def test_gunicorn_conf_sample_matches_the_repository_file_and_needs_no_hook(monk
         "SSE_GRACEFUL_TIMEOUT",
         "SSE_GC_THRESHOLD",
         "SSE_WORKERS",
+        "SSE_WORKER_CLASS",
     ):
         monkeypatch.delenv(name, raising=False)  # the file's defaults, as the README shows them
     code = GUNICORN_CONF.code

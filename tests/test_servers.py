@@ -11,8 +11,8 @@ import pytest
 
 from tests.redis_helpers import get_stats
 from tests.servers import process_stats
-from tests.support.servers import TEST_WORKER_CLASS
 from tests.sseclient import SseClient
+from tests.support.servers import TEST_WORKER_CLASS
 
 pytestmark = pytest.mark.integration
 

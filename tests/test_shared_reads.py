@@ -14,7 +14,7 @@ from django_sse import shared_reads
 from django_sse.brokers.base import History
 from django_sse.brokers.memory import MemoryBroker
 from django_sse.positions import ZERO, Position
-from django_sse.shared_reads import SharedReads
+from django_sse.shared_reads import Readiness, SharedReads
 
 
 class CountingBroker(MemoryBroker):
@@ -33,8 +33,12 @@ class Stage:
     def __init__(self, events: int = 10) -> None:
         self.broker = CountingBroker()
         self.ids = [self.broker.publish("news", "e", str(n), True) for n in range(events)]
+        #: The channel's tip when it became ready; ``ready`` False: not ready.
         self.tip: Position | None = self.position(-1)
-        self.reads = SharedReads(self.broker, lambda name: self.tip)
+        self.ready = True
+        self.reads = SharedReads(
+            self.broker, lambda name: Readiness(self.tip) if self.ready else None
+        )
 
     def position(self, index: int) -> Position:
         ms, seq = self.ids[index].split("-")
@@ -85,21 +89,37 @@ def test_a_position_before_the_shared_read_or_unknown_to_it_is_read_alone(stage)
     assert stage.broker.reads == 3
 
 
-def test_a_new_event_at_the_hub_stops_the_sharing(stage):
-    """Once the hub's tip is past the read's, the read is not shared: it lacks the new event."""
+def test_a_stream_attached_after_a_new_event_does_not_share_an_older_read(stage):
+    """Its mark is past the read's tip: the read lacks an event the hub fanned out before it came."""
     stage.read(stage.position(3))
     new_id = stage.broker.publish("news", "e", "10", True)
-    stage.tip = tuple(int(part) for part in new_id.split("-"))
+    new_tip = tuple(int(part) for part in new_id.split("-"))
 
-    assert stage.read(stage.position(3)) == [str(n) for n in range(4, 11)]
+    assert (
+        stage.reads.read("news", stage.position(3), 500, 0, (new_tip, 0)).messages[-1].data == "10"
+    )
     assert stage.broker.reads == 2
 
 
-def test_a_read_is_not_shared_across_a_lost_subscription_nor_when_the_tip_is_unknown(stage):
+def test_streams_attached_before_the_channel_was_ready_share_a_read_despite_new_events(stage):
+    """No mark: they need history up to the tip at readiness; later events reach them live."""
+    stage.read(stage.position(3))
+    stage.broker.publish("news", "e", "10", True)  # reaches the hub, and those streams, live
+    shared = [stage.read(stage.position(3)) for _ in range(100)]
+    newer = stage.broker.publish("news", "e", "11", True)
+    stage.tip = tuple(int(part) for part in newer.split("-"))  # ready again, in effect, at "11"
+    late = stage.read(stage.position(3))
+
+    assert shared == [[str(n) for n in range(4, 10)]] * 100
+    assert stage.broker.reads == 2
+    assert late == [str(n) for n in range(4, 12)]
+
+
+def test_a_read_is_not_shared_across_a_lost_subscription_nor_while_the_channel_is_not_ready(stage):
     """Another generation (the hub reconnected) or an unready channel: the broker is asked."""
     stage.read(stage.position(3), generation=0)
     stage.read(stage.position(3), generation=1)
-    stage.tip = None
+    stage.ready = False
     stage.read(stage.position(3), generation=1)
 
     assert stage.broker.reads == 3
@@ -238,13 +258,14 @@ def test_a_thousand_streams_resuming_on_one_channel_cost_a_handful_of_history_re
 
 
 def test_a_stream_attached_before_a_new_event_still_shares_the_read(stage):
-    """The hub's tip moved on, but a stream whose attach mark is within the read shares it."""
+    """The channel's tip moved on, but a stream whose attach mark is within the read shares it."""
     stage.read(stage.position(3))
     attached_before = (stage.tip, 0)  # what the hub had fanned out when the stream attached
     new_id = stage.broker.publish("news", "e", "10", True)
-    stage.tip = tuple(int(part) for part in new_id.split("-"))  # the new event reached the hub
+    new_tip = tuple(int(part) for part in new_id.split("-"))  # the new event reached the hub
     shared = stage.reads.read("news", stage.position(3), 500, 0, attached_before)
-    attached_after = stage.reads.read("news", stage.position(3), 500, 0, (stage.tip, 0))
+    attached_after = stage.reads.read("news", stage.position(3), 500, 0, (new_tip, 0))
+    stage.ready = False  # another generation: neither the mark nor readiness is trusted
     other_generation = stage.reads.read("news", stage.position(3), 500, 1, attached_before)
 
     # The shared read lacks "10", which that stream receives live: it attached before it.
@@ -252,6 +273,24 @@ def test_a_stream_attached_before_a_new_event_still_shares_the_read(stage):
     assert [m.data for m in attached_after.messages] == [str(n) for n in range(4, 11)]
     assert [m.data for m in other_generation.messages] == [str(n) for n in range(4, 11)]
     assert stage.broker.reads == 3
+
+
+def test_the_hub_knows_a_channels_tip_at_readiness_until_the_subscription_is_lost():
+    """Readiness is the tip when the channel became ready; new events do not move it; a loss clears it."""
+    from django_sse.hub import Hub
+    from django_sse.mailbox import Mailbox
+
+    broker = MemoryBroker(maxlen=100, ttl=0)
+    first_id = broker.publish("news", "e", "x", True)
+    hub = Hub(broker)
+    hub.attach(Mailbox(10), ["news"])
+    at_ready = hub._readiness("news")
+    broker.publish("news", "e", "y", True)
+    later = hub._readiness("news")
+    hub.on_disconnected()
+
+    assert at_ready == later == Readiness(tuple(int(p) for p in first_id.split("-")))
+    assert hub._readiness("news") is None
 
 
 def test_the_hub_gives_a_mark_only_for_ready_channels_with_a_known_tip():

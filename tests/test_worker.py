@@ -254,6 +254,21 @@ def test_a_stopping_worker_ends_its_streams_with_a_retry_hint(servers, redis_url
     assert all(body.rstrip().rsplit(b"\n", 1)[-1].startswith(b"retry:") for body in bodies)
 
 
+def test_with_an_access_log_every_request_takes_gunicorns_path_and_is_logged(servers, redis_url):
+    site = servers.site(redis_url, worker_class=WORKER, extra_args=["--access-logfile", "-"])
+    client = SseClient.connect(site.port, "/ticks/")
+    try:
+        assert client.read_events(1, timeout=10)
+    finally:
+        client.close()
+    stats = get_stats(site.port)
+    log = site.stderr_text(100_000)  # stdout and stderr
+
+    assert stats["short_path_requests"] == 0
+    assert "answers every request by gunicorn's path: an access log is written" in log
+    assert '"GET /ticks/ HTTP/1.1" 200' in log
+
+
 def _read_to_close(sock: socket.socket) -> bytes:
     received = b""
     while data := sock.recv(65536):
