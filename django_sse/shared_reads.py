@@ -74,6 +74,7 @@ class _Read:
         """
         if not self.fresh(generation):
             return False
+        needed: Position | None
         if mark is not None and mark[1] == generation:
             needed = mark[0]
         elif readiness is not None:
