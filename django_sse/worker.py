@@ -20,6 +20,7 @@ every request takes gunicorn's path and the saving is gone.
 from __future__ import annotations
 
 import _socket
+import os
 from typing import Any
 
 import gevent
@@ -80,6 +81,10 @@ class GeventWorker(ggevent.GeventWorker):  # type: ignore[misc]  # gunicorn has 
         )
         self.environ_base = base_environ(self.cfg)
         self.environ_base["wsgi.multithread"] = True
+        if "GEVENT_TRACK_GREENLET_TREE" not in os.environ:
+            # A debugging aid that keeps, per greenlet (one per stream), the stack that
+            # spawned it; set the variable to 1 to have it back.
+            gevent.config.track_greenlet_tree = False
         super().init_process()
 
     def handle(self, listener: Any, client: Any, addr: Any) -> None:
@@ -129,25 +134,33 @@ class _Connection:
 
     def serve(self) -> bytes | None:
         """Answer plain requests; return the unread bytes of one that is not (None: done)."""
-        worker = self.worker
-        keepalive = worker.cfg.keepalive
+        keepalive = self.worker.cfg.keepalive
         while True:
             with gevent.Timeout(keepalive or None, False):
                 head = self._read_head()
             if head is None:
                 return None  # closed, or silent past keepalive
-            raw, rest = head
-            request = parse_simple_head(raw, worker.limits)
-            if request is None:
-                return raw + b"\r\n\r\n" + rest
-            self.buffer = rest
-            worker.short_path_requests += 1
-            worker.nr += 1
-            if worker.nr >= worker.max_requests and worker.alive:
-                worker.log.info("Autorestarting worker after current request.")
-                worker.alive = False
-            if not _Exchange(self, request).run():
+            exchange = self._exchange(*head)
+            # The head is not kept for the hours a stream may last.
+            head = None
+            if isinstance(exchange, bytes):
+                return exchange
+            if not exchange.run():
                 return None
+
+    def _exchange(self, raw: bytes, rest: bytes) -> _Exchange | bytes:
+        """Return the exchange for a plain request's head, or the bytes to hand to gunicorn."""
+        worker = self.worker
+        request = parse_simple_head(raw, worker.limits)
+        if request is None:
+            return raw + b"\r\n\r\n" + rest
+        self.buffer = rest
+        worker.short_path_requests += 1
+        worker.nr += 1
+        if worker.nr >= worker.max_requests and worker.alive:
+            worker.log.info("Autorestarting worker after current request.")
+            worker.alive = False
+        return _Exchange(self, request)
 
     def _read_head(self) -> tuple[bytes, bytes] | None:
         buffer = self.buffer
@@ -170,21 +183,29 @@ class _Exchange:
 
     def __init__(self, connection: _Connection, request: SimpleHead) -> None:
         self.connection = connection
-        self.request = request
+        # What the response needs of the request; its head is not kept for the
+        # hours a stream may last (the environ holds what the application reads).
+        self.target = request.target
+        self.head_only = request.method == "HEAD"
+        self.close_asked = request.protocol == "HTTP/1.0" or (
+            (request.header("CONNECTION") or "").lower() == "close"
+        )
+        self.environ: dict[str, Any] | None = self._environ(request)
         self.head = b""  # the response head, until written with the first chunk
         self.started = False
         self.chunked = False
-        self.body = request.method != "HEAD"
+        self.body = not self.head_only
         self.keep_alive = False
 
     def run(self) -> bool:
         """Answer the request; return whether the connection stays open for another."""
         connection = self.connection
         worker = connection.worker
+        environ, self.environ = self.environ, None
         try:
-            result = worker.wsgi(self._environ(), self.start_response)
+            result = worker.wsgi(environ, self.start_response)
         except Exception:
-            worker.log.exception("Error handling request %s", self.request.target)
+            worker.log.exception("Error handling request %s", self.target)
             self._fail()
             return False
         try:
@@ -201,7 +222,7 @@ class _Exchange:
         except (OSError, gevent.GreenletExit, SystemExit):
             return False
         except Exception:
-            worker.log.exception("Error handling request %s", self.request.target)
+            worker.log.exception("Error handling request %s", self.target)
             self._fail()
             return False
         finally:
@@ -210,9 +231,8 @@ class _Exchange:
                 close()
         return self.keep_alive and worker.alive
 
-    def _environ(self) -> dict[str, Any]:
+    def _environ(self, request: SimpleHead) -> dict[str, Any]:
         connection = self.connection
-        request = self.request
         environ = dict(connection.worker.environ_base)
         path, _, query = request.target.partition("?")
         environ["REQUEST_METHOD"] = request.method
@@ -254,10 +274,7 @@ class _Exchange:
     ) -> Any:
         if exc_info is not None and self.started:
             raise exc_info[1].with_traceback(exc_info[2])
-        request = self.request
-        close = request.protocol == "HTTP/1.0" or (
-            (request.header("CONNECTION") or "").lower() == "close"
-        )
+        close = self.close_asked
         length = False
         kept = []
         for name, value in headers:
@@ -269,7 +286,7 @@ class _Exchange:
             if lowered == "content-length":
                 length = True
             kept.append((name, value))
-        if status.startswith(_NO_BODY_STATUS) or request.method == "HEAD":
+        if status.startswith(_NO_BODY_STATUS) or self.head_only:
             self.body = False
         elif not length and not close:
             self.chunked = True  # else the body ends when the connection closes
