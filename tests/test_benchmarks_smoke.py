@@ -14,7 +14,7 @@ from benchmarks import run, scenarios
 
 pytestmark = pytest.mark.integration
 
-SERVERS = ["library", "ceiling"]
+SERVERS = ["library", "library-worker", "ceiling"]
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +93,25 @@ def test_send_event_cost_measures_both_history_modes(bench, kind):
     assert result["history_on_us"] > 0 and result["history_off_us"] > 0
 
 
+def test_driver_table_has_a_column_and_a_ratio_for_the_librarys_worker():
+    """With the library-worker server in a run, the table shows its figures and their ratios."""
+    line = {
+        "scenario": "idle",
+        "params": {"n": 10},
+        "library": {"ready_s": 6.0},
+        "library-worker": {"ready_s": 4.0},
+        "ceiling": {"ready_s": 2.0},
+        "ratio": {"ready_s": 3.0},
+        "worker_ratio": {"ready_s": 2.0},
+    }
+    lines = run.table([line]).splitlines()
+    [row] = [text for text in lines if " ready_s " in text]
+    columns = ["scenario", "figure", "library", "library-worker", "ceiling", "ratio"]
+
+    assert lines[0].split() == [*columns, "worker_ratio"]
+    assert row.split()[-5:] == ["6", "4", "2", "3", "2"]
+
+
 def test_driver_prints_a_table_with_ratios_and_the_goals():
     """The driver's table and goal list render the JSON lines a run produces."""
     line = {
@@ -110,11 +129,12 @@ def test_driver_prints_a_table_with_ratios_and_the_goals():
     assert "<= 2 Redis connections per worker: max 2" in goals
 
 
+@pytest.mark.parametrize("kind", ["library", "library-worker"])
 @pytest.mark.parametrize("mode", ["kill", "hup"])
-def test_storm_brings_every_client_back_with_every_event(bench, mode):
+def test_storm_brings_every_client_back_with_every_event(bench, kind, mode):
     """The storm scenario, tiny: the worker dies (or reloads), every client resumes, nothing lost."""
     result = scenarios.storm(
-        bench, "library", n=20, channels=2, rate=20, mode=mode, before=0.5, after=2.5
+        bench, kind, n=20, channels=2, rate=20, mode=mode, before=0.5, after=2.5
     )
 
     assert result["worker_replaced"] is True

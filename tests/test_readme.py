@@ -481,7 +481,20 @@ def test_supported_versions_are_setup_cfgs_and_the_test_matrix():
     }
     script = (REPO_TOP / "scripts" / "test").read_text()
     [matrix] = re.findall(r"matrix=\$\{SSE_TEST_MATRIX:-([^}]*)\}", script)
-    assert said == {tuple(entry.split(":")) for entry in matrix.split()}
+    assert said == {tuple(entry.split(":")[:3]) for entry in matrix.split()}
+    # ", the latter with every server under django_sse.worker.GeventWorker": the ":worker" entry.
+    under_worker = {
+        (py, dj)
+        for dj, py in re.findall(
+            r"Django (\d+\.\d+)\s+with\s+Python (3\.\d+),\s+the latter with every\s+server under",
+            paragraph,
+        )
+    }
+    assert "``django_sse.worker.GeventWorker``" in paragraph
+    assert under_worker == {
+        tuple(entry.split(":")[:2]) for entry in matrix.split() if entry.endswith(":worker")
+    }
+    assert under_worker
     for py, dj, _ in said:
         assert int(py[2:]) >= int(oldest[dj][2:]), (py, dj)
 
