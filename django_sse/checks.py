@@ -39,12 +39,14 @@ _NUMBERS = {
     "SSE_MAX_CHANNEL_LENGTH": ("E010", False, 1, "a positive integer, e.g. 200"),
     "SSE_MAX_EVENT_SIZE": ("E011", True, 1, "a positive integer of bytes, or None"),
     "SSE_RETRY_JITTER": ("E012", False, 0, "a non-negative fraction, e.g. 0.5 (0: no spread)"),
+    "SSE_MAX_STREAMS_PER_USER": ("E013", True, 1, "a positive integer, e.g. 10, or None"),
 }
 _INTEGERS = {
     "SSE_RETRY",
     "SSE_QUEUE_SIZE",
     "SSE_HISTORY_MAXLEN",
     "SSE_MAX_STREAMS",
+    "SSE_MAX_STREAMS_PER_USER",
     "SSE_MAX_CHANNELS",
     "SSE_MAX_CHANNEL_LENGTH",
     "SSE_MAX_EVENT_SIZE",

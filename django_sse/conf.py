@@ -33,6 +33,7 @@ DEFAULTS: dict[str, Any] = {
     "SSE_HISTORY_TTL": 24 * 3600,
     "SSE_RESET_EVENT": "stream-reset",
     "SSE_MAX_STREAMS": 20_000,
+    "SSE_MAX_STREAMS_PER_USER": None,  # per process; None: no per-user limit
     "SSE_MAX_LIFETIME": None,
     "SSE_MAX_CHANNELS": 20,
     "SSE_MAX_CHANNEL_LENGTH": 200,

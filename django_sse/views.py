@@ -23,6 +23,7 @@ from .gunicorn_worker import attach as attach_to_gunicorn_worker
 from .heartbeat import HeartbeatWheel, wheel_for
 from .mailbox import END, EndReason, Mailbox
 from .permissions import user_key
+from .registry import Refusal
 from .runtime import streams
 from .server import warn_if_blocking_server
 from .sse import Sse
@@ -170,8 +171,15 @@ class BaseSseView(View):
             raise self._no_iterator()  # before the response starts: Django's error page
         attach_to_gunicorn_worker()  # once per worker; here for apps loaded with --preload
         mailbox = Mailbox(sse_settings.SSE_QUEUE_SIZE, owner=self.get_owner())
-        if not streams.add(mailbox, sse_settings.SSE_MAX_STREAMS):
-            return self.stopping() if streams.closing else self.unavailable()
+        refused = streams.add(
+            mailbox, sse_settings.SSE_MAX_STREAMS, sse_settings.SSE_MAX_STREAMS_PER_USER
+        )
+        if refused is Refusal.CLOSING:
+            return self.stopping()
+        if refused is Refusal.FULL:
+            return self.unavailable()
+        if refused is Refusal.USER_FULL:
+            return self.too_many_streams()
         warn_if_blocking_server(self.request.META)
         # Compressing a stream would buffer it and cost a zlib state per client.
         self.request.META.pop("HTTP_ACCEPT_ENCODING", None)
@@ -193,6 +201,22 @@ class BaseSseView(View):
         response = HttpResponse(
             "This server holds as many streams as SSE_MAX_STREAMS allows.\n",
             status=503,
+            content_type="text/plain; charset=utf-8",
+        )
+        response["Retry-After"] = "5"
+        return response
+
+    def too_many_streams(self) -> HttpResponse:
+        """Answer 429 to a user who holds ``SSE_MAX_STREAMS_PER_USER`` streams in this process.
+
+        Pitfall: ``EventSource`` does not retry after a 429; the page learns it
+        from the ``error`` event (``readyState`` CLOSED) and may tell the user
+        to close a tab.
+        """
+        limit = sse_settings.SSE_MAX_STREAMS_PER_USER
+        response = HttpResponse(
+            f"You have {limit} streams open here, as many as SSE_MAX_STREAMS_PER_USER allows.\n",
+            status=429,
             content_type="text/plain; charset=utf-8",
         )
         response["Retry-After"] = "5"

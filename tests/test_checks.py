@@ -57,6 +57,8 @@ CASES = [
     number("E011", "SSE_MAX_EVENT_SIZE", "1MB", "bytes", 1_048_576),
     number("E012", "SSE_RETRY_JITTER", -0.1, "e.g. 0.5", 0),
     number("E012", "SSE_RETRY_JITTER", None, "0: no spread", 0.25),
+    number("E013", "SSE_MAX_STREAMS_PER_USER", 0, "e.g. 10", None),
+    number("E013", "SSE_MAX_STREAMS_PER_USER", "3", "or None", 3),
     case("E020", checks.check_broker, {"SSE_BROKER": "rabbitmq"}, "SSE_BROKER", "'memory'",
          {"SSE_BROKER": "memory"}),
     case("E021", checks.check_broker, {"SSE_REDIS_URL": "localhost:6379"}, "SSE_REDIS_URL",

@@ -79,6 +79,78 @@ def test_a_stream_beyond_sse_max_streams_gets_503_with_retry_after(servers):
     assert (again.status, tick.type) == (200, "tick")
 
 
+# --- SSE_MAX_STREAMS_PER_USER ----------------------------------------------------
+
+
+def test_a_users_stream_beyond_the_per_user_limit_gets_429_and_others_are_not_counted(settings):
+    """Two streams per user: the 3rd of user 1 is refused, user 2 and anonymous are not; a close frees a slot."""
+    from django.contrib.auth.models import AnonymousUser
+    from django.test import RequestFactory
+
+    from django_sse.runtime import streams
+    from tests.views import TickView
+
+    settings.SSE_MAX_STREAMS_PER_USER = 2
+    view = TickView.as_view()
+
+    def open_for(user):
+        request = RequestFactory().get("/ticks/")
+        request.user = user
+        return view(request)
+
+    user1, user2 = _User(1), _User(2)
+    held = [open_for(user1), open_for(user1)]
+    refused = open_for(user1)
+    others = [open_for(user2), open_for(AnonymousUser()), open_for(AnonymousUser())]
+    counted = (streams.held_by("1"), streams.held_by("2"))
+    held.pop().close()  # the server closed one of user 1's responses
+    again = open_for(user1)
+    for response in [*held, *others, again]:
+        response.close()
+
+    assert [response.status_code for response in held] == [200]
+    assert refused.status_code == 429
+    assert int(refused["Retry-After"]) > 0
+    assert b"SSE_MAX_STREAMS_PER_USER" in refused.content and len(refused.content) < 200
+    assert [response.status_code for response in others] == [200, 200, 200]
+    assert counted == (2, 1)
+    assert again.status_code == 200
+    assert streams.held_by("1") == streams.held_by("2") == 0
+
+
+class _User:
+    is_anonymous = False
+    is_authenticated = True
+
+    def __init__(self, pk: int) -> None:
+        self.pk = pk
+
+
+@pytest.mark.integration
+def test_per_user_limit_under_gunicorn_refuses_only_that_owners_extra_stream(servers):
+    """SSE_MAX_STREAMS_PER_USER = 2 in a served worker: owner a's 3rd stream gets 429, b streams on."""
+    gunicorn = servers.gunicorn(env=_settings_env(SSE_MAX_STREAMS_PER_USER=2))
+    path = "/owned-ticks/?interval=0.5&owner="
+    clients = [SseClient.connect(gunicorn.port, path + "a") for _ in range(2)]
+    try:
+        refused = _refusal(gunicorn.port, path + "a")
+        other = SseClient.connect(gunicorn.port, path + "b")
+        clients.append(other)
+        [tick] = other.read_events(1)
+        clients.pop(0).close()
+        eventually(lambda: get_stats(gunicorn.port)["streams"] == 2)
+        again = SseClient.connect(gunicorn.port, path + "a")
+        clients.append(again)
+        again.read_events(1)
+    finally:
+        for client in clients:
+            client.close()
+
+    assert refused.status == 429 and int(refused.headers["Retry-After"]) > 0
+    assert tick.type == "tick"
+    assert again.status == 200
+
+
 # --- SSE_MAX_LIFETIME ----------------------------------------------------------
 
 

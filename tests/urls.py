@@ -7,6 +7,7 @@ from . import views
 
 urlpatterns = [
     path("ticks/", views.TickView.as_view(), name="ticks"),
+    path("owned-ticks/", views.OwnedTickView.as_view()),
     path("ticks-fast-heartbeat/", views.TickView.as_view(heartbeat_interval=0.2)),
     path("blocked/", views.BlockedView.as_view(heartbeat_interval=0.3)),
     path("stream1/", RedisQueueView.as_view(redis_channel="foo"), name="stream1"),

@@ -34,6 +34,13 @@ class TickView(BaseSseView):
             _count("iterator_finally")
 
 
+class OwnedTickView(TickView):
+    """Ticks for the owner named by the ``owner`` query parameter (a stand-in for a login)."""
+
+    def get_owner(self):
+        return self.request.GET.get("owner")
+
+
 class BlockedView(BaseSseView):
     """Send one event, then block for an hour inside ``iterator()``."""
 
