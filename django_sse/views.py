@@ -46,10 +46,30 @@ class SseResponse(StreamingHttpResponse):
         self["Cache-Control"] = "no-cache"
         self["X-Accel-Buffering"] = "no"  # nginx: do not buffer this response
         self._on_close: Callable[[], None] | None = None
+        self._end_stream: Callable[[], None] | None = None
+        self._join_stream: Callable[[float], bool] | None = None
 
     def on_close(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` when the server closes the response (after its last chunk)."""
         self._on_close = callback
+
+    def bind_stream(self, end: Callable[[], None], join: Callable[[float], bool]) -> None:
+        """Let ``end_stream()`` and ``join_stream()`` reach the stream (the view does this)."""
+        self._end_stream = end
+        self._join_stream = join
+
+    def end_stream(self) -> None:
+        """Ask the stream to end, as if its client had gone (from any thread)."""
+        if self._end_stream is not None:
+            self._end_stream()
+
+    def join_stream(self, timeout: float) -> bool:
+        """After ``close()``: wait until the stream's producer has finished; return whether it has.
+
+        ``iterator()``'s ``finally:`` has run then. A producer thread
+        (outside gevent) stops at its next ``yield``.
+        """
+        return self._join_stream is None or self._join_stream(timeout)
 
     def close(self) -> None:
         try:
@@ -187,6 +207,7 @@ class BaseSseView(View):
         # Forgotten once the server closes the response, after its last chunk (also
         # when it is closed before it is ever read): a graceful stop waits for that.
         response.on_close(lambda: streams.closed(mailbox))
+        response.bind_stream(lambda: mailbox.end(EndReason.CLIENT_GONE), self.join_producer)
         return response
 
     def check_request(self) -> HttpResponse | None:
@@ -254,6 +275,14 @@ class BaseSseView(View):
     def stop(self) -> None:
         """Release what ``start()`` took; called once, whenever the stream ends."""
         self._pump.kill()
+
+    def join_producer(self, timeout: float) -> bool:
+        """Wait at most ``timeout`` seconds for what ``start()`` started; return whether it ended."""
+        pump = getattr(self, "_pump", None)
+        if pump is None:
+            return True
+        pump.join(timeout)
+        return not pump.alive
 
     def render(self, items: list[Any], mailbox: Mailbox) -> list[bytes]:
         """Turn the items taken from the mailbox into the chunks to write, one write each.

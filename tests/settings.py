@@ -29,6 +29,9 @@ DATABASES = {
     }
 }
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
+STATIC_URL = (
+    "/static/"  # the live server (django_sse.testing.live_events tests) serves static files
+)
 SSE_HEARTBEAT_INTERVAL = float(os.environ.get("DJANGO_SSE_TEST_HEARTBEAT", "15"))
 if os.environ.get("DJANGO_SSE_TEST_QUEUE_SIZE"):
     SSE_QUEUE_SIZE = int(os.environ["DJANGO_SSE_TEST_QUEUE_SIZE"])

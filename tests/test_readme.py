@@ -80,6 +80,7 @@ PYWSGI_PROGRAM = SAMPLES.find("python", "stop_gracefully")
 NGINX = SAMPLES.find("nginx", "proxy_buffering off")
 CHANNEL_MANAGER = SAMPLES.find("python", "class UserChannels")
 LEGACY_SETTINGS = SAMPLES.find("python", "REDIS_SSEQUEUE_CONNECTION_SETTINGS")
+TESTING_SAMPLE = SAMPLES.find("python", "# tests/test_news.py")
 
 
 def commands(console: str) -> list[tuple[list[str], list[str]]]:
@@ -593,6 +594,23 @@ def test_worker_sample_installs_gunicorn_and_serves_streams_on_the_short_path(tm
     with serving_readme_command(argv, tmp_path, worker="django_sse.worker.GeventWorker") as server:
         with SseClient.connect(server.port, "/ticks/?n=3&interval=0.05") as ticks:
             assert [event.data for event in ticks.read_events(3)] == ["0", "1", "2"]
+
+
+def test_testing_sample_is_a_passing_test_that_fails_when_the_event_does_not_come(client):
+    """The README's test of a RedisQueueView passes; with the publish taken out it fails in time."""
+    from django_sse.testing import StreamTimeout
+
+    namespace: dict = {}
+    exec(compile(TESTING_SAMPLE.code, "<README.rst tests/test_news.py>", "exec"), namespace)
+    namespace["test_news_stream"](client)
+
+    broken = TESTING_SAMPLE.code.replace('send_event("update", {"n": 1}, channel="news")', "pass")
+    assert broken != TESTING_SAMPLE.code
+    exec(compile(broken, "<README.rst, without the publish>", "exec"), namespace)
+    started = time.monotonic()
+    with pytest.raises(StreamTimeout):
+        namespace["test_news_stream"](client)
+    assert time.monotonic() - started < 15
 
 
 # --- BaseSseView -----------------------------------------------------------------------
