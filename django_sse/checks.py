@@ -147,20 +147,24 @@ def check_channels() -> list[checks.CheckMessage]:
                     id="django_sse.E030",
                 )
             )
-    ephemeral = sse_settings.SSE_EPHEMERAL_CHANNELS
-    if (
-        isinstance(ephemeral, str)
-        or not isinstance(ephemeral, (list, tuple, set, frozenset))
-        or not all(isinstance(item, str) for item in ephemeral)
+    for id_, setting, example in (
+        ("E031", "SSE_EPHEMERAL_CHANNELS", "['typing-*']"),
+        ("E034", "SSE_LATEST_VALUE_CHANNELS", "['prices', 'status-*']"),
     ):
-        errors.append(
-            _error(
-                "E031",
-                "SSE_EPHEMERAL_CHANNELS",
-                ephemeral,
-                "a list of channel names or 'prefix*' patterns, e.g. ['typing-*']",
+        patterns = getattr(sse_settings, setting)
+        if (
+            isinstance(patterns, str)
+            or not isinstance(patterns, (list, tuple, set, frozenset))
+            or not all(isinstance(item, str) for item in patterns)
+        ):
+            errors.append(
+                _error(
+                    id_,
+                    setting,
+                    patterns,
+                    f"a list of channel names or 'prefix*' patterns, e.g. {example}",
+                )
             )
-        )
     for setting in ("SSE_HISTORY",):
         if not isinstance(getattr(sse_settings, setting), bool):
             errors.append(_error("E032", setting, getattr(sse_settings, setting), "True or False"))

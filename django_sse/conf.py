@@ -29,6 +29,7 @@ DEFAULTS: dict[str, Any] = {
     "SSE_QUEUE_SIZE": 2000,
     "SSE_HISTORY": True,
     "SSE_EPHEMERAL_CHANNELS": (),
+    "SSE_LATEST_VALUE_CHANNELS": (),  # a new client first gets the newest event of these
     "SSE_HISTORY_MAXLEN": 10_000,
     "SSE_HISTORY_TTL": 24 * 3600,
     "SSE_RESET_EVENT": "stream-reset",
@@ -94,6 +95,12 @@ class Settings:
         if not self.SSE_HISTORY:
             return False
         return not any(_matches(channel, pattern) for pattern in self.SSE_EPHEMERAL_CHANNELS)
+
+    def latest_value(self, channel: str) -> bool:
+        """Return whether a new client of ``channel`` starts with its newest event."""
+        return self.history_enabled(channel) and any(
+            _matches(channel, pattern) for pattern in self.SSE_LATEST_VALUE_CHANNELS
+        )
 
 
 def _matches(channel: str, pattern: str) -> bool:

@@ -38,6 +38,9 @@ class HistorySource(Protocol):
     def current_tip(self, name: str) -> Position:
         """Return the channel's newest position; raise ``BrokerUnavailable``."""
 
+    def read_latest(self, name: str) -> Message | None:
+        """Return the channel's newest retained message, or None; raise ``BrokerUnavailable``."""
+
 
 class ChannelCursor:
     """The replay state of one stream over ``channels``."""
@@ -56,12 +59,20 @@ class ChannelCursor:
         "failures",
         "started_live",
         "marks",
+        "latest",
     )
 
     def __init__(
-        self, channels: list[str], history: list[str], last_event_id: str | None, resuming: bool
+        self,
+        channels: list[str],
+        history: list[str],
+        last_event_id: str | None,
+        resuming: bool,
+        latest: frozenset[str] = frozenset(),
     ) -> None:
         self.channels = channels
+        #: Latest-value channels: a new client starts with the channel's newest event.
+        self.latest = latest
         #: The channels whose events carry ids and can be replayed.
         self.history = history
         self.single = len(history) == 1 and len(channels) == 1
@@ -171,6 +182,15 @@ class ChannelCursor:
         after = self.positions.get(channel)
         if self.started_live is not None and channel in self.started_live:
             return []  # a retry after a failed catch-up: this channel starts with its held event
+        if after is None and not self.resuming and channel in self.latest:
+            # A latest-value channel: the newest retained event, then what follows it.
+            newest = source.read_latest(channel)
+            if newest is None or newest.position is None:
+                self.positions[channel] = source.current_tip(channel)
+                self.fresh.add(channel)
+                return []
+            self.positions[channel] = _before(newest.position)
+            return [self.deliver(newest)]
         if after is None and not self.resuming:
             # A new client starts now: with the first live event it got, or at the tip.
             first = next((m for m in self.held if m.channel == channel and m.position), None)

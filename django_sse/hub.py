@@ -127,6 +127,13 @@ class Hub:
         """
         return self.reads.read(name, after, limit, self._generation, mark)
 
+    def read_latest(self, name: str) -> Message | None:
+        """Return the newest retained message of ``name`` (a latest-value channel's snapshot).
+
+        Raises ``BrokerUnavailable`` when the broker cannot be reached.
+        """
+        return self.broker.read_latest(name)
+
     def current_tip(self, name: str) -> Position:
         """Return the newest position of ``name``: known since it became ready, else read.
 

@@ -114,7 +114,10 @@ class RedisQueueView(BaseSseView):
             if self.replay and sse_settings.history_enabled(channel)
         ]
         resuming = self.replay and self.last_event_id_sent
-        self._cursor = ChannelCursor(self.channels, history, self.last_event_id, resuming)
+        latest = frozenset(channel for channel in history if sse_settings.latest_value(channel))
+        self._cursor = ChannelCursor(self.channels, history, self.last_event_id, resuming, latest)
+        # A new client's initial events follow its first catch-up (see _catch_up).
+        self._initial_pending = not self.last_event_id_sent
         self._cursor.attached(self._hub.attach(mailbox, self.channels))
         mailbox.put_control(SYNC)
 
@@ -156,15 +159,28 @@ class RedisQueueView(BaseSseView):
         """Catch up from history once every channel is subscribed; then go live."""
         cursor = self._cursor
         if not cursor.history:
-            return cursor.flush_held()
+            return self._take_initial() + cursor.flush_held()
         if mailbox.ending or not self._hub.ready(self.channels):
             return b""  # the client left, or the hub sends SYNC again once subscribed
         chunk, done = cursor.catch_up(self._hub)
+        if done:
+            # The stream's start is fixed now: whatever the initial events were read
+            # from, every event published after it follows them.
+            chunk = self._take_initial() + chunk
         if not done:
             delay = min(0.1 * 2**cursor.failures, 5.0) * random.uniform(0.5, 1.0)
             logger.debug("History read failed; retrying in %.2fs.", delay)
             call_later(delay, _sync_unless_ending, mailbox)
         return chunk
+
+    def _take_initial(self) -> bytes:
+        if not self._initial_pending:
+            return b""
+        self._initial_pending = False
+        return self._initial_chunk()
+
+    def _opening_initial(self) -> bytes:
+        return b""  # sent after the first catch-up instead, once the start is fixed
 
 
 def _sync_unless_ending(mailbox: Mailbox) -> None:

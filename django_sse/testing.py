@@ -68,7 +68,11 @@ def memory_broker() -> override_settings:
     """Use the in-process broker (no Redis), as a decorator or a ``with`` block.
 
     ``send_event`` then reaches the streams of the test's own process at
-    once, whatever ``SSE_REDIS_URL`` the test settings name.
+    once, whatever ``SSE_REDIS_URL`` the test settings name. Pitfall: in a
+    test that also changes settings with pytest-django's ``settings``
+    fixture, use ``with memory_broker():`` inside the test, after those
+    changes; as a decorator around it, Django restores the two overrides in
+    the wrong order and the memory broker outlives the test.
     """
     return override_settings(SSE_BROKER="memory", SSE_REDIS_URL=None)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
@@ -267,6 +267,31 @@ class BaseSseView(View):
         """Return the first chunk, sent as soon as the stream opens (so onopen fires)."""
         return self._retry_hint() + HEARTBEAT
 
+    def get_initial_events(self) -> Iterable[tuple[str, Any]]:
+        """Return the ``(event, data)`` pairs a new client gets first (default: none).
+
+        Override to send the current state before live events, e.g.
+        ``[("state", {"count": Counter.objects.count()})]``; data that is not
+        a string is sent as JSON, as by ``send_event``. Called only for a
+        client that brings no ``Last-Event-ID`` (a reconnecting one has the
+        state and is replayed what it missed). ``RedisQueueView`` calls it
+        once the stream is subscribed and its start is fixed: every event
+        published after that follows these, so update your state before you
+        ``send_event``; an event published while this runs may show in both.
+        """
+        return ()
+
+    def _initial_chunk(self) -> bytes:
+        """Return ``get_initial_events()`` encoded as events (no ids)."""
+        return "".join(
+            encoder.encode_event(event, encoder.encode_data(data))
+            for event, data in self.get_initial_events()
+        ).encode()
+
+    def _opening_initial(self) -> bytes:
+        """Return what follows the opening for a new client: its initial events."""
+        return b"" if self.last_event_id_sent else self._initial_chunk()
+
     def start(self, mailbox: Mailbox) -> None:
         """Start producing into ``mailbox``: by default, run ``iterator()`` beside the stream."""
         # Called here, not in the pump, so that a missing iterator() fails the request.
@@ -338,7 +363,7 @@ class BaseSseView(View):
             self._watch(mailbox, client, wheel)
             self.start(mailbox)
             started = True
-            yield self.opening()
+            yield self.opening() + self._opening_initial()
             while True:  # the hot path: one pass per write
                 mailbox.wait()
                 # Empty chunks are nothing sent: they must not put off the heartbeat.

@@ -81,6 +81,7 @@ NGINX = SAMPLES.find("nginx", "proxy_buffering off")
 CHANNEL_MANAGER = SAMPLES.find("python", "class UserChannels")
 LEGACY_SETTINGS = SAMPLES.find("python", "REDIS_SSEQUEUE_CONNECTION_SETTINGS")
 TESTING_SAMPLE = SAMPLES.find("python", "# tests/test_news.py")
+INITIAL_STATE_VIEW = SAMPLES.find("python", "class OrdersView")
 
 
 def commands(console: str) -> list[tuple[list[str], list[str]]]:
@@ -668,6 +669,51 @@ def test_user_events_sample_streams_only_the_users_own_channel(modules):
         ]
     finally:
         stream.close()
+
+
+FAKE_ORDER_MODEL = """
+class _Open:
+    def count(self):
+        return 3
+
+
+class _Manager:
+    def filter(self, **lookups):
+        assert lookups == {"open": True}
+        return _Open()
+
+
+class Order:
+    objects = _Manager()
+"""
+
+
+def test_initial_state_sample_sends_the_count_then_live_events_and_nothing_on_resume(modules):
+    """OrdersView: a new client gets {"open": 3} first, then the live event; a resuming one does not."""
+    from django_sse import send_event
+    from django_sse.testing import SseStream, memory_broker
+
+    modules.load("shop.models", FAKE_ORDER_MODEL)
+    view = modules.load("shop.views", INITIAL_STATE_VIEW.code).OrdersView.as_view()
+    with memory_broker():
+        stream = SseStream(view(RequestFactory().get("/orders/events/")))
+        try:
+            stream.read_opening()
+            event_id = send_event("order-shipped", {"id": 1}, channel="orders")
+            first, live = stream.read_events(2)
+        finally:
+            stream.close()
+        send_event("order-shipped", {"id": 2}, channel="orders")
+        request = RequestFactory().get("/orders/events/", HTTP_LAST_EVENT_ID=event_id)
+        resumed = SseStream(view(request))
+        try:
+            [replayed] = resumed.read_events(1)
+        finally:
+            resumed.close()
+
+    assert (first.type, first.json()) == ("orders", {"open": 3})
+    assert (live.type, live.json(), live.last_event_id) == ("order-shipped", {"id": 1}, event_id)
+    assert (replayed.type, replayed.json()) == ("order-shipped", {"id": 2})
 
 
 # --- publishing -------------------------------------------------------------------------

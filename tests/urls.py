@@ -13,6 +13,7 @@ urlpatterns = [
     path("stream1/", RedisQueueView.as_view(redis_channel="foo"), name="stream1"),
     path("events/<str:channel>/", views.ChannelView.as_view(), name="channel"),
     path("multi/", views.MultiChannelView.as_view(), name="multi"),
+    path("state/<str:channel>/", views.InitialStateView.as_view()),
     path("guarded/", views.GuardedChannelView.as_view()),
     path("worker-events/<str:channel>/", views.WorkerChannelView.as_view()),
     path("publish/", views.publish),

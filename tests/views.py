@@ -111,6 +111,17 @@ class GuardedChannelView(MultiChannelView):
         return not channel.startswith("secret")
 
 
+#: State that InitialStateView snapshots: a counter per channel, updated before each publish.
+STATE: dict[str, int] = {}
+
+
+class InitialStateView(ChannelView):
+    """The URL's channel, preceded for a new client by a ``state`` event holding its counter."""
+
+    def get_initial_events(self):
+        return [("state", {"n": STATE.get(self.kwargs["channel"], 0)})]
+
+
 class WorkerChannelView(ChannelView):
     """Stream the URL's channel; the ``X-Worker-Pid`` header names the worker serving it."""
 

@@ -139,6 +139,13 @@ class Broker(ABC):
         """
 
     @abstractmethod
+    def read_latest(self, channel: str) -> Message | None:
+        """Return the newest retained message of ``channel``, or None when none is retained.
+
+        Raises ``BrokerUnavailable`` when the broker cannot be reached.
+        """
+
+    @abstractmethod
     def start(self, listener: BrokerListener) -> None:
         """Begin delivering to ``listener``; call ``on_connected`` once subscribed-ready."""
 

@@ -108,6 +108,14 @@ class MemoryBroker(Broker):
                 return History(gap=True, tip=log.last)
             return History(messages=newer[:limit], tip=log.last, more=len(newer) > limit)
 
+    def read_latest(self, channel: str) -> Message | None:
+        with self._lock:
+            log = self._logs.get(channel)
+            if log is None or (self.ttl and time.time() - log.touched > self.ttl):
+                return None
+            self._trim(log)
+            return log.entries[-1] if log.entries else None
+
     def _trim(self, log: _Log) -> None:
         cutoff = _position_at(time.time() - self.ttl) if self.ttl else ZERO
         entries = log.entries

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 from ..concurrency import Task, sleep
 from ..exceptions import BrokerUnavailable, PublishError
@@ -138,6 +138,20 @@ class RedisBroker(Broker):
             for entry_id, fields in ((entry[0], _fields(entry[1])) for entry in entries)
         ]
         return History(messages=messages, tip=last, more=len(messages) >= limit)
+
+    def read_latest(self, channel: str) -> Message | None:
+        import redis
+
+        try:
+            entries = self._client.xrevrange(self.prefix + channel, count=1)
+        except redis.RedisError as exc:
+            raise BrokerUnavailable(f"Could not read history from Redis: {exc}") from exc
+        if not entries:
+            return None
+        entry_id, fields = cast(tuple[bytes, dict[bytes, bytes]], entries[0])  # raw replies
+        return Message(
+            channel, fields[b"event"].decode(), fields[b"data"].decode(), _position(entry_id)
+        )
 
     # The subscriber --------------------------------------------------------
 
