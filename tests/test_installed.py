@@ -48,6 +48,18 @@ def test_the_lua_scripts_the_redis_broker_runs_are_installed(name):
     assert Path(django_sse.__file__).parent == Path(resources.files("django_sse"))  # type: ignore[arg-type]
 
 
+def test_the_browser_client_is_installed_where_staticfiles_finds_it(settings):
+    """django_sse/static/django_sse/eventsource.js ships in the wheel; the app finder serves it."""
+    from django.contrib.staticfiles import finders
+
+    settings.INSTALLED_APPS = [*settings.INSTALLED_APPS, "django.contrib.staticfiles"]
+    found = finders.find("django_sse/eventsource.js")
+    text = resources.files("django_sse").joinpath("static/django_sse/eventsource.js").read_text()
+
+    assert found is not None and Path(found).is_relative_to(Path(django_sse.__file__).parent)
+    assert "export function connect(" in text and "navigator.locks" in text
+
+
 def test_plain_gunicorn_serves_replay_from_the_installed_package(servers, redis_url, tmp_path):
     """gunicorn -k gevent -c /dev/null: the worker runs the installed package, send_event from a shell gives ids, a reconnect replays."""
     gunicorn = servers.gunicorn(env={"DJANGO_SSE_TEST_REDIS_URL": redis_url})

@@ -82,6 +82,7 @@ CHANNEL_MANAGER = SAMPLES.find("python", "class UserChannels")
 LEGACY_SETTINGS = SAMPLES.find("python", "REDIS_SSEQUEUE_CONNECTION_SETTINGS")
 TESTING_SAMPLE = SAMPLES.find("python", "# tests/test_news.py")
 INITIAL_STATE_VIEW = SAMPLES.find("python", "class OrdersView")
+CLIENT_SCRIPT = SAMPLES.find("javascript", 'from "/static/django_sse/eventsource.js"')
 
 
 def commands(console: str) -> list[tuple[list[str], list[str]]]:
@@ -828,6 +829,36 @@ def test_stream_reset_sample_reloads_on_reset_and_handles_events(example, browse
     example.manage("send_event", "feed", "order-shipped", '{"id": 42}', "--json")
     wait.until(lambda d: d.execute_script("return calls.length") >= 2)
     assert driver.execute_script("return calls") == [["reload", ["feed"]], ["shipped", {"id": 42}]]
+
+
+@pytest.mark.browser
+@pytest.mark.integration
+def test_browser_client_sample_resets_parses_json_and_reports_state(example, browser):  # noqa: F811
+    """In Chromium, the client sample (as a module): onReset for a lost position, parsed JSON, state."""
+    driver = browser()
+    driver.get(example.url + "/")
+    driver.execute_script(
+        "window.calls = [];"
+        "window.showShipped = (order) => calls.push(['shipped', order]);"
+        "window.reloadOrders = (channels) => calls.push(['reload', channels]);"
+        "window.showConnection = (state, role) => calls.push(['state', state, role]);"
+        "const script = document.createElement('script');"
+        "script.type = 'module';"
+        "script.textContent = arguments[0];"
+        "document.head.append(script);",
+        CLIENT_SCRIPT.code.replace('"/orders/events/"', '"/feed/events/?lastEventId=1-0"'),
+    )
+
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    wait = WebDriverWait(driver, WAIT, poll_frequency=0.1)
+    wait.until(lambda d: ["reload", ["feed"]] in d.execute_script("return calls"))
+    wait.until(lambda _: example.subscribers("feed") >= 1)
+    example.manage("send_event", "feed", "order-shipped", '{"id": 42}', "--json")
+    wait.until(lambda d: ["shipped", {"id": 42}] in d.execute_script("return calls"))
+    calls = driver.execute_script("return calls")
+    assert ["state", "open", "leader"] in calls
+    assert calls.index(["reload", ["feed"]]) < calls.index(["shipped", {"id": 42}])
 
 
 # --- settings and deployment ------------------------------------------------------------

@@ -1,6 +1,5 @@
-from django.conf import settings
+from django.contrib.staticfiles.views import serve
 from django.urls import path, re_path
-from django.views.static import serve
 
 from django_sse.redisqueue import RedisQueueView
 
@@ -23,8 +22,9 @@ urlpatterns = [
     path("reconnect/", views.reconnect, name="reconnect"),
     path("reconnect/start/", views.reconnect_start, name="reconnect-start"),
     path("reconnect/events/", views.SequenceEventsView.as_view(), name="reconnect-events"),
-    # The example's CSS and JavaScript, served by Django even with DEBUG off, so that
-    # gunicorn alone serves the whole example. A real site lets its web server (or
-    # WhiteNoise) serve collected static files instead.
-    re_path(r"^static/(?P<path>.*)$", serve, {"document_root": settings.STATICFILES_DIRS[0]}),
+    # The example's CSS and JavaScript, and django-sse's browser client, found by the
+    # staticfiles finders and served by Django even with DEBUG off, so that gunicorn
+    # alone serves the whole example. A real site lets its web server (or WhiteNoise)
+    # serve collected static files instead.
+    re_path(r"^static/(?P<path>.*)$", serve, {"insecure": True}),
 ]

@@ -25,3 +25,21 @@ function keepLog(source, types) {
     });
   }
 }
+
+// The same for django-sse's browser client (django_sse/eventsource.js), which reports
+// its state through onState: the connection's state, and whether this tab holds the
+// shared connection ("leader") or gets its events from the tab that does ("follower").
+function showState(element, state, role) {
+  element.textContent = role === "follower" ? `${state} (shared)` : state;
+  element.dataset.state = state;
+  element.dataset.role = role;
+}
+
+function keepLogOf(stream, types) {
+  for (const type of types) {
+    stream.on(type, (data, event) => {
+      window.sseLog.push({type, data: event.data, lastEventId: event.lastEventId, parsed: typeof data});
+      if (window.sseLog.length > 1000) window.sseLog.shift();
+    });
+  }
+}
