@@ -38,12 +38,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from django.core.signals import request_finished
+from django.db import close_old_connections
 from django.test import override_settings
 
 from .eventstream import Event, SseParser
 from .views import SseResponse
 
 __all__ = [
+    "close_response",
     "StreamTimeout",
     "SseStream",
     "live_events",
@@ -111,9 +114,14 @@ class SseStream:
         )
 
     def close(self, timeout: float = DEFAULT_TIMEOUT) -> None:
-        """Close the response, as the server does when the client leaves; wait for ``iterator()`` to finish."""
-        self.response.close()
-        self.response.join_stream(timeout)
+        """End the stream as if the client left, close the response; wait for ``iterator()``."""
+        if not self._ended:
+            self.response.end_stream()
+            # Read to the end: Django's test client closes its responses then, in its own way.
+            for _ in self._chunks:
+                pass
+            self._ended = True
+        close_response(self.response, timeout)
 
     def _pull(self, done: Any, timeout: float, what: str) -> None:
         # The stream blocks in the calling thread between chunks: a timer ends it
@@ -139,6 +147,23 @@ class SseStream:
                 f"({'it ended' if spent < timeout else 'timed out'}).",
                 self.events[self._read :],
             )
+
+
+def close_response(response: SseResponse, timeout: float = DEFAULT_TIMEOUT) -> None:
+    """Close a stream's response (unless closed) as Django's test client closes its own.
+
+    Then wait for ``iterator()`` to finish. Like the test client, this keeps
+    ``request_finished`` from closing the database connections: in a test
+    without database access (pytest-django) that would raise, once an earlier
+    test has opened one.
+    """
+    if not response.closed:
+        request_finished.disconnect(close_old_connections)
+        try:
+            response.close()
+        finally:
+            request_finished.connect(close_old_connections)
+    response.join_stream(timeout)
 
 
 @contextmanager

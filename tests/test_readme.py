@@ -41,6 +41,7 @@ from packaging.specifiers import SpecifierSet
 from django_sse import checks
 from django_sse.conf import DEFAULTS, sse_settings
 from django_sse.runtime import streams
+from django_sse.testing import close_response
 from tests.browser.fixtures import WAIT, browser, example  # noqa: F401  (fixtures)
 from tests.readme_samples import Samples, read_blocks, track
 from tests.servers import REPO_TOP, GunicornServer, HttpServer
@@ -336,7 +337,11 @@ class Events:
         raise AssertionError("The response did not end.")
 
     def close(self) -> None:
-        self.response.close()
+        """End the stream as a gone client would, read it to its end, then close it."""
+        self.response.end_stream()
+        while not self.ended:
+            self.read()
+        close_response(self.response)
 
 
 @pytest.fixture
