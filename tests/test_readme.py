@@ -810,25 +810,30 @@ def test_foreign_publisher_sample_reaches_a_stream_with_and_without_history(
 # --- ids and stream-reset ---------------------------------------------------------------
 
 
-@pytest.mark.browser
-@pytest.mark.integration
-def test_stream_reset_sample_reloads_on_reset_and_handles_events(example, browser):  # noqa: F811
-    """In Chromium, the sample's stream-reset listener runs for a lost position, then events arrive."""
+def page_with_recorders(example, browser):  # noqa: F811  (the fixtures, passed on)
+    """A page of the example whose showShipped, reloadOrders and showConnection record ``calls``."""
+    from selenium.webdriver.support.wait import WebDriverWait
+
     driver = browser()
     driver.get(example.url + "/")
     driver.execute_script(
         "window.calls = [];"
-        "window.showShipped = (data) => calls.push(['shipped', data]);"
+        "window.showShipped = (order) => calls.push(['shipped', order]);"
         "window.reloadOrders = (channels) => calls.push(['reload', channels]);"
+        "window.showConnection = (state, role) => calls.push(['state', state, role]);"
     )
+    return driver, WebDriverWait(driver, WAIT, poll_frequency=0.1)
+
+
+@pytest.mark.browser
+@pytest.mark.integration
+def test_stream_reset_sample_reloads_on_reset_and_handles_events(example, browser):  # noqa: F811
+    """In Chromium, the sample's stream-reset listener runs for a lost position, then events arrive."""
+    driver, wait = page_with_recorders(example, browser)
     # An id this channel never issued: the server cannot resume from it.
     driver.execute_script(
         RESET_SCRIPT.code.replace('"/orders/events/"', '"/feed/events/?lastEventId=1-0"')
     )
-
-    from selenium.webdriver.support.wait import WebDriverWait
-
-    wait = WebDriverWait(driver, WAIT, poll_frequency=0.1)
     wait.until(lambda d: d.execute_script("return calls.length") >= 1)
     wait.until(lambda _: example.subscribers("feed") >= 1)
     example.manage("send_event", "feed", "order-shipped", '{"id": 42}', "--json")
@@ -840,23 +845,14 @@ def test_stream_reset_sample_reloads_on_reset_and_handles_events(example, browse
 @pytest.mark.integration
 def test_browser_client_sample_resets_parses_json_and_reports_state(example, browser):  # noqa: F811
     """In Chromium, the client sample (as a module): onReset for a lost position, parsed JSON, state."""
-    driver = browser()
-    driver.get(example.url + "/")
+    driver, wait = page_with_recorders(example, browser)
     driver.execute_script(
-        "window.calls = [];"
-        "window.showShipped = (order) => calls.push(['shipped', order]);"
-        "window.reloadOrders = (channels) => calls.push(['reload', channels]);"
-        "window.showConnection = (state, role) => calls.push(['state', state, role]);"
         "const script = document.createElement('script');"
         "script.type = 'module';"
         "script.textContent = arguments[0];"
         "document.head.append(script);",
         CLIENT_SCRIPT.code.replace('"/orders/events/"', '"/feed/events/?lastEventId=1-0"'),
     )
-
-    from selenium.webdriver.support.wait import WebDriverWait
-
-    wait = WebDriverWait(driver, WAIT, poll_frequency=0.1)
     wait.until(lambda d: ["reload", ["feed"]] in d.execute_script("return calls"))
     wait.until(lambda _: example.subscribers("feed") >= 1)
     example.manage("send_event", "feed", "order-shipped", '{"id": 42}', "--json")

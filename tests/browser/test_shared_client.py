@@ -73,6 +73,16 @@ def wait_everywhere(driver, handles, expected):
         )
 
 
+def tabs_with_a_first_event(driver, example, count, text):
+    """Open ``count`` tabs, publish ``text`` and wait for it in each; return the tabs and the leader."""
+    handles = open_tabs(driver, example, count)
+    wait_subscribed(example, "feed")
+    example.manage("send_event", "feed", "message", text)
+    wait_everywhere(driver, handles, [text])
+    [leader] = [handle for handle, role in roles(driver, handles).items() if role == "leader"]
+    return handles, leader
+
+
 def test_eight_tabs_share_one_connection_and_all_show_every_event(example, browser):
     driver = browser()
     handles = open_tabs(driver, example, TABS)
@@ -95,11 +105,7 @@ def test_eight_tabs_share_one_connection_and_all_show_every_event(example, brows
 
 def test_closing_the_leader_tab_hands_over_with_no_event_lost(example, browser):
     driver = browser()
-    handles = open_tabs(driver, example, 3)
-    wait_subscribed(example, "feed")
-    example.manage("send_event", "feed", "message", "before")
-    wait_everywhere(driver, handles, ["before"])
-    [leader] = [handle for handle, role in roles(driver, handles).items() if role == "leader"]
+    handles, leader = tabs_with_a_first_event(driver, example, 3, "before")
 
     driver.switch_to.window(leader)
     driver.close()
@@ -138,11 +144,7 @@ def test_json_events_arrive_parsed_and_plain_text_as_it_is(example, browser):
 def test_a_stream_reset_reaches_the_pages_callback(example, browser):
     """Redis loses the feed's history while the leader tab closes: the new leader's resume is reset."""
     driver = browser()
-    handles = open_tabs(driver, example, 2)
-    wait_subscribed(example, "feed")
-    example.manage("send_event", "feed", "message", "kept")
-    wait_everywhere(driver, handles, ["kept"])
-    [leader] = [handle for handle, role in roles(driver, handles).items() if role == "leader"]
+    handles, leader = tabs_with_a_first_event(driver, example, 2, "kept")
     [other] = [handle for handle in handles if handle != leader]
     with example.redis.client() as client:
         client.flushall()  # the history the follower's last id points into is gone
