@@ -167,7 +167,7 @@ class RedisQueueView(BaseSseView):
             # The stream's start is fixed now: whatever the initial events were read
             # from, every event published after it follows them.
             chunk = self._take_initial() + chunk
-        if not done:
+        else:
             delay = min(0.1 * 2**cursor.failures, 5.0) * random.uniform(0.5, 1.0)
             logger.debug("History read failed; retrying in %.2fs.", delay)
             call_later(delay, _sync_unless_ending, mailbox)

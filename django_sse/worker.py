@@ -293,7 +293,7 @@ class _Exchange:
         worker = self.connection.worker
         close = close or not worker.alive or not worker.cfg.keepalive
         self.keep_alive = not close
-        extra = f"Server: {SERVER}\r\nDate: {http_date()}\r\n"
+        extra = _server_headers()
         extra += "Connection: close\r\n" if close else "Connection: keep-alive\r\n"
         if self.chunked:
             extra += "Transfer-Encoding: chunked\r\n"
@@ -320,12 +320,17 @@ class _Exchange:
         head = response_head(
             "500 Internal Server Error",
             [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))],
-            f"Server: {SERVER}\r\nDate: {http_date()}\r\nConnection: close\r\n",
+            _server_headers() + "Connection: close\r\n",
         )
         try:
             self.connection.client.sendall(head + body)
         except OSError:
             pass
+
+
+def _server_headers() -> str:
+    """Return the ``Server`` and ``Date`` lines every response of the short path carries."""
+    return f"Server: {SERVER}\r\nDate: {http_date()}\r\n"
 
 
 class _EmptyInput:
