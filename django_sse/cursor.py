@@ -38,6 +38,9 @@ class HistorySource(Protocol):
     def current_tip(self, name: str) -> Position:
         """Return the channel's newest position; raise ``BrokerUnavailable``."""
 
+    def start_position(self, name: str, mark: AttachMark | None = None) -> Position | None:
+        """Return the position after which every event reaches the stream live (None: unknown)."""
+
     def read_latest(self, name: str) -> Message | None:
         """Return the channel's newest retained message, or None; raise ``BrokerUnavailable``."""
 
@@ -186,8 +189,7 @@ class ChannelCursor:
             # A latest-value channel: the newest retained event, then what follows it.
             newest = source.read_latest(channel)
             if newest is None or newest.position is None:
-                self.positions[channel] = source.current_tip(channel)
-                self.fresh.add(channel)
+                self._start_now(source, channel)
                 return []
             self.positions[channel] = _before(newest.position)
             return [self.deliver(newest)]
@@ -201,8 +203,7 @@ class ChannelCursor:
                     self.started_live = set()
                 self.started_live.add(channel)
                 return []
-            self.positions[channel] = source.current_tip(channel)
-            self.fresh.add(channel)
+            self._start_now(source, channel)
             return []
         if after is None:
             # A Last-Event-ID that says nothing usable of this channel.
@@ -220,6 +221,20 @@ class ChannelCursor:
             out.extend(self.deliver(message) for message in history.messages)
             if not history.more:
                 return out
+
+    def _start_now(self, source: HistorySource, channel: str) -> None:
+        """Start a new client's ``channel`` where the source's live events begin for it.
+
+        Where the source cannot tell, start at its tip, and let the first live
+        event through even if it is not newer (it was on its way, never sent).
+        """
+        mark = self.marks.get(channel) if self.marks is not None else None
+        start = source.start_position(channel, mark)
+        if start is None:
+            self.positions[channel] = source.current_tip(channel)
+            self.fresh.add(channel)
+        else:
+            self.positions[channel] = start
 
     @staticmethod
     def _reset_event(channels: list[str]) -> bytes:

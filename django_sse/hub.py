@@ -149,6 +149,22 @@ class Hub:
             channel.advance(tip)
         return tip
 
+    def start_position(self, name: str, mark: AttachMark | None = None) -> Position | None:
+        """Return the position after which every event of ``name`` reaches a stream live.
+
+        That is the hub's tip when the stream attached (its ``mark``, from
+        ``attach()``), valid while the subscription it was taken in lasts:
+        whatever is newer was fanned out to the stream's mailbox, so a new
+        client told this id is never told of an event still on its way. None
+        without a valid mark (the stream attached before the channel was
+        ready, or the subscription was lost since): a tip read from history
+        then may hold events whose live copy is yet to come.
+        """
+        channel = self._channels.get(name)
+        if mark is None or channel is None or not channel.ready or mark[1] != self._generation:
+            return None
+        return mark[0]
+
     def channel_names(self) -> list[str]:
         return list(self._channels)
 

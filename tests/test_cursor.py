@@ -53,11 +53,19 @@ class FakeHub:
     def __init__(self, broker: StillClockBroker) -> None:
         self.broker = broker
         self.tips: dict[str, Position] = {}
+        #: What ``start_position`` answers per channel (absent: None, "not known").
+        self.starts: dict[str, Position] = {}
+        #: The marks ``start_position`` was asked about.
+        self.asked: list[tuple[str, object]] = []
         self.learned: list[tuple[str, Position]] = []
         self.live: list[Message] = []
 
     def read_history(self, name: str, after: Position, limit: int, mark=None) -> History:
         return self.broker.read_history(name, after, limit)
+
+    def start_position(self, name: str, mark=None) -> Position | None:
+        self.asked.append((name, mark))
+        return self.starts.get(name)
 
     def current_tip(self, name: str) -> Position:
         if name in self.tips:
@@ -420,6 +428,31 @@ def test_a_new_client_gets_a_late_live_event_older_than_its_tip(stage):
     late = live("news", (1000, 2), "e2")
     assert cursor.receive(late, 10) == frame("1000-2", "e2")
     assert cursor.receive(late, 10) == b""
+
+
+def test_a_new_client_starts_where_its_live_events_begin_and_is_never_told_a_later_id(stage):
+    """Started at the hub's start position (its mark), the tip's events still on their way come first, then their id."""
+    stage.hub.tips["news"] = (1000, 3)  # e2 and e3 are fanned out, not yet in this mailbox
+    stage.hub.starts["news"] = (1000, 1)
+    cursor = stage.cursor(["news"])
+    cursor.attached({"news": ((1000, 1), 0)})
+    assert stage.catch_up(cursor) == (id_only("1000-1"), True)
+    assert stage.hub.asked == [("news", ((1000, 1), 0))]
+    assert cursor.receive(live("news", (1000, 2), "e2"), 10) == frame("1000-2", "e2")
+    assert cursor.receive(live("news", (1000, 3), "e3"), 10) == frame("1000-3", "e3")
+    assert cursor.receive(live("news", (1000, 1), "e1"), 10) == b""  # before its start
+    assert cursor.id_update() == b""
+
+
+def test_a_new_multi_channel_client_is_told_only_positions_it_has_everything_before(stage):
+    """Each channel starts at its own start position; the id written covers none of the events on their way."""
+    stage.hub.tips.update({"news": (1000, 5), "alerts": (1000, 5)})
+    stage.hub.starts.update({"news": (1000, 4), "alerts": (0, 0)})
+    cursor = stage.cursor(BOTH)
+    assert stage.catch_up(cursor) == (id_only(f"{ALERTS}:0-0,{NEWS}:1000-4"), True)
+    assert cursor.receive(live("alerts", (1000, 5), "a5"), 10) == (
+        b"id: %s\n" % f"{ALERTS}:1000-5,{NEWS}:1000-4".encode() + body("a5")
+    )
 
 
 @pytest.mark.parametrize(

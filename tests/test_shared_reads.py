@@ -308,6 +308,26 @@ def test_the_hub_gives_a_mark_only_for_ready_channels_with_a_known_tip():
     assert second == {"news": (tuple(int(p) for p in event_id.split("-")), 0)}
 
 
+def test_the_hub_starts_a_new_stream_at_its_mark_while_its_subscription_lasts():
+    """start_position() is the mark's tip in the mark's generation; None without one, or after a loss."""
+    from django_sse.hub import Hub
+    from django_sse.mailbox import Mailbox
+
+    broker = MemoryBroker(maxlen=100, ttl=0)
+    hub = Hub(broker)
+    hub.attach(Mailbox(10), ["news"])
+    broker.publish("news", "e", "x", True)
+    mark = hub.attach(Mailbox(10), ["news"])["news"]
+    broker.publish("news", "e", "y", True)  # on its way to the second stream: after its start
+
+    assert hub.start_position("news", mark) == mark[0] < hub.current_tip("news")
+    assert hub.start_position("news", None) is None
+    hub.on_disconnected()
+    hub.on_connected()
+    assert hub.ready(["news"])
+    assert hub.start_position("news", mark) is None  # another subscription: the mark says nothing
+
+
 def test_streams_coming_back_from_a_few_positions_share_a_read_each(stage):
     """Clients at two different positions, alternating: one read per position, not one per client."""
     for _ in range(50):
