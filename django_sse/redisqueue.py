@@ -137,6 +137,7 @@ class RedisQueueView(BaseSseView):
             elif isinstance(item, Recheck):
                 if not self._may_read(item.channel):
                     mailbox.end(EndReason.PERMISSION_REVOKED)
+                    break  # nothing queued after the revocation reaches the client
             else:
                 chunk = cursor.receive(item, mailbox.limit)
                 if chunk is None:

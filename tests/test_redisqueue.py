@@ -14,7 +14,7 @@ import pytest
 from django.test import RequestFactory
 
 from django_sse import send_event
-from django_sse.mailbox import Mailbox
+from django_sse.mailbox import Mailbox, Recheck
 from django_sse.redisqueue import RedisQueueView
 from tests.redis_helpers import data_of, eventually, get_stats, open_live
 from tests.sse_parser import parse
@@ -229,6 +229,67 @@ def test_an_event_published_as_soon_as_redis_has_the_subscription_arrives(
                 client.close()
 
     assert lost == []
+
+
+def test_a_new_stream_is_never_told_an_id_before_the_event_that_has_it(settings):
+    """On a ready channel, an event on its way as the stream starts comes before any id-only message.
+
+    An id-only message sets the browser's last id: sent first, and the
+    connection lost before the event, the client would resume after an event
+    it never got.
+    """
+    settings.SSE_BROKER = "memory"
+    start_id = send_event("news", "before", channel="ready-channel")  # the channel has history
+    keeper = RedisQueueView(redis_channel="ready-channel")  # and is ready in the hub
+    keeper.setup(RequestFactory().get("/"))
+    assert keeper.check_request() is None
+    keeper_mailbox = Mailbox(10)
+    keeper.start(keeper_mailbox)
+    view = RedisQueueView(redis_channel="ready-channel")
+    view.setup(RequestFactory().get("/"))
+    assert view.check_request() is None
+    mailbox = Mailbox(10)
+    view.start(mailbox)
+    try:
+        event_id = send_event("news", "on its way", channel="ready-channel")
+        chunk = b"".join(view.render(mailbox.take(), mailbox))
+    finally:
+        view.stop()
+        keeper.stop()
+
+    messages = [block for block in chunk.split(b"\n\n") if block]
+    assert messages == [  # the stream's start (before the event), then the event
+        f"id: {start_id}".encode(),
+        f"id: {event_id}\nevent: news\ndata: on its way".encode(),
+    ]
+
+
+def test_no_event_queued_after_a_revocation_reaches_the_client(settings):
+    """A recheck that refuses ends the stream there: the events queued behind it in the same batch are not written."""
+    settings.SSE_BROKER = "memory"
+    allowed = {"yes": True}
+
+    class Revocable(RedisQueueView):
+        def can_read_channel(self, request, channel):
+            return allowed["yes"]
+
+    view = Revocable(redis_channel="revocable")
+    view.setup(RequestFactory().get("/"))
+    assert view.check_request() is None
+    mailbox = Mailbox(10)
+    view.start(mailbox)
+    try:
+        view.render(mailbox.take(), mailbox)  # subscribed, caught up
+        before = send_event("news", "still allowed", channel="revocable")
+        allowed["yes"] = False
+        mailbox.put_control(Recheck("revocable"))
+        send_event("news", "after the revocation", channel="revocable")
+        chunk = b"".join(view.render(mailbox.take(), mailbox))
+    finally:
+        view.stop()
+
+    assert [(e.data, e.last_event_id) for e in parse(chunk).events] == [("still allowed", before)]
+    assert mailbox.ending
 
 
 def test_an_event_published_as_a_stream_starts_is_delivered(settings):
