@@ -1,6 +1,7 @@
-"""The code samples of a reST file, and which of them the tests of a module really used.
+"""The code samples of reST files, and which of them the tests of a module really used.
 
-A test module makes one ``Samples`` of the file, looks each sample up by a
+A test module makes one ``Samples`` of its files (``Samples(README, *pages)``:
+the samples of all of them, looked up together), looks each sample up by a
 marker it contains (``CLOCK = SAMPLES.find("python", "class ClockView")``,
 at import, so that a marker that matches nothing fails at once), and reads
 ``CLOCK.code`` inside the tests that run it. ``track(SAMPLES)`` returns the
@@ -14,8 +15,10 @@ sample that no passing test read.
 from __future__ import annotations
 
 import re
+import sys
 import textwrap
-from dataclasses import dataclass, field
+import types
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -26,9 +29,14 @@ class Block:
     language: str
     code: str
     line: int
+    file: str = ""  # the file's name, relative to the first file's folder
+
+    @property
+    def where(self) -> str:
+        return f"{self.file} line {self.line}" if self.file else f"line {self.line}"
 
 
-def read_blocks(text: str) -> list[Block]:
+def read_blocks(text: str, file: str = "") -> list[Block]:
     """Return the ``.. code-block::`` directives of ``text``, dedented, in order."""
     lines = text.splitlines()
     blocks = []
@@ -43,7 +51,7 @@ def read_blocks(text: str) -> list[Block]:
                 break
             body.append(following)
         code = textwrap.dedent("\n".join(body)).strip("\n") + "\n"
-        blocks.append(Block(match.group(2), code, number + 1))
+        blocks.append(Block(match.group(2), code, number + 1, file))
     return blocks
 
 
@@ -66,23 +74,34 @@ class Sample:
     def lines(self) -> list[int]:
         return [self.samples.blocks[i].line for i in self.indices]
 
+    @property
+    def where(self) -> str:
+        """Where the (first copy of the) sample is: ``docs/tutorial.rst line 12``."""
+        return self.samples.blocks[self.indices[0]].where
 
-@dataclass
+
 class Samples:
-    """The code blocks of ``path`` and, for each, the tests that read it."""
+    """The code blocks of ``paths`` and, for each, the tests that read it."""
 
-    path: Path
-    blocks: list[Block] = field(init=False)
-    handles: list[Sample] = field(default_factory=list, init=False)
-    running: str | None = field(default=None, init=False)  # the nodeid of the running test
-    pending: dict[str, set[int]] = field(default_factory=dict, init=False)  # read, not settled
-    exercised: dict[int, set[str]] = field(default_factory=dict, init=False)  # by passed tests
-    not_passed: dict[int, set[str]] = field(default_factory=dict, init=False)
-    read_outside_tests: set[int] = field(default_factory=set, init=False)
-    plugin: object | None = field(default=None, init=False)  # the pytest plugin of track()
+    def __init__(self, *paths: Path) -> None:
+        self.paths = [Path(path) for path in paths]
+        root = self.paths[0].parent
+        self.blocks: list[Block] = [
+            block
+            for path in self.paths
+            for block in read_blocks(path.read_text(encoding="utf-8"), str(path.relative_to(root)))
+        ]
+        self.handles: list[Sample] = []
+        self.running: str | None = None  # the nodeid of the running test
+        self.pending: dict[str, set[int]] = {}  # read, not settled
+        self.exercised: dict[int, set[str]] = {}  # by passed tests
+        self.not_passed: dict[int, set[str]] = {}
+        self.read_outside_tests: set[int] = set()
+        self.plugin: object | None = None  # the pytest plugin of track()
 
-    def __post_init__(self) -> None:
-        self.blocks = read_blocks(Path(self.path).read_text(encoding="utf-8"))
+    @property
+    def names(self) -> str:
+        return ", ".join(path.name for path in self.paths)
 
     def find(self, language: str, marker: str, copies: int = 1) -> Sample:
         """Return the sample in ``language`` that contains ``marker``; ``copies`` identical ones if asked."""
@@ -92,12 +111,11 @@ class Samples:
             if block.language == language and marker in block.code
         )
         assert len(found) == copies, (
-            f"{self.path.name} has {len(found)} {language} samples containing {marker!r}, "
-            f"not {copies}"
+            f"{self.names} have {len(found)} {language} samples containing {marker!r}, not {copies}"
         )
         assert len({self.blocks[i].code for i in found}) == 1, (
             f"The {copies} {language} samples containing {marker!r} differ: "
-            f"lines {[self.blocks[i].line for i in found]}"
+            f"{[self.blocks[i].where for i in found]}"
         )
         sample = Sample(self, language, marker, found)
         self.handles.append(sample)
@@ -135,7 +153,7 @@ class Samples:
         for index, block in enumerate(self.blocks):
             if index in self.exercised:
                 continue
-            where = f"line {block.line} ({block.language})"
+            where = f"{block.where} ({block.language})"
             if index in not_passed:
                 names = sorted(nodeid.split("::")[-1] for nodeid in not_passed[index])
                 missing.append(f"{where}: read only by tests that did not pass: {names}")
@@ -166,7 +184,7 @@ class Samples:
                 f"only meaningful when every test of the module runs; not selected: {sorted(defined - selected)}"
             )
         missing = self.unexercised()
-        assert not missing, f"{self.path.name} samples that no passing test exercised: {missing}"
+        assert not missing, f"samples that no passing test exercised: {missing}"
 
 
 class _Outcomes:
@@ -195,3 +213,36 @@ def track(samples: Samples):
         samples.stop()
 
     return readme_sample_reader
+
+
+class SampleModules:
+    """Samples loaded as modules (``load("myapp.views", code)``), so that samples import each other.
+
+    Missing parent packages are made empty; ``forget()`` removes every module loaded.
+    """
+
+    def __init__(self, origin: str) -> None:
+        self.origin = origin
+        self.loaded: list[str] = []
+
+    def load(self, name: str, code: str) -> types.ModuleType:
+        parts = name.split(".")
+        for depth in range(1, len(parts)):
+            package = ".".join(parts[:depth])
+            if package not in sys.modules:
+                parent = types.ModuleType(package)
+                parent.__path__ = []
+                sys.modules[package] = parent
+                self.loaded.append(package)
+        module = types.ModuleType(name)
+        module.__package__ = ".".join(parts[:-1])
+        module.__file__ = f"<{self.origin} sample {name}>"
+        sys.modules[name] = module
+        self.loaded.append(name)
+        exec(compile(code, module.__file__, "exec"), module.__dict__)
+        return module
+
+    def forget(self) -> None:
+        for name in reversed(self.loaded):
+            sys.modules.pop(name, None)
+        self.loaded.clear()

@@ -1,8 +1,9 @@
-"""Every code sample of README.rst, exercised: the README may only show what works.
+"""Every code sample of README.rst and of the docs, exercised: they may only show what works.
 
-Samples are read from README.rst itself (``.. code-block::`` directives) and
-looked up by a marker they contain, so that editing a sample changes what
-runs here. A sample counts as exercised once a test that read it (its
+Samples are read from README.rst and the pages under docs/ themselves
+(``.. code-block::`` directives) and looked up by a marker they contain, so
+that editing a sample changes what runs here (a page whose samples another
+module exercises is listed in ``PAGES_TESTED_ELSEWHERE``). A sample counts as exercised once a test that read it (its
 ``.code``) has passed; ``test_every_sample_is_exercised``, the last test,
 fails for any sample that no passing test read (``tests/readme_samples.py``).
 The settings table is checked against ``conf.DEFAULTS``, the supported
@@ -38,24 +39,34 @@ from django.contrib.auth.models import AnonymousUser
 from django.test import RequestFactory
 from packaging.specifiers import SpecifierSet
 
-from django_sse import checks
+from django_sse import checks, send_event
 from django_sse.conf import DEFAULTS, sse_settings
+from django_sse.redisqueue import RedisQueueView
 from django_sse.runtime import streams
-from django_sse.testing import close_response
+from django_sse.testing import close_response, memory_broker
 from tests.browser.fixtures import WAIT, browser, example  # noqa: F401  (fixtures)
-from tests.readme_samples import Samples, read_blocks, track
+from tests.readme_samples import SampleModules, Samples, read_blocks, track
 from tests.servers import REPO_TOP, GunicornServer, HttpServer
 from tests.sse_parser import SseParser
 from tests.sseclient import SseClient
 from tests.support.sse import spread_retry
 
 README = REPO_TOP / "README.rst"
+DOCS = REPO_TOP / "docs"
+# Pages whose samples a module of their own exercises.
+PAGES_TESTED_ELSEWHERE = {DOCS / "migrating" / "django-eventstream.rst": "test_docs_eventstream"}
+PAGES = sorted(
+    page
+    for page in DOCS.rglob("*.rst")
+    if "_build" not in page.parts and page not in PAGES_TESTED_ELSEWHERE
+)
+SETTINGS_PAGE = DOCS / "reference" / "settings.rst"
 TIMEOUT = 10.0  # seconds any awaited chunk or event may take
 
 
 # --- the samples -----------------------------------------------------------------
 
-SAMPLES = Samples(README)
+SAMPLES = Samples(README, *PAGES)
 readme_sample_reader = track(SAMPLES)  # an autouse fixture: which test read what, and passed
 
 PIP_INSTALL = SAMPLES.find("console", 'pip install "django-sse[redis]"')
@@ -84,6 +95,12 @@ LEGACY_SETTINGS = SAMPLES.find("python", "REDIS_SSEQUEUE_CONNECTION_SETTINGS")
 TESTING_SAMPLE = SAMPLES.find("python", "# tests/test_news.py")
 INITIAL_STATE_VIEW = SAMPLES.find("python", "class OrdersView")
 CLIENT_SCRIPT = SAMPLES.find("javascript", 'from "/static/django_sse/eventsource.js"')
+STREAM_TRANSCRIPT = SAMPLES.find("text", "X-Accel-Buffering: no")
+
+
+def all_pages_text() -> str:
+    """README.rst and every page of docs/, one after the other (for facts stated in prose)."""
+    return "\n".join(page.read_text(encoding="utf-8") for page in (README, *PAGES))
 
 
 def commands(console: str) -> list[tuple[list[str], list[str]]]:
@@ -254,29 +271,10 @@ def warnings_logged(server) -> list[str]:
 
 @pytest.fixture
 def modules():
-    """Load README samples as modules (``modules.load("myapp.views", code)``); forgotten at the end."""
-    loaded: list[str] = []
-
-    def load(name: str, code: str) -> types.ModuleType:
-        parts = name.split(".")
-        for depth in range(1, len(parts)):
-            package = ".".join(parts[:depth])
-            if package not in sys.modules:
-                module = types.ModuleType(package)
-                module.__path__ = []
-                sys.modules[package] = module
-                loaded.append(package)
-        module = types.ModuleType(name)
-        module.__package__ = ".".join(parts[:-1])
-        module.__file__ = f"<README.rst sample {name}>"
-        sys.modules[name] = module
-        loaded.append(name)
-        exec(compile(code, module.__file__, "exec"), module.__dict__)
-        return module
-
-    yield SimpleNamespace(load=load)
-    for name in reversed(loaded):
-        sys.modules.pop(name, None)
+    """Load samples as modules (``modules.load("myapp.views", code)``); forgotten at the end."""
+    loaded = SampleModules("README.rst")
+    yield loaded
+    loaded.forget()
 
 
 class Events:
@@ -421,12 +419,12 @@ def test_readme_starts_with_the_two_set_up_commands():
 def test_every_python_sample_compiles(index):
     """Each Python sample is valid Python (compiling is not exercising: this reads no sample)."""
     block = SAMPLES.blocks[index]
-    compile(block.code, f"README.rst line {block.line}", "exec")
+    compile(block.code, block.where, "exec")
 
 
 def test_settings_table_lists_every_setting_with_its_default():
     """The Settings table has one row per setting of conf.DEFAULTS, each with the real default."""
-    text = README.read_text(encoding="utf-8")
+    text = SETTINGS_PAGE.read_text(encoding="utf-8")
     table = text[text.index("   * - Setting") : text.index("For example:")]
     rows = re.findall(r"^   \* - ``(\w+)``\n     - ``(.+?)``\n", table, re.MULTILINE)
     documented = {name: ast.literal_eval(default) for name, default in rows}
@@ -570,7 +568,7 @@ def test_gunicorn_command_runs_gevent_with_no_warning_and_a_blocked_stream_leave
     assert config.worker_connections > DEFAULTS["SSE_MAX_STREAMS"]  # no django_sse.W003
     assert apps == ["mysite.wsgi"]
     # The values that the deployment section's list of options explains.
-    text = README.read_text(encoding="utf-8")
+    text = all_pages_text()
     [explained] = re.findall(r"^\* ``--worker-connections (\d+)``", text, re.MULTILINE)
     [graceful] = re.findall(r"^\* ``--graceful-timeout (\d+)``", text, re.MULTILINE)
     assert (config.worker_connections, config.graceful_timeout) == (int(explained), int(graceful))
@@ -936,7 +934,7 @@ def test_gunicorn_conf_sample_matches_the_repository_file_and_needs_no_hook(monk
 
     # And `gunicorn -c gunicorn.conf.py mysite.wsgi` serves streams, with no django_sse warning.
     argv = ["gunicorn", "-c", "gunicorn.conf.py", "mysite.wsgi"]
-    assert " ".join(argv) in README.read_text(encoding="utf-8").replace("\n", " ")
+    assert " ".join(argv) in all_pages_text().replace("\n", " ")
     server = ReadmeGunicorn(lambda port: runnable_gunicorn(argv, port), log_dir=tmp_path)
     server.start()
     try:
@@ -959,7 +957,7 @@ def test_dockerfile_cmd_is_the_exec_form_of_the_gevent_command():
     assert config.worker_connections > DEFAULTS["SSE_MAX_STREAMS"]
     assert config.bind == [f"0.0.0.0:{instructions['EXPOSE']}"]
     assert config.workers > 1 and apps == ["mysite.wsgi"]
-    text = README.read_text(encoding="utf-8")
+    text = all_pages_text()
     [stop_timeout] = re.findall(r"--stop-timeout (\d+)", text)
     [grace_period] = re.findall(r"stop_grace_period: (\d+)s", text)
     assert config.graceful_timeout < int(stop_timeout) == int(grace_period)
@@ -1052,7 +1050,7 @@ def test_procfile_line_binds_the_platform_port_and_stops_before_heroku_kills(mon
     assert config.worker_connections > DEFAULTS["SSE_MAX_STREAMS"]
     assert config.bind == ["0.0.0.0:5123"] and apps == ["mysite.wsgi"]
     [heroku] = re.findall(
-        r"Heroku sends ``TERM``\s+and kills (\d+) seconds later", README.read_text(encoding="utf-8")
+        r"Heroku sends ``TERM``\s+and kills (\d+) seconds later", all_pages_text()
     )
     assert config.graceful_timeout < int(heroku)
 
@@ -1205,17 +1203,54 @@ def test_legacy_settings_sample_still_configures_redis(settings):
     assert [message for check in checks.ALL_CHECKS for message in check()] == []
 
 
+# --- the wire format ---------------------------------------------------------------
+
+
+def test_the_wire_format_page_shows_byte_for_byte_what_a_stream_sends():
+    """The transcript: status, headers, opening, the start's id, the event, a heartbeat; only the ids differ."""
+    head, _, body = STREAM_TRANSCRIPT.code.partition("\n\n")
+    status, *header_lines = head.splitlines()
+    shown_ids = re.findall(r"^id: (\S+)$", body, re.MULTILINE)
+    view = RedisQueueView.as_view(redis_channel="orders", heartbeat_interval=0.2)
+    with memory_broker():
+        start_id = send_event("order-placed", {"id": 42}, channel="orders")
+        keeper = view(RequestFactory().get("/orders/events/"))  # the channel is in use already
+        keeper_chunks = iter(keeper.streaming_content)
+        next(keeper_chunks)
+        response = view(RequestFactory().get("/orders/events/"))
+        chunks = iter(response.streaming_content)
+        sent = [next(chunks)]
+        event_id = send_event("order-shipped", {"id": 42, "carrier": "DHL"}, channel="orders")
+        while not sent[-1].startswith(b":"):
+            sent.append(next(chunks))
+        for stream in (keeper, response):
+            close_response(stream)
+
+    assert status == f"HTTP/1.1 {response.status_code} {response.reason_phrase}"
+    assert [f"{name}: {value}" for name, value in response.headers.items()] == header_lines
+    expected = body
+    for shown, real in zip(shown_ids, [start_id, event_id], strict=True):
+        expected = expected.replace(shown, real)
+    assert b"".join(sent).decode() == expected + "\n"  # the sample's last blank line is cut
+
+
 # --- the checker of this module ---------------------------------------------------------
 
 EXTRA_BLOCK = "\n.. code-block:: python\n\n    print('a sample that no test runs')\n"
 
 
 def test_the_checker_flags_a_sample_added_to_a_copy_of_the_readme(tmp_path):
-    """Every block of README.rst is found by a lookup of this module; a block added to a copy is flagged."""
+    """Every block of README.rst and the pages is found by a lookup of this module; a block added to a copy is flagged."""
     for extra, expected in (("", []), (EXTRA_BLOCK, ["(python): no test looks it up"])):
-        copy = tmp_path / "README.rst"
-        copy.write_text(README.read_text(encoding="utf-8") + extra, encoding="utf-8")
-        samples = Samples(copy)
+        copies = []
+        for page in (README, *PAGES):
+            copy = tmp_path / page.relative_to(REPO_TOP)
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            copy.write_text(page.read_text(encoding="utf-8"), encoding="utf-8")
+            copies.append(copy)
+        with copies[-1].open("a", encoding="utf-8") as last_page:
+            last_page.write(extra)
+        samples = Samples(*copies)
         found = [samples.find(h.language, h.marker, len(h.indices)) for h in SAMPLES.handles]
         samples.start("test_reads_them_all")
         for sample in found:
@@ -1223,10 +1258,11 @@ def test_the_checker_flags_a_sample_added_to_a_copy_of_the_readme(tmp_path):
         samples.stop()
         samples.settle("test_reads_them_all", passed=True)
         missing = samples.unexercised()
-        assert [re.sub(r"^line \d+ ", "", m) for m in missing] == expected
+        assert [re.sub(r"^\S+ line \d+ ", "", m) for m in missing] == expected
         if extra:
             [added] = [block for block in samples.blocks if "no test runs" in block.code]
-            assert missing[0].startswith(f"line {added.line} ")
+            assert missing[0].startswith(f"{added.where} ")
+            assert added.file == str(copies[-1].relative_to(tmp_path))
 
 
 TOY_README = """\
@@ -1376,5 +1412,5 @@ def test_the_checker_counts_only_reads_by_tests_that_passed(tmp_path):
 
 
 def test_every_sample_is_exercised(request):
-    """Every code block of README.rst was read by a test of this module that passed; this test runs last."""
+    """Every code block of README.rst and of the pages was read by a test of this module that passed; this test runs last."""
     SAMPLES.check(request)

@@ -231,6 +231,15 @@ def test_an_event_published_as_soon_as_redis_has_the_subscription_arrives(
     assert lost == []
 
 
+def started_view(view: RedisQueueView) -> Mailbox:
+    """Set ``view`` up for a plain GET, admit it and start its stream; return its mailbox."""
+    view.setup(RequestFactory().get("/"))
+    assert view.check_request() is None
+    mailbox = Mailbox(10)
+    view.start(mailbox)
+    return mailbox
+
+
 def test_a_new_stream_is_never_told_an_id_before_the_event_that_has_it(settings):
     """On a ready channel, an event on its way as the stream starts comes before any id-only message.
 
@@ -241,15 +250,9 @@ def test_a_new_stream_is_never_told_an_id_before_the_event_that_has_it(settings)
     settings.SSE_BROKER = "memory"
     start_id = send_event("news", "before", channel="ready-channel")  # the channel has history
     keeper = RedisQueueView(redis_channel="ready-channel")  # and is ready in the hub
-    keeper.setup(RequestFactory().get("/"))
-    assert keeper.check_request() is None
-    keeper_mailbox = Mailbox(10)
-    keeper.start(keeper_mailbox)
+    started_view(keeper)
     view = RedisQueueView(redis_channel="ready-channel")
-    view.setup(RequestFactory().get("/"))
-    assert view.check_request() is None
-    mailbox = Mailbox(10)
-    view.start(mailbox)
+    mailbox = started_view(view)
     try:
         event_id = send_event("news", "on its way", channel="ready-channel")
         chunk = b"".join(view.render(mailbox.take(), mailbox))
@@ -274,10 +277,7 @@ def test_no_event_queued_after_a_revocation_reaches_the_client(settings):
             return allowed["yes"]
 
     view = Revocable(redis_channel="revocable")
-    view.setup(RequestFactory().get("/"))
-    assert view.check_request() is None
-    mailbox = Mailbox(10)
-    view.start(mailbox)
+    mailbox = started_view(view)
     try:
         view.render(mailbox.take(), mailbox)  # subscribed, caught up
         before = send_event("news", "still allowed", channel="revocable")
@@ -301,10 +301,7 @@ def test_an_event_published_as_a_stream_starts_is_delivered(settings):
     """
     settings.SSE_BROKER = "memory"
     view = RedisQueueView(redis_channel="starting")
-    view.setup(RequestFactory().get("/"))
-    assert view.check_request() is None
-    mailbox = Mailbox(10)
-    view.start(mailbox)
+    mailbox = started_view(view)
     try:
         event_id = send_event("news", "just after the start", channel="starting")
         chunk = b"".join(view.render(mailbox.take(), mailbox))
