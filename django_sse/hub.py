@@ -24,7 +24,7 @@ from .conf import sse_settings
 from .control import decode_control
 from .exceptions import BrokerUnavailable
 from .mailbox import SYNC, UNSYNCED, Mailbox, Recheck
-from .positions import Position
+from .positions import ZERO, Position
 from .shared_reads import AttachMark, Readiness, SharedReads
 
 logger = logging.getLogger(__name__)
@@ -66,6 +66,9 @@ class Hub:
         self._lock = new_rlock()
         # Counts the broker's connections: a tip read that spans an outage is stale.
         self._generation = 0
+        # Channels whose tip is read, waiting for the broker's on_caught_up(token).
+        self._catching_up: dict[str, tuple[str, _Channel, int]] = {}
+        self._catch_ups = 0
         #: History reads shared by the streams of a channel (a reconnect storm).
         self.reads = SharedReads(broker, self._readiness)
         broker.start(self)
@@ -152,18 +155,23 @@ class Hub:
     def start_position(self, name: str, mark: AttachMark | None = None) -> Position | None:
         """Return the position after which every event of ``name`` reaches a stream live.
 
-        That is the hub's tip when the stream attached (its ``mark``, from
-        ``attach()``), valid while the subscription it was taken in lasts:
-        whatever is newer was fanned out to the stream's mailbox, so a new
-        client told this id is never told of an event still on its way. None
-        without a valid mark (the stream attached before the channel was
-        ready, or the subscription was lost since): a tip read from history
-        then may hold events whose live copy is yet to come.
+        A new client starts there, so the id it is told never covers an event
+        still on its way to it. That is the hub's tip when the stream attached
+        (its ``mark``, from ``attach()``) while the subscription it was taken
+        in lasts; for a stream that attached before the channel was ready,
+        the channel's tip then (``0-0`` for an empty channel): the channel
+        became ready only once the broker had delivered every event that tip
+        covers (``catch_up_live``), so whatever is newer reaches the stream's
+        mailbox after it. None when the channel is not ready.
         """
         channel = self._channels.get(name)
-        if mark is None or channel is None or not channel.ready or mark[1] != self._generation:
+        if channel is None or not channel.ready:
             return None
-        return mark[0]
+        if mark is not None and mark[1] == self._generation:
+            return mark[0]
+        if channel.readiness is None:
+            return None
+        return ZERO if channel.readiness.tip is None else channel.readiness.tip
 
     def channel_names(self) -> list[str]:
         return list(self._channels)
@@ -235,6 +243,7 @@ class Hub:
         with self._lock:
             self._generation += 1
             self._pending.clear()
+            self._catching_up.clear()
             listeners: set[Mailbox] = set()
             for channel in self._channels.values():
                 channel.ready = False
@@ -274,8 +283,25 @@ class Hub:
         with self._lock:
             if self._generation != generation or self._channels.get(name) is not channel:
                 return
-            channel.learning = False
             channel.advance(tip)
+            self._catch_ups += 1
+            token = str(self._catch_ups)
+            self._catching_up[token] = (name, channel, generation)
+        # Ready only once the live copies of the events that read saw are in: then a
+        # new stream can start at the tip with nothing older still on its way.
+        if not self.broker.catch_up_live(token):
+            with self._lock:  # the subscription is lost; on_connected() starts again
+                self._catching_up.pop(token, None)
+
+    def on_caught_up(self, token: str) -> None:
+        with self._lock:
+            entry = self._catching_up.pop(token, None)
+            if entry is None:
+                return
+            name, channel, generation = entry
+            if self._generation != generation or self._channels.get(name) is not channel:
+                return
+            channel.learning = False
             channel.become_ready()
             listeners = tuple(channel.listeners)
         self._notify(listeners)

@@ -405,3 +405,45 @@ def test_a_subscriber_that_sees_an_event_can_always_read_it_from_history(redis_u
         hub.close()
         reader.close()
         publisher.close()
+
+
+class _CatchUpRecorder(Hub):
+    """A hub that records, in the order the broker calls it, live event ids and catch-up tokens."""
+
+    def __init__(self, broker) -> None:
+        self.record: list[tuple[str, str | None]] = []
+        super().__init__(broker)
+
+    def on_message(self, message) -> None:
+        self.record.append(("event", message.id))
+        super().on_message(message)
+
+    def on_caught_up(self, token: str) -> None:
+        self.record.append(("caught up", token))
+        super().on_caught_up(token)
+
+
+def test_catch_up_live_follows_every_event_published_before_it(make_broker):
+    """on_caught_up(token) comes after the live copy of every event whose publish returned before catch_up_live(token)."""
+    broker = make_broker()
+    publisher = make_broker()  # another connection, as another process publishes
+    hub = _CatchUpRecorder(broker)
+    _subscribe(hub, ["barrier"])
+    if isinstance(broker, MemoryBroker):
+        publisher = broker  # one process: the same broker
+    published: list[str | None] = []
+    published_before: dict[str, int] = {}  # round: how many events were published before it
+    for round_number in range(40):
+        published += [publisher.publish("barrier", "tick", str(i), True) for i in range(5)]
+        published_before[str(round_number)] = len(published)
+        assert broker.catch_up_live(f"round-{round_number}")
+    deadline = time.monotonic() + 10
+    while ("caught up", "round-39") not in hub.record:  # answered in order: the last one
+        assert time.monotonic() < deadline, "catch_up_live was not answered within 10 s"
+        time.sleep(0.01)
+    hub.close()
+
+    for round_number, count in published_before.items():
+        at = hub.record.index(("caught up", f"round-{round_number}"))
+        seen = [event_id for kind, event_id in hub.record[:at] if kind == "event"]
+        assert seen[:count] == published[:count], f"round {round_number}"

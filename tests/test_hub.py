@@ -118,6 +118,59 @@ def test_a_channel_is_ready_and_synced_once_its_subscription_is_confirmed():
     assert (one.take(), two.take()) == ([SYNC], [SYNC])
 
 
+class DeferredCatchUpBroker(MemoryBroker):
+    """The in-process broker whose ``catch_up_live`` answers only when the test says (as Redis's pong)."""
+
+    def __init__(self) -> None:
+        super().__init__(maxlen=100, ttl=0)
+        self.tokens: list[str] = []
+
+    def catch_up_live(self, token: str) -> bool:
+        self.tokens.append(token)
+        return True
+
+    def answer(self) -> None:
+        tokens, self.tokens = self.tokens, []
+        for token in tokens:
+            self._listener.on_caught_up(token)
+
+
+def test_a_channel_with_history_is_ready_only_once_the_broker_caught_up_its_live_events():
+    """After its tip is read, the channel waits for on_caught_up; events meanwhile are fanned out and in its readiness."""
+    broker = DeferredCatchUpBroker()
+    first = broker.publish("a", "e", "before", True)
+    hub = Hub(broker)
+    stream = Mailbox(10)
+    hub.attach(stream, ["a"])
+    waiting = (hub.ready(["a"]), broker.tokens[:])
+    during = broker.publish("a", "e", "while catching up", True)
+    held = stream.take()
+    broker.answer()
+
+    assert waiting == (False, ["1"])
+    assert [(m.id, m.data) for m in held] == [(during, "while catching up")]
+    assert hub.ready(["a"]) and stream.take() == [SYNC]
+    assert hub.start_position("a") == hub._readiness("a").tip == tuple(map(int, during.split("-")))
+    assert first < during
+
+
+def test_a_catch_up_answered_after_the_subscription_was_lost_makes_nothing_ready():
+    """on_caught_up for a token of a lost subscription is ignored; the new subscription's own token counts."""
+    broker = DeferredCatchUpBroker()
+    hub = Hub(broker)
+    stream = Mailbox(10)
+    hub.attach(stream, ["a"])
+    stale = broker.tokens.pop()
+    hub.on_disconnected()
+    hub.on_connected()
+    hub.on_caught_up(stale)
+    stale_ready = hub.ready(["a"])
+    broker.answer()
+
+    assert (stale_ready, hub.ready(["a"])) == (False, True)
+    assert stream.take() == [UNSYNCED, SYNC]
+
+
 def test_a_confirmation_of_an_earlier_subscribe_does_not_make_a_channel_ready():
     """Left and rejoined before any reply: only the second SUBSCRIBE's reply makes it ready."""
     broker = RecordingBroker(confirm=False)

@@ -308,24 +308,27 @@ def test_the_hub_gives_a_mark_only_for_ready_channels_with_a_known_tip():
     assert second == {"news": (tuple(int(p) for p in event_id.split("-")), 0)}
 
 
-def test_the_hub_starts_a_new_stream_at_its_mark_while_its_subscription_lasts():
-    """start_position() is the mark's tip in the mark's generation; None without one, or after a loss."""
+def test_the_hub_starts_a_new_stream_at_its_mark_or_else_at_the_channels_readiness():
+    """start_position(): the mark's tip in its generation; else the tip when the channel became ready."""
     from django_sse.hub import Hub
     from django_sse.mailbox import Mailbox
+    from django_sse.positions import ZERO, parse_position
 
     broker = MemoryBroker(maxlen=100, ttl=0)
     hub = Hub(broker)
-    hub.attach(Mailbox(10), ["news"])
+    hub.attach(Mailbox(10), ["news"])  # ready with an empty history
     broker.publish("news", "e", "x", True)
     mark = hub.attach(Mailbox(10), ["news"])["news"]
-    broker.publish("news", "e", "y", True)  # on its way to the second stream: after its start
+    newest = parse_position(broker.publish("news", "e", "y", True))  # after the second's start
 
-    assert hub.start_position("news", mark) == mark[0] < hub.current_tip("news")
-    assert hub.start_position("news", None) is None
+    assert hub.start_position("news", mark) == mark[0] < hub.current_tip("news") == newest
+    assert hub.start_position("news", None) == ZERO  # attached before it was ready: all of it
+    assert hub.start_position("other", None) is None  # not a channel of the hub
     hub.on_disconnected()
+    assert hub.start_position("news", mark) is None  # not ready
     hub.on_connected()
     assert hub.ready(["news"])
-    assert hub.start_position("news", mark) is None  # another subscription: the mark says nothing
+    assert hub.start_position("news", mark) == newest  # another subscription: its readiness
 
 
 def test_streams_coming_back_from_a_few_positions_share_a_read_each(stage):

@@ -104,6 +104,9 @@ class BrokerListener(Protocol):
     def on_control(self, payload: str) -> None:
         """A control message that some process published with ``publish_control()``."""
 
+    def on_caught_up(self, token: str) -> None:
+        """Every live event published before ``catch_up_live(token)`` was called has been delivered."""
+
     def on_disconnected(self) -> None:
         """The subscription is lost: events published from now on arrive only in history."""
 
@@ -160,6 +163,16 @@ class Broker(ABC):
     @abstractmethod
     def unsubscribe(self, channels: list[str]) -> bool:
         """Stop live events of ``channels``; return False when not connected."""
+
+    @abstractmethod
+    def catch_up_live(self, token: str) -> bool:
+        """Call ``listener.on_caught_up(token)`` once the live events published so far are delivered.
+
+        Every event whose publication finished before this call (in particular
+        every event a history read that returned before it could see) reaches
+        ``on_message`` before that ``on_caught_up``. Return False when not
+        connected (the subscription is then lost: ``on_disconnected`` follows).
+        """
 
     def close(self) -> None:  # noqa: B027 (optional hook)
         """Release connections and stop delivering."""

@@ -58,6 +58,14 @@ class MemoryBroker(Broker):
         self._subscribed.difference_update(channels)
         return True
 
+    def catch_up_live(self, token: str) -> bool:
+        # publish() announces under the lock that history reads take: nothing is on its way.
+        listener = self._listener
+        if listener is None:
+            return False
+        listener.on_caught_up(token)
+        return True
+
     def publish(self, channel: str, event: str, data: str, history: bool) -> str | None:
         with self._lock:
             position = None

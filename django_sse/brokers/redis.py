@@ -30,6 +30,9 @@ from .resp import PubSubConnection, RespError
 logger = logging.getLogger(__name__)
 
 WIRE_VERSION = b"1"
+#: What starts the argument of a PING that asks for ``on_caught_up`` (the idle PING has none).
+_CATCH_UP = "django-sse:caught-up:"
+_CATCH_UP_BYTES = _CATCH_UP.encode()
 _LARGEST: Position = (2**64 - 1, 2**64 - 1)
 
 
@@ -165,12 +168,20 @@ class RedisBroker(Broker):
     def unsubscribe(self, channels: list[str]) -> bool:
         return self._send("UNSUBSCRIBE", channels)
 
+    def catch_up_live(self, token: str) -> bool:
+        # Redis answers a PING on the subscriber connection after every message
+        # published before it: the pong, carrying the token, follows them.
+        return self._send_raw("PING", _CATCH_UP + token)
+
     def _send(self, command: str, channels: list[str]) -> bool:
+        return self._send_raw(command, *(self.prefix + channel for channel in channels))
+
+    def _send_raw(self, *args: str) -> bool:
         subscriber = self._subscriber
         if subscriber is None:
             return False
         try:
-            return subscriber.send(command, *(self.prefix + channel for channel in channels))
+            return subscriber.send(*args)
         except OSError:
             return False  # the listener notices, reconnects and resubscribes everything
 
@@ -225,6 +236,8 @@ class RedisBroker(Broker):
                 listener.on_message(message)
         elif kind == b"subscribe" and reply[1] != self._control_key_bytes:
             listener.on_subscribed(reply[1].decode()[len(self.prefix) :])
+        elif kind == b"pong" and reply[1].startswith(_CATCH_UP_BYTES):
+            listener.on_caught_up(reply[1][len(_CATCH_UP_BYTES) :].decode())
 
     def _decode(self, key: bytes, payload: bytes) -> Message | None:
         parts = payload.split(b"\n", 3)
