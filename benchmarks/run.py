@@ -132,7 +132,11 @@ def run_scenario(
 
 
 #: Each library server's figures as ratios to the ceiling's, under these keys.
-RATIOS = {"library": "ratio", "library-worker": "worker_ratio"}
+RATIOS = {
+    "library": "ratio",
+    "library-worker": "worker_ratio",
+    "library-metrics": "metrics_ratio",
+}
 
 
 def _ratio(mine: Any, ceiling: Any) -> float | None:
@@ -160,6 +164,8 @@ def table(lines: list[dict]) -> str:
     columns = ["library", "ceiling", "ratio"]
     if any("library-worker" in line for line in lines):
         columns = ["library", "library-worker", "ceiling", "ratio", "worker_ratio"]
+    if any("library-metrics" in line for line in lines):
+        columns = [*columns[:-2], "library-metrics", *columns[-2:], "metrics_ratio"]
     rows = [("scenario", "figure", *columns)]
     for line in lines:
         headline = SCENARIOS[line["scenario"]][2]
@@ -258,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         "--server",
         action="append",
         choices=list(SERVERS),
-        help="run only this server (repeatable; default: all three)",
+        help="run this server (repeatable; default: library, library-worker, ceiling)",
     )
     parser.add_argument(
         "--client-processes",
@@ -276,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
 
     raise_fd_limit()
     names = arguments.scenario or list(SCENARIOS)
-    kinds = arguments.server or list(SERVERS)
+    kinds = arguments.server or [kind for kind in SERVERS if kind != "library-metrics"]
     log_dir = arguments.log_dir or tempfile.mkdtemp(prefix="django-sse-bench-")
     print(f"# logs in {log_dir}", file=sys.stderr, flush=True)
     lines = []

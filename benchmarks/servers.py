@@ -102,6 +102,16 @@ class LibraryWorkerServer(LibraryServer):
         self.env["SSE_WORKER_CLASS"] = "django_sse.worker.GeventWorker"
 
 
+class LibraryMetricsServer(LibraryWorkerServer):
+    """The library's worker with Prometheus metrics on (the ``metrics`` extra, ``SSE_METRICS``)."""
+
+    name = kind = "library-metrics"
+
+    def __init__(self, redis_url: str, log_dir: str | Path | None = None) -> None:
+        super().__init__(redis_url, log_dir)
+        self.env["BENCH_METRICS"] = "1"
+
+
 class CeilingServer(HttpServer, runners.Server):
     """The raw gevent server of ``benchmarks.ceiling``."""
 
@@ -122,6 +132,7 @@ class CeilingServer(HttpServer, runners.Server):
 SERVERS = {
     "library": LibraryServer,
     "library-worker": LibraryWorkerServer,
+    "library-metrics": LibraryMetricsServer,
     "ceiling": CeilingServer,
 }
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 __version__ = "1.0.0"
-__all__ = ["send_event", "channel_permission_changed"]
+__all__ = ["send_event", "channel_permission_changed", "channel_presence", "achannel_presence"]
+
+if TYPE_CHECKING:
+    from .presence import Presence
 
 
 def send_event(
@@ -22,3 +25,17 @@ def channel_permission_changed(user: Any, channel: str) -> None:
     from .permissions import channel_permission_changed as announce
 
     announce(user, channel)
+
+
+def channel_presence(channel: str) -> Presence:
+    """Return how many streams read ``channel`` on every process, and whose; see ``django_sse.presence``."""
+    from .presence import channel_presence as presence
+
+    return presence(channel)
+
+
+async def achannel_presence(channel: str) -> Presence:
+    """Async version of ``channel_presence``."""
+    from .presence import achannel_presence as presence
+
+    return await presence(channel)

@@ -40,6 +40,7 @@ _NUMBERS = {
     "SSE_MAX_EVENT_SIZE": ("E011", True, 1, "a positive integer of bytes, or None"),
     "SSE_RETRY_JITTER": ("E012", False, 0, "a non-negative fraction, e.g. 0.5 (0: no spread)"),
     "SSE_MAX_STREAMS_PER_USER": ("E013", True, 1, "a positive integer, e.g. 10, or None"),
+    "SSE_PRESENCE_INTERVAL": ("E014", False, 0.001, "a positive number of seconds, e.g. 2"),
 }
 _INTEGERS = {
     "SSE_RETRY",
@@ -165,7 +166,7 @@ def check_channels() -> list[checks.CheckMessage]:
                     f"a list of channel names or 'prefix*' patterns, e.g. {example}",
                 )
             )
-    for setting in ("SSE_HISTORY",):
+    for setting in ("SSE_HISTORY", "SSE_METRICS"):
         if not isinstance(getattr(sse_settings, setting), bool):
             errors.append(_error("E032", setting, getattr(sse_settings, setting), "True or False"))
     reset_event = sse_settings.SSE_RESET_EVENT

@@ -33,6 +33,7 @@ DEFAULTS: dict[str, Any] = {
     "SSE_HISTORY_MAXLEN": 10_000,
     "SSE_HISTORY_TTL": 24 * 3600,
     "SSE_RESET_EVENT": "stream-reset",
+    "SSE_METRICS": True,  # with the metrics extra (prometheus_client); False turns them off
     "SSE_MAX_STREAMS": 20_000,
     "SSE_MAX_STREAMS_PER_USER": None,  # per process; None: no per-user limit
     "SSE_MAX_LIFETIME": None,
@@ -43,6 +44,7 @@ DEFAULTS: dict[str, Any] = {
     "SSE_CORS_ALLOWED_ORIGINS": (),
     "SSE_CORS_ALLOW_CREDENTIALS": False,
     "SSE_CORS_ALLOWED_HEADERS": ("last-event-id", "cache-control"),
+    "SSE_PRESENCE_INTERVAL": 2.0,  # seconds between a process's presence reports
     # The old django-sse names keep working.
     "REDIS_SSEQUEUE_CONNECTION_SETTINGS": None,
     "REDIS_SSEQUEUE_CHANEL_NAME": "sse",

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from .brokers.base import History, Message
+from . import metrics
+from .brokers.base import GapCause, History, Message
 from .conf import sse_settings
 from .exceptions import BrokerUnavailable
-from .positions import Position, decode_positions, encode_positions
+from .positions import Position, decode_positions, encode_positions, well_formed
 from .shared_reads import AttachMark
 from .sse import encode_data, encode_event
 
@@ -63,6 +64,8 @@ class ChannelCursor:
         "started_live",
         "marks",
         "latest",
+        "reset_causes",
+        "id_well_formed",
     )
 
     def __init__(
@@ -92,6 +95,10 @@ class ChannelCursor:
         self.fresh: set[str] = set()
         #: Channels found without their position, to announce with the next stream-reset.
         self.resets: list[str] = []
+        #: Why, for each of ``resets`` (metrics labels).
+        self.reset_causes: list[str] = []
+        #: Whether the client's Last-Event-ID has the form of this stream's ids.
+        self.id_well_formed = not self.resuming or well_formed(last_event_id, len(history))
         #: Catch-ups that failed in a row (for the retry delay).
         self.failures = 0
         #: A new client's channels that start with a held live event: no history to read
@@ -146,9 +153,10 @@ class ChannelCursor:
         self.resuming = True
         if self.resets:
             out.insert(0, self._reset_event(self.resets))
-            self.resets = []
+            metrics.record_stream_reset(self.reset_causes)
+            self.resets, self.reset_causes = [], []
         held, self.held = self.held, []
-        out.extend(self.deliver(message) for message in held)
+        out.extend(self._deliver_all(held))
         out.append(self.id_update())
         return b"".join(out), True
 
@@ -169,7 +177,7 @@ class ChannelCursor:
         """Deliver what was held (a stream without history has nothing to catch up)."""
         self.synced = True
         held, self.held = self.held, []
-        return b"".join(self.deliver(message) for message in held)
+        return b"".join(self._deliver_all(held))
 
     def id_update(self) -> bytes:
         """Return an ``id:`` line when the client's position is behind this stream's."""
@@ -208,7 +216,7 @@ class ChannelCursor:
         if after is None:
             # A Last-Event-ID that says nothing usable of this channel.
             self.positions[channel] = source.current_tip(channel)
-            self.resets.append(channel)
+            self._reset(channel, "unknown position" if self.id_well_formed else "malformed id")
             return []
         out: list[bytes] = []
         while True:
@@ -216,11 +224,28 @@ class ChannelCursor:
             history = source.read_history(channel, self.positions[channel], _HISTORY_BATCH, mark)
             if history.gap:
                 self.positions[channel] = history.tip
-                self.resets.append(channel)
+                cause = history.cause or GapCause.UNKNOWN_POSITION
+                self._reset(channel, cause.value)
                 return out
-            out.extend(self.deliver(message) for message in history.messages)
+            replayed = self._deliver_all(history.messages)
+            metrics.counts.replayed += len(replayed)
+            out.extend(replayed)
             if not history.more:
                 return out
+
+    def _deliver_all(self, messages: list[Message]) -> list[bytes]:
+        """Return the bytes of ``messages`` the client does not have yet; count them as delivered.
+
+        (Live messages, one at a time, are counted by the view that renders them.)
+        """
+        chunks = [chunk for chunk in map(self.deliver, messages) if chunk]
+        metrics.counts.delivered += len(chunks)
+        return chunks
+
+    def _reset(self, channel: str, cause: str) -> None:
+        """Announce ``channel`` in the next stream-reset; ``cause`` labels the metric."""
+        self.resets.append(channel)
+        self.reset_causes.append(cause)
 
     def _start_now(self, source: HistorySource, channel: str) -> None:
         """Start a new client's ``channel`` where the source's live events begin for it.

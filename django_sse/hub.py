@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
+from . import metrics
 from .brokers.base import Broker, History, Message
 from .concurrency import Task, new_rlock, sleep
 from .conf import sse_settings
@@ -179,12 +180,28 @@ class Hub:
     def listener_count(self) -> int:
         return sum(len(channel.listeners) for channel in list(self._channels.values()))
 
+    def presence(self) -> dict[str, tuple[int, frozenset[str]]]:
+        """Return, per channel, how many local streams read it and their owners' keys.
+
+        Anonymous streams count in the number only. The presence reporter
+        calls it once per ``SSE_PRESENCE_INTERVAL``; it walks every listener.
+        """
+        with self._lock:
+            return {
+                name: (
+                    len(channel.listeners),
+                    frozenset(m.owner for m in channel.listeners if m.owner is not None),
+                )
+                for name, channel in self._channels.items()
+            }
+
     def close(self) -> None:
         self.broker.close()
 
     # Called by the broker (BrokerListener) ---------------------------------
 
     def on_connected(self) -> int:
+        metrics.record_broker_connected(True, restored=self._generation > 0)
         names = self.channel_names()
         if names:
             self._subscribe(names)
@@ -240,6 +257,7 @@ class Hub:
 
     def on_disconnected(self) -> None:
         """The subscription is lost: nothing is ready until the broker resubscribes."""
+        metrics.record_broker_connected(False)
         with self._lock:
             self._generation += 1
             self._pending.clear()

@@ -66,6 +66,23 @@ def encode_positions(positions: Mapping[str, Position]) -> str:
     )
 
 
+_TAGGED = re.compile(r"[0-9a-f]{6}:\d{1,20}-\d{1,20}(?:,[0-9a-f]{6}:\d{1,20}-\d{1,20})*")
+
+
+def well_formed(last_event_id: str | None, channels: int) -> bool:
+    """Whether ``last_event_id`` has the form of the ids of a stream over ``channels`` channels.
+
+    A bare position for one channel, ``<tag>:<position>,...`` for several: what
+    tells an id from another server or library ("malformed") from a position
+    this history cannot honour.
+    """
+    if not last_event_id:
+        return False
+    if channels == 1:
+        return parse_position(last_event_id) is not None
+    return _TAGGED.fullmatch(last_event_id) is not None
+
+
 def decode_positions(last_event_id: str | None, channels: Iterable[str]) -> dict[str, Position]:
     """Return the positions that ``last_event_id`` gives for ``channels``; others are absent."""
     channels = list(channels)

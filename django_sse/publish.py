@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+from . import metrics
 from .channels import validate_channel
 from .conf import sse_settings
-from .exceptions import EventTooLarge
+from .exceptions import EventTooLarge, PublishError
 from .runtime import get_broker
 from .sse import encode_data, validate_event_name
 
@@ -42,4 +44,11 @@ def send_event(
         raise EventTooLarge(f"The event data is {size} bytes; SSE_MAX_EVENT_SIZE allows {limit}.")
     if history is None:
         history = sse_settings.history_enabled(channel)
-    return get_broker().publish(channel, event_name, text, bool(history))
+    started = time.perf_counter()
+    try:
+        event_id = get_broker().publish(channel, event_name, text, bool(history))
+    except PublishError:
+        metrics.record_publish(time.perf_counter() - started, failed=True)
+        raise
+    metrics.record_publish(time.perf_counter() - started, failed=False)
+    return event_id

@@ -13,6 +13,8 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 
+from . import metrics
+from .brokers.base import Message
 from .channels import validate_channel
 from .concurrency import call_later
 from .conf import sse_settings
@@ -128,6 +130,7 @@ class RedisQueueView(BaseSseView):
         """Return every event waiting as one write (a burst costs one syscall per client)."""
         cursor = self._cursor
         out = []
+        delivered = 0
         for item in items:
             if item is SYNC:
                 out.append(self._catch_up(mailbox))
@@ -140,13 +143,19 @@ class RedisQueueView(BaseSseView):
                     break  # nothing queued after the revocation reaches the client
             else:
                 chunk = cursor.receive(item, mailbox.limit)
-                if chunk is None:
+                if chunk:
+                    out.append(chunk)
+                    delivered += 1
+                elif chunk is None:
                     # Too much held during a catch-up: end after writing what was caught
                     # up (and the id), so the client resumes from there. No hang-up: the
                     # stream is not blocked on its client, as overflow() assumes.
                     mailbox.end(EndReason.OVERFLOW)
-                else:
-                    out.append(chunk)
+        if delivered:
+            metrics.counts.delivered += delivered
+            position = items[-1].position if isinstance(items[-1], Message) else None
+            if position is not None:
+                metrics.sample_lag(position[0])
         return [b"".join(out)]
 
     def idle(self, mailbox: Mailbox) -> bytes:

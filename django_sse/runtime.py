@@ -18,6 +18,7 @@ from .brokers.base import Broker
 from .concurrency import new_rlock
 from .conf import sse_settings
 from .hub import Hub
+from .presence import PresenceReporter
 from .registry import StreamRegistry
 
 T = TypeVar("T")
@@ -74,15 +75,33 @@ def get_broker() -> Broker:
 
 
 def get_hub() -> Hub:
-    """Return this process's hub, starting the broker's subscriber on first use."""
-    return _get("hub", lambda: Hub(get_broker()))
+    """Return this process's hub, starting the broker's subscriber and the presence reports on first use."""
+    return _get("hub", _start_hub)
+
+
+def _start_hub() -> Hub:
+    hub = Hub(get_broker())
+    _state["presence"] = PresenceReporter(hub, streams.__len__, sse_settings.SSE_PRESENCE_INTERVAL)
+    return hub
+
+
+def presence_reporter() -> PresenceReporter | None:
+    """Return the task that reports this process's streams, or None before its hub starts."""
+    state = _state
+    if state.get("pid") != os.getpid():
+        return None
+    reporter: PresenceReporter | None = state.get("presence")
+    return reporter
 
 
 def reset() -> None:
-    """Close and forget the broker and hub (settings changed, or a test finished)."""
+    """Close and forget the broker and hub and stop the presence reports (settings changed, or a test finished)."""
     with _lock:
         hub, broker = _state.get("hub"), _state.get("broker")
+        reporter = _state.get("presence")
         _state.clear()
+    if reporter is not None:
+        reporter.stop()
     if hub is not None:
         hub.close()
     elif broker is not None:

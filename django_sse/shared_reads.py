@@ -90,7 +90,9 @@ class _Read:
         if position == self.start:
             if len(history.messages) <= limit:
                 return history
-            return History(history.messages[:limit], history.gap, history.tip, more=True)
+            return History(
+                history.messages[:limit], history.gap, history.tip, more=True, cause=history.cause
+            )
         if history.gap:
             return None
         if self._index is None:

@@ -148,6 +148,8 @@ class Sse:
         self._buffer: list[str] = []
         self._event_id: str | None = None
         self._json_encoder = json_encoder
+        #: Events added so far (what the metrics count as delivered).
+        self.events_added = 0
         if default_retry is not None:
             self.set_retry(default_retry)
 
@@ -164,6 +166,7 @@ class Sse:
         _check_utf8(event or "", "event name")
         _check_utf8(event_id or "", "event id")
         self._buffer.append(encode_event(event, data, event_id))
+        self.events_added += 1
 
     def add_comment(self, text: str = "") -> None:
         """Buffer a comment (ignored by clients; keeps proxies from timing out)."""

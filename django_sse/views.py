@@ -13,6 +13,7 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.views import View
 
+from . import metrics
 from . import sse as encoder
 from .concurrency import Task
 from .conf import sse_settings
@@ -185,6 +186,7 @@ class BaseSseView(View):
         """Return the streaming response, or the 4xx/503 that refuses it."""
         refusal = self.check_request()
         if refusal is not None:
+            metrics.record_stream_refused(self._metrics_name(), refusal.status_code)
             return refusal
         cls = type(self)
         if cls.start is BaseSseView.start and cls.iterator is BaseSseView.iterator:
@@ -197,8 +199,10 @@ class BaseSseView(View):
         if refused is Refusal.CLOSING:
             return self.stopping()
         if refused is Refusal.FULL:
+            metrics.record_stream_refused(self._metrics_name(), 503)
             return self.unavailable()
         if refused is Refusal.USER_FULL:
+            metrics.record_stream_refused(self._metrics_name(), 429)
             return self.too_many_streams()
         warn_if_blocking_server(self.request.META)
         # Compressing a stream would buffer it and cost a zlib state per client.
@@ -213,6 +217,14 @@ class BaseSseView(View):
     def check_request(self) -> HttpResponse | None:
         """Return an error response that refuses the stream, or None to open it."""
         return None
+
+    def _metrics_name(self) -> str:
+        """The ``view`` label of this stream's metrics: the URL pattern's name, else the view's path."""
+        match = getattr(self.request, "resolver_match", None)
+        if match is not None and match.url_name:
+            return str(match.url_name)
+        cls = type(self)
+        return f"{cls.__module__}.{cls.__qualname__}"
 
     def get_owner(self) -> str | None:
         """Return who this stream serves (the user's pk), so permission changes can reach it."""
@@ -335,16 +347,20 @@ class BaseSseView(View):
         return self._retry_hint(spread=reason is not None and reason.sheds_connection)
 
     def _run_iterator(self, generator: Generator[Any, Any, Any], mailbox: Mailbox) -> None:
+        sse, counted = self.sse, self.sse.events_added
         try:
             for _ in generator:
-                chunk = self.sse.take()
+                chunk = sse.take()
                 if chunk:
                     mailbox.put(chunk)
+                    metrics.counts.delivered += sse.events_added - counted
+                    counted = sse.events_added
                 if mailbox.ending:
                     break
-            chunk = self.sse.take()
+            chunk = sse.take()
             if chunk:
                 mailbox.put(chunk)
+                metrics.counts.delivered += sse.events_added - counted
         except Exception:
             logger.exception("%s.iterator() raised; ending the stream.", type(self).__name__)
         finally:
@@ -359,11 +375,17 @@ class BaseSseView(View):
         client = ClientConnection(self.request.META)
         wheel = wheel_for(self.get_heartbeat_interval())
         started = False
+        name = self._metrics_name()
+        metrics.record_stream_opened(name)
+        opened = time.monotonic()
+        counts = metrics.counts
         try:
             self._watch(mailbox, client, wheel)
             self.start(mailbox)
             started = True
-            yield self.opening() + self._opening_initial()
+            opening = self.opening() + self._opening_initial()
+            counts.bytes_sent += len(opening)
+            yield opening
             while True:  # the hot path: one pass per write
                 mailbox.wait()
                 # Empty chunks are nothing sent: they must not put off the heartbeat.
@@ -372,20 +394,27 @@ class BaseSseView(View):
                 if mailbox.heartbeat_due and not ending:
                     chunks = self._heartbeat(mailbox, client, chunks)
                     ending = mailbox.end_reason is not None
-                yield from chunks
+                for chunk in chunks:
+                    counts.bytes_sent += len(chunk)
+                    yield chunk
                 if chunks:
                     mailbox.mark_sent()
                 if ending:
                     break
             reason = mailbox.end_reason
             if reason is not None and reason.tells_client:
-                yield self.closing(mailbox)
+                closing = self.closing(mailbox)
+                counts.bytes_sent += len(closing)
+                yield closing
                 if streams.closing or reason.sheds_connection:
                     # Reconnecting on this kept-alive connection would come back to this
                     # worker, which is stopping or should shed load: close it instead.
                     client.close_after_response()
         finally:
             self._release(mailbox, client, wheel, started)
+            ended = (mailbox.end_reason or EndReason.CLOSED).value
+            channels = list(getattr(self, "channels", ()))
+            metrics.record_stream_ended(name, ended, channels, time.monotonic() - opened)
 
     def _watch(self, mailbox: Mailbox, client: ClientConnection, wheel: HeartbeatWheel) -> None:
         """Arrange for the mailbox to hear of a gone client, an overflow and its deadlines."""
@@ -407,7 +436,13 @@ class BaseSseView(View):
         if client.gone():
             mailbox.end(EndReason.CLIENT_GONE)
             return []
-        return chunks or [self.idle(mailbox) or HEARTBEAT]
+        if chunks:
+            return chunks
+        idle = self.idle(mailbox)
+        if idle:
+            return [idle]
+        metrics.counts.heartbeats += 1
+        return [HEARTBEAT]
 
     def _release(
         self, mailbox: Mailbox, client: ClientConnection, wheel: HeartbeatWheel, started: bool

@@ -24,5 +24,5 @@ prepare_venv() {
 prepare_tools_venv() {
     prepare_venv tools "$1" build twine ruff==0.17.6 mypy==2.4.1 django-stubs==6.1.2 \
         'Django~=5.2.0' 'redis>=5.0' 'gevent>=24.10.1' 'gunicorn>=23' \
-        'sphinx~=9.0' 'furo>=2025.12.19'
+        'prometheus_client>=0.20' 'sphinx~=9.0' 'furo>=2025.12.19'
 }

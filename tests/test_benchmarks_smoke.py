@@ -37,7 +37,7 @@ def test_idle_holds_every_stream_and_delivers_a_first_event(bench, kind):
     assert result["server_ends"] == 0
 
 
-@pytest.mark.parametrize("kind", SERVERS)
+@pytest.mark.parametrize("kind", [*SERVERS, "library-metrics"])
 def test_fanout_delivers_every_event_once_with_latencies(bench, kind):
     """fanout: the paced events and the burst reach every subscriber exactly once."""
     result = scenarios.fanout(bench, kind, n=10, rate=100, seconds=0.2, burst=100)

@@ -59,6 +59,8 @@ CASES = [
     number("E012", "SSE_RETRY_JITTER", None, "0: no spread", 0.25),
     number("E013", "SSE_MAX_STREAMS_PER_USER", 0, "e.g. 10", None),
     number("E013", "SSE_MAX_STREAMS_PER_USER", "3", "or None", 3),
+    number("E014", "SSE_PRESENCE_INTERVAL", 0, "e.g. 2", 2.0),
+    number("E014", "SSE_PRESENCE_INTERVAL", None, "seconds", 0.3),
     case("E020", checks.check_broker, {"SSE_BROKER": "rabbitmq"}, "SSE_BROKER", "'memory'",
          {"SSE_BROKER": "memory"}),
     case("E021", checks.check_broker, {"SSE_REDIS_URL": "localhost:6379"}, "SSE_REDIS_URL",

@@ -56,7 +56,9 @@ class Watcher:
         return None
 
     def stream_keys(self) -> list[bytes]:
-        return sorted(self.client.keys("sse:*"))
+        """Return the channels' stream keys (not the presence keys a server's hub writes)."""
+        keys = self.client.keys("sse:*")
+        return sorted(key for key in keys if self.client.type(key) == b"stream")
 
     def close(self) -> None:
         self.pubsub.close()

@@ -54,7 +54,11 @@ from tests.support.sse import spread_retry
 README = REPO_TOP / "README.rst"
 DOCS = REPO_TOP / "docs"
 # Pages whose samples a module of their own exercises.
-PAGES_TESTED_ELSEWHERE = {DOCS / "migrating" / "django-eventstream.rst": "test_docs_eventstream"}
+PAGES_TESTED_ELSEWHERE = {
+    DOCS / "migrating" / "django-eventstream.rst": "test_docs_eventstream",
+    DOCS / "guides" / "presence.rst": "test_docs_presence",
+    DOCS / "guides" / "operations.rst": "test_metrics",
+}
 PAGES = sorted(
     page
     for page in DOCS.rglob("*.rst")

@@ -1,5 +1,6 @@
 from django.urls import path
 
+from django_sse.metrics import metrics_view
 from django_sse.redisqueue import RedisQueueView
 from tests.support.stats import stats
 
@@ -13,6 +14,7 @@ urlpatterns = [
     path("stream1/", RedisQueueView.as_view(redis_channel="foo"), name="stream1"),
     path("events/<str:channel>/", views.ChannelView.as_view(), name="channel"),
     path("multi/", views.MultiChannelView.as_view(), name="multi"),
+    path("owned-events/<str:channel>/", views.OwnedChannelView.as_view()),
     path("state/<str:channel>/", views.InitialStateView.as_view()),
     path("guarded/", views.GuardedChannelView.as_view()),
     path("worker-events/<str:channel>/", views.WorkerChannelView.as_view()),
@@ -23,4 +25,5 @@ urlpatterns = [
     path("echo/<path:rest>", views.echo),
     path("late/", views.LateView.as_view()),
     path("ticks-short-life/", views.TickView.as_view(max_lifetime=0.5, heartbeat_interval=0.1)),
+    path("metrics/", metrics_view),
 ]

@@ -62,6 +62,13 @@ class ChannelView(RedisQueueView):
         return self.kwargs["channel"]
 
 
+class OwnedChannelView(ChannelView):
+    """Stream the URL's channel for the owner named by the ``owner`` query parameter (a stand-in for a login)."""
+
+    def get_owner(self):
+        return self.request.GET.get("owner")
+
+
 class MultiChannelView(RedisQueueView):
     """Stream every ``channel`` query parameter."""
 

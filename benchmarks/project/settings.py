@@ -11,6 +11,9 @@ INSTALLED_APPS = ["django_sse"]
 MIDDLEWARE = ["django.middleware.common.CommonMiddleware"]
 DATABASES = {}
 SSE_REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+# Off unless the server asks (library-metrics): the other servers measure the
+# library as it runs without the metrics extra.
+SSE_METRICS = os.environ.get("BENCH_METRICS") == "1"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

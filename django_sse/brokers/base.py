@@ -10,6 +10,7 @@ what travels between them.
 
 from __future__ import annotations
 
+import enum
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -67,6 +68,14 @@ class Message:
         return f"<Message {self.channel}/{self.id} {self.event!r}>"
 
 
+class GapCause(enum.Enum):
+    """Why a history read found a gap; the value is the label metrics use."""
+
+    TRIMMED = "trimmed"  # older than what is retained (count or age)
+    UNKNOWN_POSITION = "unknown position"  # never issued by this history, or from its future
+    HISTORY_LOST = "history lost"  # the channel's history is gone (expired, Redis lost it)
+
+
 @dataclass
 class History:
     """What a broker retains of one channel after a given position."""
@@ -79,6 +88,8 @@ class History:
     tip: Position = ZERO
     #: More messages follow the ones returned (the read was limited).
     more: bool = False
+    #: With ``gap``: why.
+    cause: GapCause | None = None
 
 
 class BrokerListener(Protocol):
@@ -173,6 +184,28 @@ class Broker(ABC):
         ``on_message`` before that ``on_caught_up``. Return False when not
         connected (the subscription is then lost: ``on_disconnected`` follows).
         """
+
+    @abstractmethod
+    def write_presence(self, process_key: str, report: str, ttl: float) -> None:
+        """Keep ``report`` as the presence report of process ``process_key`` for ``ttl`` seconds.
+
+        It replaces that process's previous report; once ``ttl`` passes with
+        no new one, ``read_presence`` no longer returns it (a dead process's
+        streams vanish on their own). Called once per ``SSE_PRESENCE_INTERVAL``
+        by each process; raises ``BrokerUnavailable`` when the broker cannot be reached.
+        """
+
+    @abstractmethod
+    def read_presence(self) -> list[str]:
+        """Return the unexpired report of every process that shares this broker.
+
+        A broker that is not ``shared`` returns its own process's only.
+        Raises ``BrokerUnavailable`` when the broker cannot be reached.
+        """
+
+    def is_connected(self) -> bool:
+        """Whether live events reach the listener now (the subscription is up); for reports."""
+        return True
 
     def close(self) -> None:  # noqa: B027 (optional hook)
         """Release connections and stop delivering."""

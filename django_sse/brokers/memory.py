@@ -14,7 +14,7 @@ from collections import deque
 
 from ..concurrency import new_lock
 from ..positions import ZERO, Position
-from .base import Broker, BrokerListener, History, Message
+from .base import Broker, BrokerListener, GapCause, History, Message
 
 
 class _Log:
@@ -40,6 +40,7 @@ class MemoryBroker(Broker):
         self._subscribed: set[str] = set()
         self._listener: BrokerListener | None = None
         self._lock = new_lock()
+        self._presence: dict[str, tuple[str, float]] = {}  # key -> (report, expiry, monotonic)
 
     def start(self, listener: BrokerListener) -> None:
         self._listener = listener
@@ -98,12 +99,16 @@ class MemoryBroker(Broker):
                 del self._logs[channel]  # expired, as the Redis key would
                 log = None
             if log is None:
-                return History(gap=after is not None and after != ZERO)
+                if after is None or after == ZERO:
+                    return History()
+                return History(gap=True, cause=GapCause.HISTORY_LOST)
             self._trim(log)
             if after is None:
                 return History(tip=log.last)
-            if after > log.last or after < log.max_deleted:
-                return History(gap=True, tip=log.last)
+            if after > log.last:
+                return History(gap=True, tip=log.last, cause=GapCause.UNKNOWN_POSITION)
+            if after < log.max_deleted:
+                return History(gap=True, tip=log.last, cause=GapCause.TRIMMED)
             known = after == ZERO or after == log.max_deleted
             newer = []
             for message in log.entries:
@@ -113,7 +118,7 @@ class MemoryBroker(Broker):
                 elif position == after:
                     known = True
             if not known:  # a position this history never issued
-                return History(gap=True, tip=log.last)
+                return History(gap=True, tip=log.last, cause=GapCause.UNKNOWN_POSITION)
             return History(messages=newer[:limit], tip=log.last, more=len(newer) > limit)
 
     def read_latest(self, channel: str) -> Message | None:
@@ -123,6 +128,21 @@ class MemoryBroker(Broker):
                 return None
             self._trim(log)
             return log.entries[-1] if log.entries else None
+
+    def write_presence(self, process_key: str, report: str, ttl: float) -> None:
+        with self._lock:
+            self._presence[process_key] = (report, time.monotonic() + ttl)
+
+    def read_presence(self) -> list[str]:
+        now = time.monotonic()
+        with self._lock:
+            for key, (_, expiry) in list(self._presence.items()):
+                if expiry <= now:
+                    del self._presence[key]
+            return [report for report, _ in self._presence.values()]
+
+    def is_connected(self) -> bool:
+        return self._listener is not None
 
     def _trim(self, log: _Log) -> None:
         cutoff = _position_at(time.time() - self.ttl) if self.ttl else ZERO

@@ -12,6 +12,12 @@ Wire format, version 1, for publishers in other languages:
 pub/sub channel and stream key are both ``<SSE_REDIS_PREFIX><channel>``; the
 message is the UTF-8 text ``1\\n<id>\\n<event>\\n<data>`` where ``<id>`` is the
 stream id (empty for events without history).
+
+Presence (see ``django_sse.presence``): each process's JSON report is the
+string ``<SSE_REDIS_PREFIX>django-sse presence <host>:<pid>``, expiring
+after three intervals, indexed by the sorted set
+``<SSE_REDIS_PREFIX>django-sse presence`` (the space keeps both apart from
+any channel's keys).
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from typing import Any, cast
 from ..concurrency import Task, sleep
 from ..exceptions import BrokerUnavailable, PublishError
 from ..positions import ZERO, Position, format_position, parse_position
-from .base import Broker, BrokerListener, History, Message
+from .base import Broker, BrokerListener, GapCause, History, Message
 from .resp import PubSubConnection, RespError
 
 logger = logging.getLogger(__name__)
@@ -34,6 +40,8 @@ WIRE_VERSION = b"1"
 _CATCH_UP = "django-sse:caught-up:"
 _CATCH_UP_BYTES = _CATCH_UP.encode()
 _LARGEST: Position = (2**64 - 1, 2**64 - 1)
+#: Seconds past its report's expiry that a process stays in the presence index (clock skew).
+_PRESENCE_SLACK = 60.0
 
 
 def _script(name: str) -> str:
@@ -80,6 +88,8 @@ class RedisBroker(Broker):
         # Whitespace is never in a user's channel name, so this cannot collide with one.
         self.control_key = prefix + "django-sse control"
         self._control_key_bytes = self.control_key.encode()
+        #: The sorted set of the processes that report presence (score: time of their last report).
+        self.presence_key = prefix + "django-sse presence"
         self._subscriber: PubSubConnection | None = None
         self._listener: BrokerListener | None = None
         self._closed = False
@@ -118,7 +128,8 @@ class RedisBroker(Broker):
         if after == _LARGEST:
             # Nothing can follow the largest id (a client's forged Last-Event-ID), and
             # Redis refuses to read after it: every read would fail and the stream stall.
-            return History(gap=True, tip=self.read_history(channel, None, 0).tip)
+            tip = self.read_history(channel, None, 0).tip
+            return History(gap=True, tip=tip, cause=GapCause.UNKNOWN_POSITION)
         try:
             reply = self._read(
                 keys=[key], args=["" if after is None else format_position(after), limit]
@@ -126,14 +137,17 @@ class RedisBroker(Broker):
         except redis.RedisError as exc:
             raise BrokerUnavailable(f"Could not read history from Redis: {exc}") from exc
         if reply[0] == 0:  # no stream: never published, expired, or Redis lost it
-            return History(gap=after is not None and after != ZERO)
+            if after is None or after == ZERO:
+                return History()
+            return History(gap=True, cause=GapCause.HISTORY_LOST)
         _, last, first, added, length, exists, entries = reply
         last = _position(last)
         if after is None:
             return History(tip=last)
         first = _position(first) if first else None
-        if _lost_after(after, last, first, trimmed=added > length, exists=bool(exists)):
-            return History(gap=True, tip=last)
+        cause = _lost_after(after, last, first, trimmed=added > length, exists=bool(exists))
+        if cause is not None:
+            return History(gap=True, tip=last, cause=cause)
         messages = [
             Message(
                 channel, fields[b"event"].decode(), fields[b"data"].decode(), _position(entry_id)
@@ -155,6 +169,61 @@ class RedisBroker(Broker):
         return Message(
             channel, fields[b"event"].decode(), fields[b"data"].decode(), _position(entry_id)
         )
+
+    # Presence --------------------------------------------------------------
+
+    def write_presence(self, process_key: str, report: str, ttl: float) -> None:
+        # One round trip per process and interval: the report with its expiry, the
+        # process's place in the index, and the index's own garbage collection.
+        import redis
+
+        now = time.time()
+        ttl_ms = max(1, int(ttl * 1000))
+        try:
+            with self._client.pipeline(transaction=True) as pipe:
+                pipe.set(self._presence_report_key(process_key), report, px=ttl_ms)
+                pipe.zadd(self.presence_key, {process_key: now})
+                # Generous: the scores come from every host's clock; read_presence
+                # drops a member whose report expired (by Redis's clock) at once.
+                pipe.zremrangebyscore(self.presence_key, "-inf", now - ttl - _PRESENCE_SLACK)
+                pipe.pexpire(self.presence_key, ttl_ms + int(_PRESENCE_SLACK * 1000))
+                pipe.execute()
+        except redis.RedisError as exc:
+            raise BrokerUnavailable(
+                f"Could not write presence to Redis at {self._safe_url()}: {exc}"
+            ) from exc
+
+    def read_presence(self) -> list[str]:
+        import redis
+
+        try:
+            with self._client.pipeline(transaction=True) as pipe:
+                # Optimistic: forget expired members only if no process reported meanwhile.
+                pipe.watch(self.presence_key)  # type: ignore[no-untyped-call]
+                members = cast(list[bytes], pipe.zrange(self.presence_key, 0, -1))
+                if not members:
+                    return []
+                keys = [self._presence_report_key(member.decode()) for member in members]
+                reports = cast(list[bytes | None], pipe.mget(keys))
+                expired = [m for m, report in zip(members, reports, strict=True) if report is None]
+                if expired:
+                    pipe.multi()
+                    pipe.zrem(self.presence_key, *expired)
+                    try:
+                        pipe.execute()
+                    except redis.WatchError:
+                        pass  # a process reported meanwhile: the next read tidies up
+        except redis.RedisError as exc:
+            raise BrokerUnavailable(
+                f"Could not read presence from Redis at {self._safe_url()}: {exc}"
+            ) from exc
+        return [report.decode("utf-8", "replace") for report in reports if report is not None]
+
+    def _presence_report_key(self, process_key: str) -> str:
+        return f"{self.presence_key} {process_key}"
+
+    def is_connected(self) -> bool:
+        return self._subscriber is not None
 
     # The subscriber --------------------------------------------------------
 
@@ -279,8 +348,8 @@ class RedisBroker(Broker):
 
 def _lost_after(
     after: Position, last: Position, first: Position | None, trimmed: bool, exists: bool
-) -> bool:
-    """Return whether events after ``after`` are gone, or ``after`` was never issued here.
+) -> GapCause | None:
+    """Return why events after ``after`` are gone or ``after`` was never issued here; None if neither.
 
     Trimming removes the oldest entries, so every trimmed id is older than the
     first kept one. A position older than that is safe only when nothing was
@@ -289,12 +358,16 @@ def _lost_after(
     key, e.g. from before a restart that lost the data).
     """
     if after == last:
-        return False
-    if after > last or first is None:  # from the future, or all after it trimmed
-        return True
+        return None
+    if after > last:  # from the future: another incarnation of the key
+        return GapCause.UNKNOWN_POSITION
+    if first is None:  # everything after it trimmed
+        return GapCause.TRIMMED
     if after < first:
-        return trimmed or after != ZERO
-    return not exists
+        if trimmed:
+            return GapCause.TRIMMED
+        return None if after == ZERO else GapCause.UNKNOWN_POSITION
+    return None if exists else GapCause.UNKNOWN_POSITION
 
 
 def _fields(flat: list[bytes]) -> dict[bytes, bytes]:
