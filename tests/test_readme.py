@@ -58,6 +58,7 @@ PAGES_TESTED_ELSEWHERE = {
     DOCS / "migrating" / "django-eventstream.rst": "test_docs_eventstream",
     DOCS / "guides" / "presence.rst": "test_docs_presence",
     DOCS / "guides" / "operations.rst": "test_metrics",
+    DOCS / "guides" / "redis-security.rst": "test_redis_security",
 }
 PAGES = sorted(
     page

@@ -36,6 +36,13 @@ from .resp import PubSubConnection, RespError
 logger = logging.getLogger(__name__)
 
 WIRE_VERSION = b"1"
+#: Said with every refusal for want of an ACL permission.
+ACL_HINT = (
+    "The Redis user of SSE_REDIS_URL lacks an ACL permission: give it the commands, "
+    "keys and channels of the ACL line in django-sse's docs (docs/guides/redis-security.rst)."
+)
+#: The commands publish.lua runs (a refusal inside a script does not name its command).
+_PUBLISH_COMMANDS = "TIME, XADD, XTRIM, PEXPIRE and PUBLISH"
 #: What starts the argument of a PING that asks for ``on_caught_up`` (the idle PING has none).
 _CATCH_UP = "django-sse:caught-up:"
 _CATCH_UP_BYTES = _CATCH_UP.encode()
@@ -94,6 +101,8 @@ class RedisBroker(Broker):
         self._listener: BrokerListener | None = None
         self._closed = False
         self._reader: Task | None = None
+        #: A channel's subscription was confirmed on the current connection.
+        self._confirmed = False
 
     # Publishing and history ------------------------------------------------
 
@@ -107,6 +116,11 @@ class RedisBroker(Broker):
                 return None
             event_id = self._publish(keys=[key], args=[key, event, data, self.maxlen, self.ttl_ms])
         except redis.RedisError as exc:
+            if _refused_by_acl(exc):
+                raise PublishError(
+                    f"Redis at {self._safe_url()} refused to publish: {exc} (publishing runs "
+                    f"EVALSHA, SCRIPT LOAD, and in the script {_PUBLISH_COMMANDS}). {ACL_HINT}"
+                ) from exc
             raise PublishError(
                 f"Could not publish to Redis at {self._safe_url()} within SSE_PUBLISH_TIMEOUT "
                 f"({self.timeout}s): {exc}"
@@ -257,33 +271,44 @@ class RedisBroker(Broker):
     def _listen(self, listener: BrokerListener) -> None:
         delay = 0.05
         outage_started = None
+        # A subscription refused by the ACL: connecting is no proof it is back, a
+        # channel's confirmation is (else every retry would log, without backoff).
+        acl_refused = False
         while not self._closed:
             subscriber = PubSubConnection(self._params, self.timeout, idle_timeout=30.0)
             try:
                 subscriber.connect()
                 self._subscriber = subscriber
                 subscriber.send("SUBSCRIBE", self.control_key)
+                self._confirmed = False
                 resubscribed = listener.on_connected()
-                if outage_started is not None:
-                    logger.info(
-                        "Redis subscription restored after %.1fs; resubscribed %d channel(s).",
-                        time.monotonic() - outage_started,
-                        resubscribed,
-                    )
-                outage_started, delay = None, 0.05
+                if not acl_refused:
+                    outage_started, delay = self._restored(outage_started, resubscribed), 0.05
                 for replies in subscriber.replies():
                     for reply in replies:
                         self._handle(listener, reply)
+                    if acl_refused and self._confirmed:
+                        acl_refused = False
+                        outage_started, delay = self._restored(outage_started, resubscribed), 0.05
             except (OSError, RespError) as exc:
                 if self._stopped():
                     break
+                acl_refused = acl_refused or _refused_by_acl(exc)
                 if outage_started is None:
                     outage_started = time.monotonic()
-                    logger.warning(
-                        "Lost the Redis subscription at %s (%s); reconnecting with backoff.",
-                        self._safe_url(),
-                        exc,
-                    )
+                    if _refused_by_acl(exc):
+                        logger.error(
+                            "Redis at %s refused the subscription: %s %s Retrying with backoff.",
+                            self._safe_url(),
+                            exc,
+                            ACL_HINT,
+                        )
+                    else:
+                        logger.warning(
+                            "Lost the Redis subscription at %s (%s); reconnecting with backoff.",
+                            self._safe_url(),
+                            exc,
+                        )
             finally:
                 self._subscriber = None
                 subscriber.close()
@@ -292,6 +317,17 @@ class RedisBroker(Broker):
             if not self._closed:
                 sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+    @staticmethod
+    def _restored(outage_started: float | None, resubscribed: int) -> None:
+        """Log the end of an outage, if there was one; return the new outage start (None)."""
+        if outage_started is not None:
+            logger.info(
+                "Redis subscription restored after %.1fs; resubscribed %d channel(s).",
+                time.monotonic() - outage_started,
+                resubscribed,
+            )
+        return None
 
     def _handle(self, listener: BrokerListener, reply: Any) -> None:
         if isinstance(reply, RespError):
@@ -304,6 +340,7 @@ class RedisBroker(Broker):
             if message is not None:
                 listener.on_message(message)
         elif kind == b"subscribe" and reply[1] != self._control_key_bytes:
+            self._confirmed = True
             listener.on_subscribed(reply[1].decode()[len(self.prefix) :])
         elif kind == b"pong" and reply[1].startswith(_CATCH_UP_BYTES):
             listener.on_caught_up(reply[1][len(_CATCH_UP_BYTES) :].decode())
@@ -368,6 +405,12 @@ def _lost_after(
             return GapCause.TRIMMED
         return None if after == ZERO else GapCause.UNKNOWN_POSITION
     return None if exists else GapCause.UNKNOWN_POSITION
+
+
+def _refused_by_acl(exc: Exception) -> bool:
+    """Whether Redis refused for want of an ACL permission (also when a script's command was)."""
+    text = str(exc)
+    return "NOPERM" in text or "no permissions" in text or "can't run this command" in text
 
 
 def _fields(flat: list[bytes]) -> dict[bytes, bytes]:

@@ -111,6 +111,26 @@ def encode_command(*args: str | bytes) -> bytes:
     return b"".join(parts)
 
 
+def tls_context(params: dict[str, Any]) -> ssl.SSLContext:
+    """Return the TLS context for a ``rediss://`` URL's parameters, as redis-py reads them.
+
+    The URL's query gives them: ``ssl_ca_certs`` (a CA file; default: the
+    system's), ``ssl_certfile`` and ``ssl_keyfile`` (a client certificate),
+    ``ssl_cert_reqs=none`` (no verification, for tests only) and
+    ``ssl_check_hostname=false``. The subscriber and the command connections
+    then trust the same certificates.
+    """
+    context = ssl.create_default_context(cafile=params.get("ssl_ca_certs"))
+    if params.get("ssl_certfile"):
+        context.load_cert_chain(params["ssl_certfile"], params.get("ssl_keyfile"))
+    if params.get("ssl_cert_reqs") in ("none", ssl.CERT_NONE):
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    elif params.get("ssl_check_hostname") is False:
+        context.check_hostname = False
+    return context
+
+
 class PubSubConnection:
     """One connection to Redis in subscriber mode."""
 
@@ -134,11 +154,7 @@ class PubSubConnection:
             )
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if params.get("ssl"):
-                context = ssl.create_default_context()
-                if params.get("ssl_cert_reqs") in ("none", ssl.CERT_NONE):
-                    context.check_hostname = False
-                    context.verify_mode = ssl.CERT_NONE
-                sock = context.wrap_socket(sock, server_hostname=params.get("host"))
+                sock = tls_context(params).wrap_socket(sock, server_hostname=params.get("host"))
         self._sock = sock
         parser = RespParser()
         if params.get("password"):
