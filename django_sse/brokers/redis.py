@@ -283,13 +283,15 @@ class RedisBroker(Broker):
                 self._confirmed = False
                 resubscribed = listener.on_connected()
                 if not acl_refused:
-                    outage_started, delay = self._restored(outage_started, resubscribed), 0.05
+                    self._log_restored(outage_started, resubscribed)
+                    outage_started, delay = None, 0.05
                 for replies in subscriber.replies():
                     for reply in replies:
                         self._handle(listener, reply)
                     if acl_refused and self._confirmed:
                         acl_refused = False
-                        outage_started, delay = self._restored(outage_started, resubscribed), 0.05
+                        self._log_restored(outage_started, resubscribed)
+                        outage_started, delay = None, 0.05
             except (OSError, RespError) as exc:
                 if self._stopped():
                     break
@@ -319,15 +321,14 @@ class RedisBroker(Broker):
                 delay = min(delay * 2, 2.0)
 
     @staticmethod
-    def _restored(outage_started: float | None, resubscribed: int) -> None:
-        """Log the end of an outage, if there was one; return the new outage start (None)."""
+    def _log_restored(outage_started: float | None, resubscribed: int) -> None:
+        """Log the end of an outage, if there was one."""
         if outage_started is not None:
             logger.info(
                 "Redis subscription restored after %.1fs; resubscribed %d channel(s).",
                 time.monotonic() - outage_started,
                 resubscribed,
             )
-        return None
 
     def _handle(self, listener: BrokerListener, reply: Any) -> None:
         if isinstance(reply, RespError):
