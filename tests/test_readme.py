@@ -418,6 +418,18 @@ def test_readme_starts_with_the_two_set_up_commands():
         assert (REPO_TOP / script).stat().st_mode & 0o111
 
 
+def test_the_front_page_links_every_page_of_the_docs_and_nothing_else():
+    """README's Documentation list names existing pages, all of them (bar the site's own index pages)."""
+    linked = set(re.findall(r"<(docs/[^>]+\.rst)>`_", README.read_text(encoding="utf-8")))
+    pages = {
+        str(page.relative_to(REPO_TOP))
+        for page in DOCS.rglob("*.rst")
+        if "_build" not in page.parts
+        and page.name not in ("index.rst", "quickstart.rst", "changelog.rst")
+    }
+    assert linked == pages
+
+
 @pytest.mark.parametrize(
     "index", [i for i, block in enumerate(SAMPLES.blocks) if block.language == "python"]
 )
