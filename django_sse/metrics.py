@@ -35,7 +35,7 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 
-from .concurrency import Task, sleep
+from .concurrency import Task, new_lock, sleep
 from .conf import sse_settings
 
 logger = logging.getLogger(__name__)
@@ -129,6 +129,7 @@ class _Metrics:
 
 
 _state: dict[str, Any] = {}
+_lock = new_lock()
 
 
 def _metrics() -> _Metrics | None:
@@ -136,15 +137,19 @@ def _metrics() -> _Metrics | None:
     if not sse_settings.SSE_METRICS or not _installed():
         return None
     made: _Metrics | None = _state.get("metrics")
-    if made is None:
-        made = _state["metrics"] = _Metrics()
-        if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
-            forget_gone_processes()
-            atexit.register(forget_this_process)
-    elif made.pid == os.getpid():
+    if made is not None and made.pid == os.getpid():
         return made
-    made.pid = os.getpid()  # new, or forked: prometheus_client's values follow the pid
-    _state["flusher"] = Task(_flush_every, FLUSH_INTERVAL, name="django-sse-metrics")
+    with _lock:  # threads (runserver): registering the metrics twice would raise
+        made = _state.get("metrics")
+        if made is None:
+            made = _state["metrics"] = _Metrics()
+            if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+                forget_gone_processes()
+                atexit.register(forget_this_process)
+        elif made.pid == os.getpid():
+            return made
+        made.pid = os.getpid()  # new, or forked: prometheus_client's values follow the pid
+        _state["flusher"] = Task(_flush_every, FLUSH_INTERVAL, name="django-sse-metrics")
     return made
 
 
