@@ -48,8 +48,17 @@ def make_certificates(directory) -> dict[str, str]:
     paths = {
         name: str(directory / name) for name in ("ca.key", "ca.crt", "server.key", "server.crt")
     }
-    ext = directory / "san.ext"
-    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    # Python 3.13 verifies strictly (VERIFY_X509_STRICT): a CA needs its key usage, a
+    # server certificate its key identifiers, as real ones have.
+    ext = directory / "server.ext"
+    ext.write_text(
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+        "basicConstraints=critical,CA:FALSE\n"
+        "keyUsage=critical,digitalSignature,keyEncipherment\n"
+        "extendedKeyUsage=serverAuth\n"
+        "subjectKeyIdentifier=hash\n"
+        "authorityKeyIdentifier=keyid,issuer\n"
+    )
 
     def openssl(*args: str) -> None:
         subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
@@ -68,6 +77,10 @@ def make_certificates(directory) -> dict[str, str]:
         paths["ca.crt"],
         "-subj",
         "/CN=django-sse test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
     )
     openssl(
         "req",
