@@ -216,11 +216,12 @@ class ChannelCursor:
         if after is None:
             # A Last-Event-ID that says nothing usable of this channel.
             self.positions[channel] = source.current_tip(channel)
-            self._reset(channel, "unknown position" if self.id_well_formed else "malformed id")
+            unusable = GapCause.UNKNOWN_POSITION.value if self.id_well_formed else "malformed id"
+            self._reset(channel, unusable)
             return []
         out: list[bytes] = []
         while True:
-            mark = self.marks.get(channel) if self.marks is not None else None
+            mark = self._mark(channel)
             history = source.read_history(channel, self.positions[channel], _HISTORY_BATCH, mark)
             if history.gap:
                 self.positions[channel] = history.tip
@@ -242,6 +243,10 @@ class ChannelCursor:
         metrics.counts.delivered += len(chunks)
         return chunks
 
+    def _mark(self, channel: str) -> AttachMark | None:
+        """The source's mark of ``channel`` when the stream attached, if it gave one."""
+        return self.marks.get(channel) if self.marks is not None else None
+
     def _reset(self, channel: str, cause: str) -> None:
         """Announce ``channel`` in the next stream-reset; ``cause`` labels the metric."""
         self.resets.append(channel)
@@ -253,7 +258,7 @@ class ChannelCursor:
         Where the source cannot tell, start at its tip, and let the first live
         event through even if it is not newer (it was on its way, never sent).
         """
-        mark = self.marks.get(channel) if self.marks is not None else None
+        mark = self._mark(channel)
         start = source.start_position(channel, mark)
         if start is None:
             self.positions[channel] = source.current_tip(channel)
