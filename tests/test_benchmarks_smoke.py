@@ -158,3 +158,15 @@ def test_storm_restarts_the_ceiling_and_its_clients_lose_nothing(bench):
 def test_storm_does_not_reload_the_ceiling_which_has_no_master(bench):
     """HUP means a master reloading its workers: for the ceiling the storm says it does not apply."""
     assert "skipped" in scenarios.storm(bench, "ceiling", n=5, mode="hup")
+
+
+def test_subscriber_paths_read_every_message_and_compare_per_message_cost():
+    """benchmarks.subscriber, tiny: both subscriber paths read the burst; the share is derived."""
+    from benchmarks import subscriber
+
+    result = subscriber.measure(messages=300, rounds=1, subscribers=1000, per_delivery_us=1.0)
+
+    assert result["resp_us_per_message"] > 0 and result["redis_py_us_per_message"] > 0
+    extra = result["redis_py_us_per_message"] - result["resp_us_per_message"]
+    assert result["extra_us_per_message"] == pytest.approx(extra, abs=0.02)
+    assert result["extra_share_of_delivery"] == pytest.approx(extra / 1000, abs=1e-4)
