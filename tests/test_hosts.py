@@ -25,6 +25,7 @@ import time
 
 import pytest
 
+from django_sse.brokers.redis import SUBSCRIBER_IDLE_PING
 from tests.servers import REPO_TOP, GunicornServer, RedisServer, project_env
 from tests.sseclient import SseClient
 from tests.support.netns import InNamespace, Network, Port
@@ -178,6 +179,18 @@ def received(client: SseClient, event: str = "n") -> list[str]:
     return [item.data for item in client.events if item.type == event]
 
 
+def by_channel(data: list[str]) -> dict[str, list[str]]:
+    """Split the data of ``publish()``'s events by channel, keeping their order.
+
+    Order is per channel: a stream on several channels that catches up from
+    history gets one channel's missed events, then the next one's.
+    """
+    channels: dict[str, list[str]] = {}
+    for item in data:
+        channels.setdefault(item.split()[0], []).append(item)
+    return channels
+
+
 def wait_all_live(clients: list[SseClient]) -> None:
     for client in clients:
         client.read_bytes_until(lambda _, c=client: c.parser.last_event_id != "", timeout=15)
@@ -205,7 +218,7 @@ def test_an_event_published_on_host_a_reaches_every_client_on_both_hosts_once_in
     duplicates = [len(received(client)) - len(set(received(client))) for client in clients]
     print(f"fan-out: {len(sent)} events x {len(clients)} clients on 2 hosts; "
           f"lost per client {lost}, duplicated {duplicates}")  # fmt: skip
-    assert all(received(client) == sent for client in clients)
+    assert [by_channel(received(client)) for client in clients] == [by_channel(sent)] * len(clients)
 
 
 def test_channel_permission_changed_on_host_a_ends_exactly_the_revoked_streams_on_both_hosts(
@@ -241,8 +254,8 @@ def test_channel_permission_changed_on_host_a_ends_exactly_the_revoked_streams_o
 
 @pytest.mark.parametrize(
     ("cut", "seconds"),
-    [("cable pulled", 4.0), ("switch drops", 12.0)],
-    ids=["cable-pulled-4s", "switch-drops-12s"],
+    [("cable pulled", 4.0), ("switch drops", 15.0)],
+    ids=["cable-pulled-4s", "switch-drops-15s"],
 )
 def test_host_b_cut_off_from_redis_keeps_beating_and_catches_up_when_the_link_returns(
     deployment, cut, seconds
@@ -288,16 +301,21 @@ def test_host_b_cut_off_from_redis_keeps_beating_and_catches_up_when_the_link_re
     duplicates = sum(len(received(c)) - len(set(received(c))) for c in b_clients)
     resets = sum(1 for client in b_clients for item in client.events if item.type == "stream-reset")
     log = b.log()[log_before:]
+    losses = log.count("Lost the Redis subscription")
     print(
         f"{cut}, B cut off {seconds:.0f} s: heartbeats per B client meanwhile {beats}, events "
         f"meanwhile {during}; {len(b_got)} of {len(b_clients)} B clients had all {len(sent) - 2} "
         f"events {caught_up:.2f} s after the link returned; lost {lost}, duplicated {duplicates}, "
-        f"resets {resets}; B's subscriber lost {log.count('Lost the Redis subscription')} time(s), "
+        f"resets {resets}; B's subscriber lost {losses} time(s), "
         f"restored after {re.findall(r'restored after ([0-9.]+)s', log) or 'n/a'} s"
     )
     assert (len(a_got), len(b_got), len(live)) == (len(a_clients), len(b_clients), len(clients))
-    assert all(received(client) == sent for client in clients)
+    assert [by_channel(received(client)) for client in clients] == [by_channel(sent)] * len(clients)
     assert all(count >= 2 for count in beats), beats
     assert during == [0] * len(b_clients)
     assert resets == 0
     assert not any(client.ended for client in clients)
+    if seconds > 2 * SUBSCRIBER_IDLE_PING:
+        # Unanswered PINGs told B's subscriber during the cut: it resubscribed, and its
+        # streams caught up from history, once the link returned (not at TCP's pace).
+        assert losses == 1 and "Redis subscription restored" in log, log[-3000:]
