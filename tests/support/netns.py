@@ -64,7 +64,11 @@ class Namespace:
     def __init__(self, name: str) -> None:
         self.name = name
         ip("netns", "add", name)
-        ip("-n", name, "link", "set", "lo", "up")
+        try:
+            ip("-n", name, "link", "set", "lo", "up")
+        except RuntimeError:
+            self.delete()
+            raise
 
     def prefix(self) -> list[str]:
         """Return the command prefix that runs a program inside: ``ip netns exec NAME``."""
@@ -154,7 +158,7 @@ class Switch:
 
 
 class Network:
-    """The namespaces and links of one test run; ``close()`` deletes every one, even after a failure."""
+    """The namespaces of one test run (with the switch and cables inside them); ``close()`` deletes them all."""
 
     def __init__(self) -> None:
         self.prefix = f"{_NAME_PREFIX}{os.getpid()}-"
