@@ -49,6 +49,13 @@ _CATCH_UP_BYTES = _CATCH_UP.encode()
 _LARGEST: Position = (2**64 - 1, 2**64 - 1)
 #: Seconds past its report's expiry that a process stays in the presence index (clock skew).
 _PRESENCE_SLACK = 60.0
+#: Seconds of silence after which the subscriber PINGs Redis; as long again with no answer
+#: and it reconnects. A host cut off from Redis without a reset (a switch or a link down)
+#: so notices within 10 s and resubscribes soon after the link returns, its streams
+#: catching up from history; left to TCP, the events held back during the cut arrive only
+#: at Redis's next retransmission, which backs off to tens of seconds after a long cut.
+#: Pitfall: a Redis that answers nothing for this long (a long script) counts as lost too.
+SUBSCRIBER_IDLE_PING = 5.0
 
 
 def _script(name: str) -> str:
@@ -275,7 +282,9 @@ class RedisBroker(Broker):
         # channel's confirmation is (else every retry would log, without backoff).
         acl_refused = False
         while not self._closed:
-            subscriber = PubSubConnection(self._params, self.timeout, idle_timeout=30.0)
+            subscriber = PubSubConnection(
+                self._params, self.timeout, idle_timeout=SUBSCRIBER_IDLE_PING
+            )
             try:
                 subscriber.connect()
                 self._subscriber = subscriber
