@@ -125,7 +125,7 @@ class DeferredCatchUpBroker(MemoryBroker):
         super().__init__(maxlen=100, ttl=0)
         self.tokens: list[str] = []
 
-    def catch_up_live(self, token: str) -> bool:
+    def catch_up_live(self, channel: str, token: str) -> bool:
         self.tokens.append(token)
         return True
 
