@@ -202,7 +202,8 @@ class RedisBrokerBase(Broker):
                 if not members:
                     return []
                 keys = [self._presence_report_key(member.decode()) for member in members]
-                reports = cast(list[bytes | None], pipe.mget(keys))
+                # As a command, not mget(): a cluster pipeline refuses mget() (all keys share a slot).
+                reports = cast(list[bytes | None], pipe.execute_command("MGET", *keys))
                 expired = [m for m, report in zip(members, reports, strict=True) if report is None]
                 if expired:
                     pipe.multi()
