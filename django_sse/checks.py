@@ -314,7 +314,7 @@ def check_cluster() -> list[checks.CheckMessage]:
                 id="django_sse.E048",
             )
         )
-    elif isinstance(url, str) and url.rstrip("/").rpartition("/")[2] not in ("", "0"):
+    elif isinstance(url, str) and _database_of(url) not in (None, 0):
         errors.append(
             checks.Error(
                 f"SSE_REDIS_CLUSTER is True but the Redis URL {url!r} names a database other than 0.",
@@ -333,6 +333,17 @@ def check_cluster() -> list[checks.CheckMessage]:
             )
         )
     return errors
+
+
+def _database_of(url: str) -> int | None:
+    """Return the database a Redis URL names (None: none, or the URL is unusable: E021 says)."""
+    try:
+        from redis.connection import parse_url
+
+        db = parse_url(url).get("db")  # type: ignore[no-untyped-call]
+    except (ImportError, ValueError, TypeError):
+        return None
+    return None if db is None else int(db)
 
 
 ALL_CHECKS = (

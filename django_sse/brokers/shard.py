@@ -122,7 +122,6 @@ class ShardSubscriber:
                 try:
                     # Taken by hand, with no connect callback: redis-py cannot resubscribe.
                     connection = pubsub.connection = self._pool.get_connection()
-                    pubsub.subscribed_event.set()  # get_message reads at once (no ssubscribe())
                     # Whatever was asked before is confirmed anew from now on (the listener
                     # is never called under the broker's lock: the hub calls in under its own).
                     with self._broker.lock:
@@ -145,7 +144,9 @@ class ShardSubscriber:
                         outage_started = None
                     delay = 0.05
                     self._read(pubsub)
-                except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+                # ValueError: a send from another thread failed and closed the connection
+                # under this read (redis-py's buffer: "I/O operation on closed file").
+                except (redis.ConnectionError, redis.TimeoutError, OSError, ValueError) as exc:
                     outage_started = self._lost_connection(exc, outage_started)
                 except redis.ResponseError as exc:
                     if refused_by_acl(exc) and outage_started is None:
@@ -190,10 +191,14 @@ class ShardSubscriber:
         while not self.closed:
             moved: list[str] = []
             try:
+                # redis-py clears it on an sunsubscribe reply when its own bookkeeping (which
+                # this reader does not use) is empty; get_message would then read nothing.
+                pubsub.subscribed_event.set()
                 message = pubsub.get_message(timeout=READ_TIMEOUT)
                 while message is not None:
                     last_read, pinged = time.monotonic(), None
                     self._handle(message, moved)
+                    pubsub.subscribed_event.set()
                     message = pubsub.get_message(timeout=0.0)  # drain what is buffered
             except redis.exceptions.MovedError as exc:
                 # An SSUBSCRIBE reached a master that no longer owns the slot.
