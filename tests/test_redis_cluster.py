@@ -23,13 +23,18 @@ from django_sse.checks import check_cluster
 from django_sse.exceptions import PublishError
 from django_sse.hub import Hub
 from django_sse.mailbox import Mailbox
+from tests.readme_samples import Samples, track
 from tests.redis_helpers import connect, data_of, multi_path, open_live
 from tests.support.polling import eventually
 from tests.support.procfs import redis_connections_of
-from tests.support.servers import RedisClusterServers, RedisServer
+from tests.support.servers import REPO_TOP, RedisClusterServers, RedisServer
 
 pytestmark = pytest.mark.integration
 
+PAGE = REPO_TOP / "docs" / "guides" / "redis-cluster.rst"
+SAMPLES = Samples(PAGE)
+cluster_sample_reader = track(SAMPLES)  # an autouse fixture: which test read what, and passed
+SETTINGS = SAMPLES.find("python", "SSE_REDIS_CLUSTER = True")
 RESET = "stream-reset"
 MANAGER = "tests.channel_manager.RevokedInFile"
 
@@ -163,9 +168,13 @@ def test_cluster_checks(settings):
 # --- 1. fan-out over every shard ------------------------------------------------------------
 
 
-def test_streams_on_every_shard_get_every_event_once_in_order(on_cluster, site):
+def test_streams_on_every_shard_get_every_event_once_in_order(on_cluster, site, settings):
     """Channels on 3 masters: one-channel and multi-channel streams get all, in order; replay and reset per channel."""
     cluster = on_cluster
+    page: dict = {}
+    exec(compile(SETTINGS.code, str(PAGE), "exec"), page)  # the page's settings, on this cluster
+    assert {k for k in page if k.startswith("SSE_")} == {"SSE_REDIS_URL", "SSE_REDIS_CLUSTER"}
+    settings.SSE_REDIS_CLUSTER = page["SSE_REDIS_CLUSTER"]
     channels = channels_on(cluster, "fan")
     singles = [open_live(site.port, f"/events/{channel}/") for channel in channels]
     multi = open_live(site.port, multi_path(*channels))
@@ -494,3 +503,8 @@ def test_a_killed_master_s_replica_takes_over_and_streams_go_on(on_cluster, site
         f"published {publisher.count()}; per stream (events lost, resets): {results}"
     )
     assert results["other channel"] == (0, 0)
+
+
+def test_every_sample_is_exercised(request):
+    """Every code block of docs/guides/redis-cluster.rst was read by a passing test; this test runs last."""
+    SAMPLES.check(request)
