@@ -36,7 +36,7 @@ from typing import Any
 from ..concurrency import new_rlock
 from .base import BrokerListener
 from .redis_common import CATCH_UP, RedisBrokerBase, script
-from .shard import ShardSubscriber
+from .shard import READ_TIMEOUT, ShardSubscriber
 
 logger = logging.getLogger(__name__)
 
@@ -173,6 +173,8 @@ class RedisClusterBroker(RedisBrokerBase):
             client, self._client = self._client, None
         for shard in shards:
             shard.close()
+        for shard in shards:
+            shard.join(READ_TIMEOUT + self.timeout)
         if client is not None:
             client.close()
 

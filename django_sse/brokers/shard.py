@@ -87,10 +87,19 @@ class ShardSubscriber:
         return True
 
     def close(self) -> None:
-        """Stop the reader (a greenlet at once; a thread within ``READ_TIMEOUT``)."""
+        """Stop the reader: a greenlet is killed, a thread's read is broken by closing its socket."""
         self.closed = True
-        if threading.get_ident() != self._reader_ident:  # the reader itself just returns
-            self._task.kill()
+        if threading.get_ident() == self._reader_ident:
+            return  # the reader itself: it returns
+        self._task.kill()
+        pubsub = self._pubsub
+        if pubsub is not None and pubsub.connection is not None:
+            pubsub.connection.disconnect()  # the reader sees a closed connection, and ends
+
+    def join(self, timeout: float) -> None:
+        """Wait at most ``timeout`` seconds for the reader to end (its connection closed)."""
+        if threading.get_ident() != self._reader_ident:
+            self._task.join(timeout)
 
     def _stopped(self) -> bool:
         """Whether ``close()`` was called (read anew: another task sets it)."""
