@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..concurrency import Task, sleep
-from .redis_common import CATCH_UP, CATCH_UP_BYTES, refused_by_acl
+from .redis_common import ACL_HINT, CATCH_UP, CATCH_UP_BYTES, refused_by_acl
 
 if TYPE_CHECKING:
     from .redis_cluster import RedisClusterBroker
@@ -157,12 +157,14 @@ class ShardSubscriber:
                 # under this read (redis-py's buffer: "I/O operation on closed file").
                 except (redis.ConnectionError, redis.TimeoutError, OSError, ValueError) as exc:
                     outage_started = self._lost_connection(exc, outage_started)
-                except redis.ResponseError as exc:
-                    if refused_by_acl(exc) and outage_started is None:
+                except redis.ResponseError as exc:  # CLUSTERDOWN during a failover, NOPERM
+                    if refused_by_acl(exc) and outage_started is None and not self.closed:
+                        outage_started = time.monotonic()
                         logger.error(
-                            "Redis shard %s refused the subscription: %s Retrying with backoff.",
+                            "Redis shard %s refused the subscription: %s %s Retrying with backoff.",
                             self.name,
                             exc,
+                            ACL_HINT,
                         )
                     outage_started = self._lost_connection(exc, outage_started)
                 finally:

@@ -373,7 +373,8 @@ class RedisClusterServers:
     """A 3-master Redis Cluster (optionally one replica per master) of local redis-servers.
 
     Formed from Python (CLUSTER ADDSLOTSRANGE, MEET, REPLICATE), ready once
-    every node says ``cluster_state:ok`` and agrees on who owns every slot.
+    every node says ``cluster_state:ok`` and agrees on who owns every slot,
+    and every replica's link to its master is up (in sync).
     ``node_timeout`` (ms) is small so that a killed master's replica takes
     over within seconds. Stopped by PID, every node, in ``stop()``.
     """
@@ -388,26 +389,24 @@ class RedisClusterServers:
         self.bus_ports: dict[int, int] = {}  # port -> cluster bus port
         for index in range(count):
             directory = self.log_dir / f"cluster-node-{index}"
+            node = RedisServer(log_dir=self.log_dir, directory=directory)
+            taken = {*self.bus_ports, *self.bus_ports.values()}
+            while node.port in taken:  # free now, but maybe handed out twice: all start later
+                node.port = free_port()
+                node.log_path = node.log_dir / f"{node.name}-{node.port}.log"
             bus_port = free_port()
-            self.nodes.append(
-                RedisServer(
-                    log_dir=self.log_dir,
-                    directory=directory,
-                    extra_args=[
-                        "--cluster-enabled",
-                        "yes",
-                        "--cluster-config-file",
-                        str(directory / "nodes.conf"),
-                        "--cluster-port",
-                        str(bus_port),  # else port + 10000, maybe > 65535
-                        "--cluster-node-timeout",
-                        str(node_timeout),
-                        "--cluster-replica-validity-factor",
-                        "0",  # always promote
-                    ],
-                )  # fmt: skip
-            )
-            self.bus_ports[self.nodes[-1].port] = bus_port
+            while bus_port in taken or bus_port == node.port:
+                bus_port = free_port()
+            node.extra_args = [
+                "--cluster-enabled", "yes",
+                "--cluster-config-file", str(directory / "nodes.conf"),
+                "--cluster-port", str(bus_port),  # else port + 10000, maybe > 65535
+                "--cluster-node-timeout", str(node_timeout),
+                "--cluster-replica-validity-factor", "0",  # always promote
+                "--repl-diskless-sync-delay", "0",  # replicas in sync at once, not after 5 s
+            ]  # fmt: skip
+            self.nodes.append(node)
+            self.bus_ports[node.port] = bus_port
         self.masters = self.nodes[:3]
         self.replicas = self.nodes[3:]
         self.ids: dict[int, str] = {}  # port -> node id
@@ -442,6 +441,12 @@ class RedisClusterServers:
                     )
                     client.execute_command("CLUSTER REPLICATE", self.ids[master.port])
             self.wait_ok()
+            for replica in self.replicas:
+                with replica.client() as client:
+                    self._wait(
+                        lambda c=client: c.info("replication").get("master_link_status") == "up",
+                        f"replica {replica.port} in sync with its master",
+                    )
         except BaseException:
             self.stop()
             raise
