@@ -51,11 +51,7 @@ class RedisBroker(RedisBrokerBase):
         from redis.backoff import NoBackoff
         from redis.retry import Retry
 
-        self.url = url
-        self.prefix = prefix
-        self.maxlen = maxlen
-        self.ttl_ms = int(ttl * 1000) if ttl else 0
-        self.timeout = timeout
+        super().__init__(url, prefix, timeout, maxlen, ttl)
         # One pooled connection for commands; callers wait for it rather than open more.
         # No retries: a retried publish could announce an event twice.
         self._pool = redis.BlockingConnectionPool.from_url(

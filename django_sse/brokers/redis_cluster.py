@@ -51,11 +51,7 @@ class RedisClusterBroker(RedisBrokerBase):
     def __init__(self, url: str, prefix: str, timeout: float, maxlen: int, ttl: float) -> None:
         from redis.connection import parse_url
 
-        self.url = url
-        self.prefix = prefix
-        self.maxlen = maxlen
-        self.ttl_ms = int(ttl * 1000) if ttl else 0
-        self.timeout = timeout
+        super().__init__(url, prefix, timeout, maxlen, ttl)
         params: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
         self._host, self._port = params.pop("host", "localhost"), params.pop("port", 6379)
         params.pop("db", None)

@@ -43,10 +43,10 @@ def script(name: str) -> str:
 class RedisBrokerBase(Broker):
     """Publishing, history and presence over a redis-py client (``redis.Redis`` or ``RedisCluster``).
 
-    A subclass sets, in ``__init__``: ``prefix``, ``maxlen``, ``ttl_ms``,
-    ``timeout``, ``_client``, ``_publish`` and ``_read`` (the two scripts,
-    registered on ``_client``), ``control_key`` and ``presence_key``; and
-    overrides ``_key`` / ``_channel_of`` when it names keys otherwise.
+    A subclass sets, in ``__init__`` after this one's: ``_client``,
+    ``_publish`` and ``_read`` (the two scripts, registered on ``_client``),
+    ``control_key`` and ``presence_key``; and overrides ``_key`` /
+    ``_channel_of`` when it names keys otherwise.
     """
 
     shared = True
@@ -57,15 +57,18 @@ class RedisBrokerBase(Broker):
     #: What publish.lua runs (a refusal inside a script does not name its command).
     _publish_commands = "TIME, XADD, XTRIM, PEXPIRE and PUBLISH"
 
-    prefix: str
-    maxlen: int
-    ttl_ms: int
-    timeout: float
     control_key: str
     presence_key: str
     _client: Any
     _publish: Any
     _read: Any
+
+    def __init__(self, url: str, prefix: str, timeout: float, maxlen: int, ttl: float) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.maxlen = maxlen
+        self.ttl_ms = int(ttl * 1000) if ttl else 0
+        self.timeout = timeout
 
     def _key(self, channel: str) -> str:
         """Return the stream key and pub/sub channel of ``channel`` (default: prefix + name)."""
