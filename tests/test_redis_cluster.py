@@ -322,6 +322,29 @@ def test_a_killed_subscriber_connection_resubscribes_per_slot(on_cluster, caplog
         hub.close()
 
 
+def test_channel_names_with_braces_publish_replay_and_go_live(on_cluster):
+    """Names holding braces hash on part of themselves; key and shard channel still share a slot."""
+    names = ["a}b{c", "{}", "x{y}", "{news}"]
+    broker = RedisClusterBroker(on_cluster.url, "sse:", timeout=2, maxlen=100, ttl=0)
+    hub = Hub(broker)
+    mailbox = Mailbox(100)
+    try:
+        hub.attach(mailbox, names)
+        eventually(lambda: hub.ready(names), what="every name ready")
+        ids = {name: broker.publish(name, "tick", name, True) for name in names}
+        live = eventually(
+            lambda: {m.channel: m.id for m in mailbox._items if getattr(m, "event", "") == "tick"},
+            until=lambda found: len(found) == len(names),
+            what="one live event per name",
+        )
+        assert live == ids
+        for name in names:
+            [message] = broker.read_history(name, (0, 0), 10).messages
+            assert (message.data, message.id) == (name, ids[name])
+    finally:
+        hub.close()
+
+
 # --- 2. slot migration ------------------------------------------------------------------------
 
 
