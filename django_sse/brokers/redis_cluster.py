@@ -34,6 +34,7 @@ import logging
 from typing import Any
 
 from ..concurrency import new_rlock
+from ..exceptions import BrokerUnavailable
 from .base import BrokerListener
 from .redis_common import CATCH_UP, RedisBrokerBase, script
 from .shard import READ_TIMEOUT, ShardSubscriber
@@ -121,6 +122,30 @@ class RedisClusterBroker(RedisBrokerBase):
                 self._read = client.register_script(script("read.lua"))
                 self._client = client
             return self._client
+
+    def _presence_client(self) -> Any:
+        client = self._commands()
+        node = client.get_node_from_key(self.presence_key)
+        return client.get_redis_connection(node)
+
+    def write_presence(self, process_key: str, report: str, ttl: float) -> None:
+        self._following_moved(super().write_presence, process_key, report, ttl)
+
+    def read_presence(self) -> list[str]:
+        reports: list[str] = self._following_moved(super().read_presence)
+        return reports
+
+    def _following_moved(self, method: Any, *args: Any) -> Any:
+        """Call ``method``; when its node answered ``MOVED``, learn where the slot went and again."""
+        from redis.exceptions import MovedError
+
+        try:
+            return method(*args)
+        except BrokerUnavailable as exc:
+            if not isinstance(exc.__cause__, MovedError):
+                raise
+            self._commands().nodes_manager.move_slot(exc.__cause__)
+        return method(*args)
 
     # The subscribers -------------------------------------------------------------------
 

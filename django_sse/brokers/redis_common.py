@@ -82,6 +82,14 @@ class RedisBrokerBase(Broker):
         """Return where Redis is, without credentials, for error messages."""
         raise NotImplementedError
 
+    def _presence_client(self) -> Any:
+        """Return the client that runs presence's transactions (default: ``_commands()``).
+
+        A cluster's is the client of the master of the presence keys' slot
+        (a transaction runs on one node; not every redis-py has cluster ones).
+        """
+        return self._commands()
+
     def _commands(self) -> Any:
         """Return the redis-py client of commands, with ``_publish`` and ``_read`` registered on it.
 
@@ -181,7 +189,7 @@ class RedisBrokerBase(Broker):
         now = time.time()
         ttl_ms = max(1, int(ttl * 1000))
         try:
-            with self._commands().pipeline(transaction=True) as pipe:
+            with self._presence_client().pipeline(transaction=True) as pipe:
                 pipe.set(self._presence_report_key(process_key), report, px=ttl_ms)
                 pipe.zadd(self.presence_key, {process_key: now})
                 # Generous: the scores come from every host's clock; read_presence
@@ -198,7 +206,7 @@ class RedisBrokerBase(Broker):
         import redis
 
         try:
-            with self._commands().pipeline(transaction=True) as pipe:
+            with self._presence_client().pipeline(transaction=True) as pipe:
                 # Optimistic: forget expired members only if no process reported meanwhile.
                 pipe.watch(self.presence_key)
                 members = cast(list[bytes], pipe.zrange(self.presence_key, 0, -1))
