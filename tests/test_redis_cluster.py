@@ -345,6 +345,44 @@ def test_channel_names_with_braces_publish_replay_and_go_live(on_cluster):
         hub.close()
 
 
+def test_an_ssubscribe_answered_moved_is_sent_again_to_the_owner(on_cluster):
+    """With a stale slot map the SSUBSCRIBE reaches the wrong master: its MOVED is followed, then ready."""
+    cluster = on_cluster
+    [name] = channels_on(cluster, "stale", [cluster.masters[0]])
+    wrong = next(m for m in cluster.masters if m is not cluster.masters[0] and m.running)
+    broker = RedisClusterBroker(cluster.url, "sse:", timeout=2, maxlen=100, ttl=0)
+    hub = Hub(broker)
+    try:
+        nodes = broker._commands().nodes_manager
+        slot = _keyslot(broker._key(name))
+        nodes.slots_cache[slot] = [nodes.get_node(host="127.0.0.1", port=wrong.port)]
+        hub.attach(Mailbox(10), [name])
+        eventually(lambda: hub.ready([name]), what="ready on the slot's owner")
+        assert shard_subscribers(cluster.owner_of(slot), [name]) == {broker._key(name): 1}
+        assert shard_subscribers(wrong, [name]) == {broker._key(name): 0}
+    finally:
+        hub.close()
+
+
+def test_presence_follows_its_slot_to_another_master(on_cluster):
+    """Presence's transaction runs on its slot's master; after the slot moved, MOVED is followed."""
+    cluster = on_cluster
+    broker = RedisClusterBroker(cluster.url, "sse:", timeout=2, maxlen=100, ttl=0)
+    try:
+        broker.write_presence("test:2", "before", 5)
+        slot = _keyslot(broker.presence_key)
+        source = cluster.owner_of(slot)
+        target = next(m for m in cluster.masters if m is not source and m.running)
+        cluster.migrate_slot(slot, target)
+        cluster.wait_ok()
+        broker.write_presence("test:2", "after", 5)  # the broker's map still names the source
+        assert "after" in broker.read_presence()
+        with target.client() as admin:
+            assert admin.get(broker._presence_report_key("test:2")) == b"after"
+    finally:
+        broker.close()
+
+
 # --- 2. slot migration ------------------------------------------------------------------------
 
 

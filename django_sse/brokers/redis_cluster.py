@@ -136,7 +136,7 @@ class RedisClusterBroker(RedisBrokerBase):
         return reports
 
     def _following_moved(self, method: Any, *args: Any) -> Any:
-        """Call ``method``; when its node answered ``MOVED``, learn where the slot went and again."""
+        """Call ``method``; when its node answered ``MOVED``, read the slot map again and retry once."""
         from redis.exceptions import MovedError
 
         try:
@@ -144,7 +144,7 @@ class RedisClusterBroker(RedisBrokerBase):
         except BrokerUnavailable as exc:
             if not isinstance(exc.__cause__, MovedError):
                 raise
-            self._commands().nodes_manager.move_slot(exc.__cause__)
+            self._refreshed()
         return method(*args)
 
     # The subscribers -------------------------------------------------------------------
@@ -276,13 +276,11 @@ class RedisClusterBroker(RedisBrokerBase):
         self._move(shard, client, keys)
 
     def moved(self, shard: ShardSubscriber, exc: Any) -> None:
-        """An SSUBSCRIBE on ``shard`` was answered ``MOVED``: subscribe that slot's keys where it says."""
+        """An SSUBSCRIBE on ``shard`` was answered ``MOVED``: read the map again, move that slot's keys."""
         with self.lock:
             keys = [key for key, slot in shard.keys.items() if slot == exc.slot_id]
         self.lost(keys)
-        client = self._commands_or_none()
-        if client is not None:
-            client.nodes_manager.move_slot(exc)
+        client = self._refreshed()
         self._move(shard, client, keys)
 
     def _move(self, shard: ShardSubscriber, client: Any, keys: list[str]) -> None:
