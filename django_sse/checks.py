@@ -13,6 +13,7 @@ import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from django.conf import settings as django_settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
@@ -276,7 +277,83 @@ def check_memory_broker_workers(workers: int) -> list[checks.CheckMessage]:
     return []
 
 
-ALL_CHECKS = (check_numbers, check_broker, check_channels, check_channel_manager, check_cors)
+def check_cluster() -> list[checks.CheckMessage]:
+    """SSE_REDIS_CLUSTER: a bool, with a Redis broker on a TCP URL, not with Sentinel."""
+    cluster = sse_settings.SSE_REDIS_CLUSTER
+    if not isinstance(cluster, bool):
+        return [_error("E045", "SSE_REDIS_CLUSTER", cluster, "True or False")]
+    if not cluster:
+        return []
+    errors: list[checks.CheckMessage] = []
+    if sse_settings.broker_name == "memory":
+        errors.append(
+            checks.Error(
+                "SSE_REDIS_CLUSTER is True but the broker is the in-process one (SSE_BROKER "
+                "is 'memory', or no SSE_REDIS_URL is set).",
+                hint="Set SSE_REDIS_URL to a node of the cluster, e.g. 'redis://node-1:6379/0', "
+                "and drop SSE_BROKER = 'memory' (or set SSE_REDIS_CLUSTER = False).",
+                id="django_sse.E046",
+            )
+        )
+    # Added by the Sentinel support; read here only, so this check works without it.
+    if getattr(django_settings, "SSE_REDIS_SENTINELS", None):
+        errors.append(
+            checks.Error(
+                "SSE_REDIS_CLUSTER and SSE_REDIS_SENTINELS are both set; a deployment is one or the other.",
+                hint="Keep SSE_REDIS_CLUSTER = True for a Redis Cluster, or drop it to use Sentinel.",
+                id="django_sse.E047",
+            )
+        )
+    url = sse_settings.redis_url
+    if isinstance(url, str) and not url.startswith(("redis://", "rediss://")):
+        errors.append(
+            checks.Error(
+                f"SSE_REDIS_CLUSTER is True but the Redis URL {url!r} is not a TCP one "
+                "(a cluster's nodes are reached over TCP).",
+                hint="Set SSE_REDIS_URL to a node of the cluster, e.g. 'redis://node-1:6379/0'.",
+                id="django_sse.E048",
+            )
+        )
+    elif isinstance(url, str) and _database_of(url) not in (None, 0):
+        errors.append(
+            checks.Error(
+                f"SSE_REDIS_CLUSTER is True but the Redis URL {url!r} names a database other than 0.",
+                hint="A cluster has database 0 only: end SSE_REDIS_URL with /0 (or nothing).",
+                id="django_sse.E048",
+            )
+        )
+    prefix = sse_settings.SSE_REDIS_PREFIX
+    if isinstance(prefix, str) and ("{" in prefix or "}" in prefix):
+        errors.append(
+            checks.Error(
+                f"SSE_REDIS_PREFIX is {prefix!r}: with SSE_REDIS_CLUSTER, a brace in it would "
+                "be taken as the hash tag and put every channel in one slot.",
+                hint="Set SSE_REDIS_PREFIX to a string without '{' or '}', e.g. 'sse:'.",
+                id="django_sse.E049",
+            )
+        )
+    return errors
+
+
+def _database_of(url: str) -> int | None:
+    """Return the database a Redis URL names (None: none, or the URL is unusable: E021 says)."""
+    try:
+        from redis.connection import parse_url
+
+        db = parse_url(url).get("db")  # type: ignore[no-untyped-call]
+    except (ImportError, ValueError, TypeError):
+        return None
+    return None if db is None else int(db)
+
+
+ALL_CHECKS = (
+    check_numbers,
+    check_broker,
+    check_cluster,
+    check_channels,
+    check_channel_manager,
+    check_cors,
+)
 
 
 def register() -> None:

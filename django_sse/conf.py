@@ -21,6 +21,7 @@ DEFAULTS: dict[str, Any] = {
     "SSE_BROKER": None,  # "memory" or "redis"; None: redis when a Redis URL is set
     "SSE_REDIS_URL": None,
     "SSE_REDIS_PREFIX": "sse:",
+    "SSE_REDIS_CLUSTER": False,  # True: SSE_REDIS_URL names a node of a Redis Cluster
     "SSE_DEFAULT_CHANNEL": None,  # falls back to the old REDIS_SSEQUEUE_CHANEL_NAME, then "sse"
     "SSE_HEARTBEAT_INTERVAL": 15.0,
     "SSE_RETRY": 2000,

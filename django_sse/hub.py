@@ -32,9 +32,9 @@ logger = logging.getLogger(__name__)
 
 
 class _Channel:
-    __slots__ = ("listeners", "ready", "tip", "learning", "readiness")
+    __slots__ = ("listeners", "ready", "tip", "learning", "readiness", "generation")
 
-    def __init__(self) -> None:
+    def __init__(self, generation: int) -> None:
         self.listeners: dict[Mailbox, None] = {}
         self.ready = False
         #: The newest position since the subscription was confirmed (None: unknown).
@@ -43,10 +43,20 @@ class _Channel:
         self.learning = False
         #: Set when the channel becomes ready: its tip then (for shared reads).
         self.readiness: Readiness | None = None
+        #: The hub's generation when this channel's subscription was last lost (or it was made).
+        self.generation = generation
 
     def become_ready(self) -> None:
         self.ready = True
         self.readiness = Readiness(self.tip)
+
+    def lose(self, generation: int) -> None:
+        """The subscription is lost: not ready, tip unknown, until confirmed again."""
+        self.ready = False
+        self.readiness = None
+        self.learning = False
+        self.tip = None
+        self.generation = generation
 
     def advance(self, position: Position) -> None:
         """Move the tip to ``position`` if that is newer."""
@@ -65,7 +75,8 @@ class Hub:
         self._pending: dict[str, int] = {}
         # Re-entrant: the memory broker confirms a subscription from inside subscribe().
         self._lock = new_rlock()
-        # Counts the broker's connections: a tip read that spans an outage is stale.
+        # Counts lost subscriptions (all channels', or some channels'): a tip read, an attach
+        # mark or a shared read of a channel is stale once its ``_Channel.generation`` moved.
         self._generation = 0
         # Channels whose tip is read, waiting for the broker's on_caught_up(token).
         self._catching_up: dict[str, tuple[str, _Channel, int]] = {}
@@ -88,10 +99,10 @@ class Hub:
             for name in channels:
                 channel = self._channels.get(name)
                 if channel is None:
-                    channel = self._channels[name] = _Channel()
+                    channel = self._channels[name] = _Channel(self._generation)
                     new.append(name)
                 elif channel.ready and channel.tip is not None:
-                    marks[name] = (channel.tip, self._generation)
+                    marks[name] = (channel.tip, channel.generation)
                 channel.listeners[mailbox] = None
         if new:
             self._subscribe(new)
@@ -129,7 +140,9 @@ class Hub:
         ``shared_reads``; ``mark`` is the stream's from ``attach()``). Raises
         ``BrokerUnavailable`` when the broker cannot be reached.
         """
-        return self.reads.read(name, after, limit, self._generation, mark)
+        channel = self._channels.get(name)
+        generation = self._generation if channel is None else channel.generation
+        return self.reads.read(name, after, limit, generation, mark)
 
     def read_latest(self, name: str) -> Message | None:
         """Return the newest retained message of ``name`` (a latest-value channel's snapshot).
@@ -168,7 +181,7 @@ class Hub:
         channel = self._channels.get(name)
         if channel is None or not channel.ready:
             return None
-        if mark is not None and mark[1] == self._generation:
+        if mark is not None and mark[1] == channel.generation:
             return mark[0]
         if channel.readiness is None:
             return None
@@ -221,7 +234,7 @@ class Hub:
             learn = sse_settings.history_enabled(name)
             if learn:
                 state.learning = True
-                generation = self._generation
+                generation = state.generation
             else:
                 state.become_ready()
                 listeners = tuple(state.listeners)
@@ -264,11 +277,34 @@ class Hub:
             self._catching_up.clear()
             listeners: set[Mailbox] = set()
             for channel in self._channels.values():
-                channel.ready = False
-                channel.readiness = None
-                channel.learning = False
-                channel.tip = None
+                channel.lose(self._generation)
                 listeners.update(channel.listeners)
+        for mailbox in listeners:
+            mailbox.put_control(UNSYNCED)
+
+    def on_lost(self, channels: list[str]) -> None:
+        """The subscriptions of ``channels`` alone are lost: they are not ready until confirmed again.
+
+        Their pending subscriptions are forgotten (the broker resubscribes
+        them itself, and ``on_subscribed`` follows for each); streams on a
+        channel that was ready hold live events until it is ready again and
+        they caught up from history.
+        """
+        with self._lock:
+            self._generation += 1
+            listeners: set[Mailbox] = set()
+            for name in channels:
+                self._pending.pop(name, None)
+                channel = self._channels.get(name)
+                if channel is None:
+                    continue
+                if channel.ready:
+                    listeners.update(channel.listeners)
+                channel.lose(self._generation)
+            lost = set(channels)
+            for token, entry in list(self._catching_up.items()):
+                if entry[0] in lost:
+                    del self._catching_up[token]
         for mailbox in listeners:
             mailbox.put_control(UNSYNCED)
 
@@ -289,7 +325,7 @@ class Hub:
         """Read the channel's tip once, for every stream that opens on it; then it is ready."""
         delay = 0.05
         while True:
-            if self._generation != generation or self._channels.get(name) is not channel:
+            if channel.generation != generation or self._channels.get(name) is not channel:
                 return
             try:
                 tip = self._read_tip(name)
@@ -299,7 +335,7 @@ class Hub:
                 sleep(delay)
                 delay = min(delay * 2, 2.0)
         with self._lock:
-            if self._generation != generation or self._channels.get(name) is not channel:
+            if channel.generation != generation or self._channels.get(name) is not channel:
                 return
             channel.advance(tip)
             self._catch_ups += 1
@@ -307,7 +343,7 @@ class Hub:
             self._catching_up[token] = (name, channel, generation)
         # Ready only once the live copies of the events that read saw are in: then a
         # new stream can start at the tip with nothing older still on its way.
-        if not self.broker.catch_up_live(token):
+        if not self.broker.catch_up_live(name, token):
             with self._lock:  # the subscription is lost; on_connected() starts again
                 self._catching_up.pop(token, None)
 
@@ -317,7 +353,7 @@ class Hub:
             if entry is None:
                 return
             name, channel, generation = entry
-            if self._generation != generation or self._channels.get(name) is not channel:
+            if channel.generation != generation or self._channels.get(name) is not channel:
                 return
             channel.learning = False
             channel.become_ready()

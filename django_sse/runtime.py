@@ -35,13 +35,17 @@ def build_broker() -> Broker:
     name = sse_settings.broker_name
     if name == "redis":
         from .brokers.redis import RedisBroker
+        from .brokers.redis_cluster import RedisClusterBroker
 
         url = sse_settings.redis_url
         if not url:
             raise ImproperlyConfigured(
                 "SSE_BROKER is 'redis' but no Redis is configured: set SSE_REDIS_URL."
             )
-        return RedisBroker(
+        broker_class: type[RedisBroker | RedisClusterBroker] = RedisBroker
+        if sse_settings.SSE_REDIS_CLUSTER:
+            broker_class = RedisClusterBroker
+        return broker_class(
             url,
             prefix=sse_settings.SSE_REDIS_PREFIX,
             timeout=sse_settings.SSE_PUBLISH_TIMEOUT,

@@ -31,3 +31,19 @@ class UserChannels(ChannelManager):
             # Asked again, against the database, when channel_permission_changed() is called.
             return authenticated and user.groups.filter(name=channel[len("group-") :]).exists()
         return True
+
+
+class RevokedInFile(ChannelManager):
+    """Every channel is readable but those listed, one a line, in ``$DJANGO_SSE_TEST_REVOKED_FILE``.
+
+    A test revokes a channel by writing the file, then calls
+    ``channel_permission_changed`` (test_redis_cluster.py).
+    """
+
+    def can_read_channel(self, user, channel):
+        import os
+        from pathlib import Path
+
+        path = Path(os.environ["DJANGO_SSE_TEST_REVOKED_FILE"])
+        revoked = path.read_text().split() if path.exists() else []
+        return channel not in revoked

@@ -154,7 +154,7 @@ def test_the_json_sample_is_what_the_command_prints_with_json(site_redis):
 
 def test_the_stated_interval_expiry_and_trim_are_the_codes():
     """Default interval 2 s, expiry three intervals (6 s), the trim a minute past it, the sum right."""
-    from django_sse.brokers import redis as redis_broker
+    from django_sse.brokers import redis_common as redis_broker
 
     assert DEFAULTS["SSE_PRESENCE_INTERVAL"] == 2.0
     assert EXPIRY_INTERVALS == 3

@@ -436,7 +436,7 @@ def test_catch_up_live_follows_every_event_published_before_it(make_broker):
     for round_number in range(40):
         published += [publisher.publish("barrier", "tick", str(i), True) for i in range(5)]
         published_before[str(round_number)] = len(published)
-        assert broker.catch_up_live(f"round-{round_number}")
+        assert broker.catch_up_live("barrier", f"round-{round_number}")
     deadline = time.monotonic() + 10
     while ("caught up", "round-39") not in hub.record:  # answered in order: the last one
         assert time.monotonic() < deadline, "catch_up_live was not answered within 10 s"

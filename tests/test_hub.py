@@ -125,7 +125,7 @@ class DeferredCatchUpBroker(MemoryBroker):
         super().__init__(maxlen=100, ttl=0)
         self.tokens: list[str] = []
 
-    def catch_up_live(self, token: str) -> bool:
+    def catch_up_live(self, channel: str, token: str) -> bool:
         self.tokens.append(token)
         return True
 
@@ -211,6 +211,47 @@ def test_after_a_disconnection_channels_are_ready_again_only_once_resubscribed()
     assert sorted(broker.calls[-1][1]) == ["a", "b"] and broker.calls[-1][0] == "subscribe"
     assert hub.ready(["a", "b"])
     assert reader.take() == [UNSYNCED, SYNC, SYNC]
+
+
+def test_on_lost_unreadies_only_the_lost_channels_and_tells_only_their_streams():
+    """A shard's loss (on_lost): its channels wait for a new confirmation; the others stay ready and undisturbed."""
+    broker = RecordingBroker(confirm=False)
+    hub = Hub(broker)
+    on_lost, elsewhere = Mailbox(10), Mailbox(10)
+    hub.attach(on_lost, ["a"])
+    hub.attach(elsewhere, ["b"])
+    hub.on_subscribed("a")
+    hub.on_subscribed("b")
+    hub.on_message(Message("a", "e", "d", (5, 0)))
+    on_lost.take(), elsewhere.take()
+
+    hub.on_lost(["a"])
+    lost = (hub.ready(["a"]), hub.ready(["b"]), hub.current_tip("a"))
+    hub.on_subscribed("a")  # resubscribed by the broker itself: no pending count to wait for
+
+    assert lost == (False, True, (0, 0))
+    assert hub.ready(["a", "b"])
+    assert on_lost.take() == [UNSYNCED, SYNC]
+    assert elsewhere.take() == []
+    assert broker.calls == [("subscribe", ["a"]), ("subscribe", ["b"])]  # nothing resent
+
+
+def test_on_lost_voids_a_catch_up_and_a_confirmation_still_pending():
+    """A catch-up answered after on_lost makes nothing ready; pending subscribes are forgotten."""
+    broker = DeferredCatchUpBroker()
+    hub = Hub(broker)
+    stream = Mailbox(10)
+    hub.attach(stream, ["a"])
+    stale = broker.tokens.pop()
+    hub.on_lost(["a"])
+    hub.on_caught_up(stale)
+    stale_ready = hub.ready(["a"])
+    hub.attach(Mailbox(10), ["a"])  # no new subscribe: the channel is known
+    hub.on_subscribed("a")  # the broker's resubscription
+    broker.answer()
+
+    assert (stale_ready, hub.ready(["a"])) == (False, True)
+    assert stream.take() == [SYNC]  # it never was ready before: no UNSYNCED
 
 
 def test_a_subscribe_that_could_not_be_sent_is_sent_on_resubscription():

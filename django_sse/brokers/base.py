@@ -121,6 +121,17 @@ class BrokerListener(Protocol):
     def on_disconnected(self) -> None:
         """The subscription is lost: events published from now on arrive only in history."""
 
+    def on_lost(self, channels: list[str]) -> None:
+        """The subscriptions of ``channels`` alone are lost; the others' stay up.
+
+        For a broker with several subscriber connections (one per cluster
+        shard): one of them dropped, or the channels' slot moved to another
+        shard. Events published to them from now on arrive only in history
+        until ``on_subscribed`` confirms each again; the broker resubscribes
+        them itself (the listener forgets their pending ``subscribe()``
+        calls, so it must not count confirmations of them).
+        """
+
 
 class Broker(ABC):
     """Publishes events, keeps history, and feeds one ``BrokerListener`` with live events.
@@ -167,8 +178,10 @@ class Broker(ABC):
     def subscribe(self, channels: list[str]) -> bool:
         """Ask for live events of ``channels``; return False when not connected.
 
-        Each channel is confirmed later through ``listener.on_subscribed``; a
-        command that could not be sent is resent by ``on_connected``.
+        Each channel is confirmed later through ``listener.on_subscribed``
+        (once per call, unless ``on_lost`` names it first); a command that
+        could not be sent is resent by ``on_connected``. A broker that
+        resubscribes by itself (the cluster's) always returns True.
         """
 
     @abstractmethod
@@ -176,13 +189,16 @@ class Broker(ABC):
         """Stop live events of ``channels``; return False when not connected."""
 
     @abstractmethod
-    def catch_up_live(self, token: str) -> bool:
-        """Call ``listener.on_caught_up(token)`` once the live events published so far are delivered.
+    def catch_up_live(self, channel: str, token: str) -> bool:
+        """Call ``listener.on_caught_up(token)`` once the live events of ``channel`` published so far are delivered.
 
-        Every event whose publication finished before this call (in particular
-        every event a history read that returned before it could see) reaches
-        ``on_message`` before that ``on_caught_up``. Return False when not
-        connected (the subscription is then lost: ``on_disconnected`` follows).
+        Every event of ``channel`` whose publication finished before this call
+        (in particular every event a history read that returned before it
+        could see) reaches ``on_message`` before that ``on_caught_up``. Return
+        False when not connected (the subscription is then lost:
+        ``on_disconnected``, or ``on_lost`` of ``channel``, follows or came).
+        A broker with one connection may ignore ``channel``; one with a
+        connection per shard asks the channel's.
         """
 
     @abstractmethod

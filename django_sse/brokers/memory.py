@@ -59,7 +59,7 @@ class MemoryBroker(Broker):
         self._subscribed.difference_update(channels)
         return True
 
-    def catch_up_live(self, token: str) -> bool:
+    def catch_up_live(self, channel: str, token: str) -> bool:
         # publish() announces under the lock that history reads take: nothing is on its way.
         listener = self._listener
         if listener is None:

@@ -1,8 +1,10 @@
 -- django-sse: record one event in a channel's history and announce it, atomically.
 -- KEYS[1]  the channel's history stream, "<prefix><channel>"
--- ARGV[1]  the pub/sub channel, "<prefix><channel>"
+-- ARGV[1]  the pub/sub channel, "<prefix><channel>" (a cluster: both "<prefix>{<channel>}")
 -- ARGV[2]  event name      ARGV[3]  data (UTF-8 text)
 -- ARGV[4]  MAXLEN (approximate)   ARGV[5]  history TTL in milliseconds (0: keep)
+-- ARGV[6]  the command that announces it: PUBLISH when absent, SPUBLISH in a cluster
+--          (then ARGV[1] is KEYS[1]: the shard channel is declared, in the same slot)
 -- Returns the new event id ("<ms>-<seq>").
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], '*', 'event', ARGV[2], 'data', ARGV[3])
 local ttl = tonumber(ARGV[5])
@@ -14,5 +16,5 @@ if ttl > 0 then
   end
   redis.call('PEXPIRE', KEYS[1], ttl)
 end
-redis.call('PUBLISH', ARGV[1], '1\n' .. id .. '\n' .. ARGV[2] .. '\n' .. ARGV[3])
+redis.call(ARGV[6] or 'PUBLISH', ARGV[1], '1\n' .. id .. '\n' .. ARGV[2] .. '\n' .. ARGV[3])
 return id

@@ -24,67 +24,35 @@ from __future__ import annotations
 
 import logging
 import time
-from importlib import resources
-from typing import Any, cast
+from typing import Any
 
 from ..concurrency import Task, sleep
-from ..exceptions import BrokerUnavailable, PublishError
-from ..positions import ZERO, Position, format_position, parse_position
-from .base import Broker, BrokerListener, GapCause, History, Message
+from .base import BrokerListener
+from .redis_common import (
+    ACL_HINT,
+    CATCH_UP,
+    CATCH_UP_BYTES,
+    SUBSCRIBER_IDLE_PING,
+    RedisBrokerBase,
+    refused_by_acl,
+    script,
+)
 from .resp import PubSubConnection, RespError
+
+__all__ = ["ACL_HINT", "RedisBroker"]
 
 logger = logging.getLogger(__name__)
 
-WIRE_VERSION = b"1"
-#: Said with every refusal for want of an ACL permission.
-ACL_HINT = (
-    "The Redis user of SSE_REDIS_URL lacks an ACL permission: give it the commands, "
-    "keys and channels of the ACL line in django-sse's docs (docs/guides/redis-security.rst)."
-)
-#: The commands publish.lua runs (a refusal inside a script does not name its command).
-_PUBLISH_COMMANDS = "TIME, XADD, XTRIM, PEXPIRE and PUBLISH"
-#: What starts the argument of a PING that asks for ``on_caught_up`` (the idle PING has none).
-_CATCH_UP = "django-sse:caught-up:"
-_CATCH_UP_BYTES = _CATCH_UP.encode()
-_LARGEST: Position = (2**64 - 1, 2**64 - 1)
-#: Seconds past its report's expiry that a process stays in the presence index (clock skew).
-_PRESENCE_SLACK = 60.0
-#: Seconds of silence after which the subscriber PINGs Redis; as long again with no answer
-#: and it reconnects. A host cut off from Redis without a reset (a switch or a link down)
-#: so notices within 10 s and resubscribes soon after the link returns, its streams
-#: catching up from history; left to TCP, the events held back during the cut arrive only
-#: at Redis's next retransmission, which backs off to tens of seconds after a long cut.
-#: Pitfall: a Redis that answers nothing for this long (a long script) counts as lost too.
-SUBSCRIBER_IDLE_PING = 5.0
 
-
-def _script(name: str) -> str:
-    return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
-
-
-def _position(value: bytes | str) -> Position:
-    text = value.decode() if isinstance(value, bytes) else value
-    position = parse_position(text)
-    if position is None:
-        raise BrokerUnavailable(f"Redis returned {text!r}, which is not a stream id.")
-    return position
-
-
-class RedisBroker(Broker):
+class RedisBroker(RedisBrokerBase):
     """Publishes through Redis and feeds the hub from one pub/sub connection."""
-
-    shared = True
 
     def __init__(self, url: str, prefix: str, timeout: float, maxlen: int, ttl: float) -> None:
         import redis
         from redis.backoff import NoBackoff
         from redis.retry import Retry
 
-        self.url = url
-        self.prefix = prefix
-        self.maxlen = maxlen
-        self.ttl_ms = int(ttl * 1000) if ttl else 0
-        self.timeout = timeout
+        super().__init__(url, prefix, timeout, maxlen, ttl)
         # One pooled connection for commands; callers wait for it rather than open more.
         # No retries: a retried publish could announce an event twice.
         self._pool = redis.BlockingConnectionPool.from_url(
@@ -96,8 +64,8 @@ class RedisBroker(Broker):
             retry=Retry(NoBackoff(), 0),
         )
         self._client = redis.Redis(connection_pool=self._pool)
-        self._publish = self._client.register_script(_script("publish.lua"))
-        self._read = self._client.register_script(_script("read.lua"))
+        self._publish = self._client.register_script(script("publish.lua"))
+        self._read = self._client.register_script(script("read.lua"))
         self._params = _socket_params(url)
         # Whitespace is never in a user's channel name, so this cannot collide with one.
         self.control_key = prefix + "django-sse control"
@@ -110,138 +78,6 @@ class RedisBroker(Broker):
         self._reader: Task | None = None
         #: A channel's subscription was confirmed on the current connection.
         self._confirmed = False
-
-    # Publishing and history ------------------------------------------------
-
-    def publish(self, channel: str, event: str, data: str, history: bool) -> str | None:
-        import redis
-
-        key = self.prefix + channel
-        try:
-            if not history:
-                self._client.publish(key, b"1\n\n%s\n%s" % (event.encode(), data.encode()))
-                return None
-            event_id = self._publish(keys=[key], args=[key, event, data, self.maxlen, self.ttl_ms])
-        except redis.RedisError as exc:
-            if _refused_by_acl(exc):
-                raise PublishError(
-                    f"Redis at {self._safe_url()} refused to publish: {exc} (publishing runs "
-                    f"EVALSHA, SCRIPT LOAD, and in the script {_PUBLISH_COMMANDS}). {ACL_HINT}"
-                ) from exc
-            raise PublishError(
-                f"Could not publish to Redis at {self._safe_url()} within SSE_PUBLISH_TIMEOUT "
-                f"({self.timeout}s): {exc}"
-            ) from exc
-        return event_id.decode()
-
-    def publish_control(self, payload: str) -> None:
-        import redis
-
-        try:
-            self._client.publish(self.control_key, payload.encode())
-        except redis.RedisError as exc:
-            raise PublishError(f"Could not publish to Redis at {self._safe_url()}: {exc}") from exc
-
-    def read_history(self, channel: str, after: Position | None, limit: int) -> History:
-        import redis
-
-        key = self.prefix + channel
-        if after == _LARGEST:
-            # Nothing can follow the largest id (a client's forged Last-Event-ID), and
-            # Redis refuses to read after it: every read would fail and the stream stall.
-            tip = self.read_history(channel, None, 0).tip
-            return History(gap=True, tip=tip, cause=GapCause.UNKNOWN_POSITION)
-        try:
-            reply = self._read(
-                keys=[key], args=["" if after is None else format_position(after), limit]
-            )
-        except redis.RedisError as exc:
-            raise BrokerUnavailable(f"Could not read history from Redis: {exc}") from exc
-        if reply[0] == 0:  # no stream: never published, expired, or Redis lost it
-            if after is None or after == ZERO:
-                return History()
-            return History(gap=True, cause=GapCause.HISTORY_LOST)
-        _, last, first, added, length, exists, entries = reply
-        last = _position(last)
-        if after is None:
-            return History(tip=last)
-        first = _position(first) if first else None
-        cause = _lost_after(after, last, first, trimmed=added > length, exists=bool(exists))
-        if cause is not None:
-            return History(gap=True, tip=last, cause=cause)
-        messages = [
-            Message(
-                channel, fields[b"event"].decode(), fields[b"data"].decode(), _position(entry_id)
-            )
-            for entry_id, fields in ((entry[0], _fields(entry[1])) for entry in entries)
-        ]
-        return History(messages=messages, tip=last, more=len(messages) >= limit)
-
-    def read_latest(self, channel: str) -> Message | None:
-        import redis
-
-        try:
-            entries = self._client.xrevrange(self.prefix + channel, count=1)
-        except redis.RedisError as exc:
-            raise BrokerUnavailable(f"Could not read history from Redis: {exc}") from exc
-        if not entries:
-            return None
-        entry_id, fields = cast(tuple[bytes, dict[bytes, bytes]], entries[0])  # raw replies
-        return Message(
-            channel, fields[b"event"].decode(), fields[b"data"].decode(), _position(entry_id)
-        )
-
-    # Presence --------------------------------------------------------------
-
-    def write_presence(self, process_key: str, report: str, ttl: float) -> None:
-        # One round trip per process and interval: the report with its expiry, the
-        # process's place in the index, and the index's own garbage collection.
-        import redis
-
-        now = time.time()
-        ttl_ms = max(1, int(ttl * 1000))
-        try:
-            with self._client.pipeline(transaction=True) as pipe:
-                pipe.set(self._presence_report_key(process_key), report, px=ttl_ms)
-                pipe.zadd(self.presence_key, {process_key: now})
-                # Generous: the scores come from every host's clock; read_presence
-                # drops a member whose report expired (by Redis's clock) at once.
-                pipe.zremrangebyscore(self.presence_key, "-inf", now - ttl - _PRESENCE_SLACK)
-                pipe.pexpire(self.presence_key, ttl_ms + int(_PRESENCE_SLACK * 1000))
-                pipe.execute()
-        except redis.RedisError as exc:
-            raise BrokerUnavailable(
-                f"Could not write presence to Redis at {self._safe_url()}: {exc}"
-            ) from exc
-
-    def read_presence(self) -> list[str]:
-        import redis
-
-        try:
-            with self._client.pipeline(transaction=True) as pipe:
-                # Optimistic: forget expired members only if no process reported meanwhile.
-                pipe.watch(self.presence_key)  # type: ignore[no-untyped-call]
-                members = cast(list[bytes], pipe.zrange(self.presence_key, 0, -1))
-                if not members:
-                    return []
-                keys = [self._presence_report_key(member.decode()) for member in members]
-                reports = cast(list[bytes | None], pipe.mget(keys))
-                expired = [m for m, report in zip(members, reports, strict=True) if report is None]
-                if expired:
-                    pipe.multi()
-                    pipe.zrem(self.presence_key, *expired)
-                    try:
-                        pipe.execute()
-                    except redis.WatchError:
-                        pass  # a process reported meanwhile: the next read tidies up
-        except redis.RedisError as exc:
-            raise BrokerUnavailable(
-                f"Could not read presence from Redis at {self._safe_url()}: {exc}"
-            ) from exc
-        return [report.decode("utf-8", "replace") for report in reports if report is not None]
-
-    def _presence_report_key(self, process_key: str) -> str:
-        return f"{self.presence_key} {process_key}"
 
     def is_connected(self) -> bool:
         return self._subscriber is not None
@@ -258,10 +94,10 @@ class RedisBroker(Broker):
     def unsubscribe(self, channels: list[str]) -> bool:
         return self._send("UNSUBSCRIBE", channels)
 
-    def catch_up_live(self, token: str) -> bool:
+    def catch_up_live(self, channel: str, token: str) -> bool:
         # Redis answers a PING on the subscriber connection after every message
         # published before it: the pong, carrying the token, follows them.
-        return self._send_raw("PING", _CATCH_UP + token)
+        return self._send_raw("PING", CATCH_UP + token)
 
     def _send(self, command: str, channels: list[str]) -> bool:
         return self._send_raw(command, *(self.prefix + channel for channel in channels))
@@ -304,10 +140,10 @@ class RedisBroker(Broker):
             except (OSError, RespError) as exc:
                 if self._stopped():
                     break
-                acl_refused = acl_refused or _refused_by_acl(exc)
+                acl_refused = acl_refused or refused_by_acl(exc)
                 if outage_started is None:
                     outage_started = time.monotonic()
-                    if _refused_by_acl(exc):
+                    if refused_by_acl(exc):
                         logger.error(
                             "Redis at %s refused the subscription: %s %s Retrying with backoff.",
                             self._safe_url(),
@@ -352,28 +188,8 @@ class RedisBroker(Broker):
         elif kind == b"subscribe" and reply[1] != self._control_key_bytes:
             self._confirmed = True
             listener.on_subscribed(reply[1].decode()[len(self.prefix) :])
-        elif kind == b"pong" and reply[1].startswith(_CATCH_UP_BYTES):
-            listener.on_caught_up(reply[1][len(_CATCH_UP_BYTES) :].decode())
-
-    def _decode(self, key: bytes, payload: bytes) -> Message | None:
-        parts = payload.split(b"\n", 3)
-        if len(parts) != 4 or parts[0] != WIRE_VERSION:
-            logger.error(
-                "Ignoring a message on Redis channel %r in an unknown format (expected version 1: "
-                "'1\\n<id>\\n<event>\\n<data>').",
-                key,
-            )
-            return None
-        channel = key.decode()[len(self.prefix) :]
-        event_id = parts[1].decode() if parts[1] else None
-        position = None if event_id is None else parse_position(event_id)
-        if event_id is not None and position is None:
-            logger.error(
-                "Ignoring a message on Redis channel %r with a malformed id %r.", key, event_id
-            )
-            return None
-        text = parts[3].decode("utf-8", "replace")
-        return Message(channel, parts[2].decode(), text, position, event_id)
+        elif kind == b"pong" and reply[1].startswith(CATCH_UP_BYTES):
+            listener.on_caught_up(reply[1][len(CATCH_UP_BYTES) :].decode())
 
     def _stopped(self) -> bool:
         """Whether ``close()`` was called (read anew: another task sets it)."""
@@ -391,40 +207,6 @@ class RedisBroker(Broker):
         if params.get("path"):
             return f"unix:{params['path']}"
         return f"{params.get('host')}:{params.get('port')}"
-
-
-def _lost_after(
-    after: Position, last: Position, first: Position | None, trimmed: bool, exists: bool
-) -> GapCause | None:
-    """Return why events after ``after`` are gone or ``after`` was never issued here; None if neither.
-
-    Trimming removes the oldest entries, so every trimmed id is older than the
-    first kept one. A position older than that is safe only when nothing was
-    ever trimmed and it is ``0-0``; a position within the kept range must be
-    an entry of this stream (else it comes from another incarnation of the
-    key, e.g. from before a restart that lost the data).
-    """
-    if after == last:
-        return None
-    if after > last:  # from the future: another incarnation of the key
-        return GapCause.UNKNOWN_POSITION
-    if first is None:  # everything after it trimmed
-        return GapCause.TRIMMED
-    if after < first:
-        if trimmed:
-            return GapCause.TRIMMED
-        return None if after == ZERO else GapCause.UNKNOWN_POSITION
-    return None if exists else GapCause.UNKNOWN_POSITION
-
-
-def _refused_by_acl(exc: Exception) -> bool:
-    """Whether Redis refused for want of an ACL permission (also when a script's command was)."""
-    text = str(exc)
-    return "NOPERM" in text or "no permissions" in text or "can't run this command" in text
-
-
-def _fields(flat: list[bytes]) -> dict[bytes, bytes]:
-    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 def _socket_params(url: str) -> dict[str, Any]:

@@ -363,3 +363,164 @@ def _gunicorn_has_control_socket() -> bool:
     import gunicorn.config
 
     return hasattr(gunicorn.config, "ControlSocketDisable")
+
+
+#: The slot ranges of a 3-master cluster, as ``redis-cli --cluster create`` splits them.
+CLUSTER_SLOT_RANGES = ((0, 5460), (5461, 10922), (10923, 16383))
+
+
+class RedisClusterServers:
+    """A 3-master Redis Cluster (optionally one replica per master) of local redis-servers.
+
+    Formed from Python (CLUSTER ADDSLOTSRANGE, MEET, REPLICATE), ready once
+    every node says ``cluster_state:ok`` and agrees on who owns every slot,
+    and every replica's link to its master is up (in sync).
+    ``node_timeout`` (ms) is small so that a killed master's replica takes
+    over within seconds. Stopped by PID, every node, in ``stop()``.
+    """
+
+    def __init__(
+        self, log_dir: str | Path, replicas: bool = False, node_timeout: int = 1000
+    ) -> None:
+        self.log_dir = Path(log_dir)
+        self.node_timeout = node_timeout
+        count = 6 if replicas else 3
+        self.nodes: list[RedisServer] = []
+        self.bus_ports: dict[int, int] = {}  # port -> cluster bus port
+        for index in range(count):
+            directory = self.log_dir / f"cluster-node-{index}"
+            node = RedisServer(log_dir=self.log_dir, directory=directory)
+            taken = {*self.bus_ports, *self.bus_ports.values()}
+            while node.port in taken:  # free now, but maybe handed out twice: all start later
+                node.port = free_port()
+                node.log_path = node.log_dir / f"{node.name}-{node.port}.log"
+            bus_port = free_port()
+            while bus_port in taken or bus_port == node.port:
+                bus_port = free_port()
+            node.extra_args = [
+                "--cluster-enabled", "yes",
+                "--cluster-config-file", str(directory / "nodes.conf"),
+                "--cluster-port", str(bus_port),  # else port + 10000, maybe > 65535
+                "--cluster-node-timeout", str(node_timeout),
+                "--cluster-replica-validity-factor", "0",  # always promote
+                "--repl-diskless-sync-delay", "0",  # replicas in sync at once, not after 5 s
+            ]  # fmt: skip
+            self.nodes.append(node)
+            self.bus_ports[node.port] = bus_port
+        self.masters = self.nodes[:3]
+        self.replicas = self.nodes[3:]
+        self.ids: dict[int, str] = {}  # port -> node id
+
+    @property
+    def url(self) -> str:
+        """SSE_REDIS_URL: the first master (any node would do)."""
+        return self.masters[0].url
+
+    def start(self) -> RedisClusterServers:
+        try:
+            for node in self.nodes:
+                node.start()
+            for node in self.nodes:
+                with node.client() as client:
+                    self.ids[node.port] = client.execute_command("CLUSTER MYID").decode()
+            for node, (first, last) in zip(self.masters, CLUSTER_SLOT_RANGES, strict=True):
+                with node.client() as client:
+                    client.execute_command("CLUSTER ADDSLOTSRANGE", first, last)
+            with self.masters[0].client() as client:
+                for node in self.nodes[1:]:
+                    client.execute_command(
+                        "CLUSTER MEET", "127.0.0.1", node.port, self.bus_ports[node.port]
+                    )
+            for replica, master in zip(self.replicas, self.masters, strict=False):
+                with replica.client() as client:
+                    self._wait(
+                        lambda c=client, m=master: (
+                            self.ids[m.port] in str(c.execute_command("CLUSTER NODES"))
+                        ),
+                        f"replica {replica.port} to learn of master {master.port}",
+                    )
+                    client.execute_command("CLUSTER REPLICATE", self.ids[master.port])
+            self.wait_ok()
+            for replica in self.replicas:
+                with replica.client() as client:
+                    self._wait(
+                        lambda c=client: c.info("replication").get("master_link_status") == "up",
+                        f"replica {replica.port} in sync with its master",
+                    )
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def wait_ok(self, timeout: float = 30.0) -> None:
+        """Wait until every running node says ``cluster_state:ok`` and all agree on the slots."""
+        self._wait(self._agreed, "the cluster to be ok and agree on its slots", timeout)
+
+    def _agreed(self) -> bool:
+        maps = []
+        for node in self.nodes:
+            if not node.running:
+                continue
+            try:
+                with node.client(socket_timeout=2) as client:
+                    if client.execute_command("CLUSTER INFO").get("cluster_state") != "ok":
+                        return False
+                    maps.append(self._slot_map(client))
+            except OSError:
+                return False
+            except Exception as exc:  # redis.ConnectionError is not an OSError
+                if "Connection" in type(exc).__name__ or "Timeout" in type(exc).__name__:
+                    return False
+                raise
+        return all(found == maps[0] for found in maps)
+
+    @staticmethod
+    def _slot_map(client) -> list[tuple[int, int, int]]:
+        return sorted(
+            (int(entry[0]), int(entry[1]), int(entry[2][1]))
+            for entry in client.execute_command("CLUSTER SLOTS")
+        )
+
+    def _wait(self, check, what: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not check():
+            if time.monotonic() > deadline:
+                raise ServerError(f"Not {what} after {timeout} s.")
+            time.sleep(0.05)
+
+    def owner_of(self, slot: int) -> RedisServer:
+        """Return the master that owns ``slot`` now (as the first running node sees it)."""
+        node = next(n for n in self.nodes if n.running)
+        with node.client() as client:
+            for first, last, port in self._slot_map(client):
+                if first <= slot <= last:
+                    return next(n for n in self.nodes if n.port == port)
+        raise ServerError(f"No node owns slot {slot}.")
+
+    def migrate_slot(self, slot: int, target: RedisServer, batch: int = 100) -> int:
+        """Move ``slot`` and its keys to master ``target``, as ``redis-cli --cluster reshard``; return keys moved."""
+        source = self.owner_of(slot)
+        source_id, target_id = self.ids[source.port], self.ids[target.port]
+        moved = 0
+        with source.client() as src, target.client() as dst:
+            dst.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", source_id)
+            src.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", target_id)
+            while keys := src.execute_command("CLUSTER GETKEYSINSLOT", slot, batch):
+                src.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys)
+                moved += len(keys)
+            # The new owner first, then the old one, then the rest (as redis-cli does).
+            for node in [target, source, *(n for n in self.masters if n not in (source, target))]:
+                if node.running:
+                    with node.client() as client:
+                        client.execute_command("CLUSTER SETSLOT", slot, "NODE", target_id)
+        return moved
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def __enter__(self) -> RedisClusterServers:
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
