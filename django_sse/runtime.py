@@ -26,6 +26,9 @@ T = TypeVar("T")
 #: The streams this process serves (counted for SSE_MAX_STREAMS, ended together at shutdown).
 streams = StreamRegistry()
 
+#: The master's URL with Sentinel when SSE_REDIS_URL is not set: database 0, no password, no TLS.
+SENTINEL_DEFAULT_URL = "redis://sentinel-managed/0"
+
 _lock = new_rlock()
 _state: dict[str, Any] = {}
 
@@ -37,9 +40,24 @@ def build_broker() -> Broker:
         from .brokers.redis import RedisBroker
 
         url = sse_settings.redis_url
-        if not url:
+        sentinels = sse_settings.SSE_REDIS_SENTINELS
+        if not url and not sentinels:
             raise ImproperlyConfigured(
                 "SSE_BROKER is 'redis' but no Redis is configured: set SSE_REDIS_URL."
+            )
+        master = None
+        if not url:
+            url = SENTINEL_DEFAULT_URL
+        if sentinels:
+            from .brokers.sentinel import SentinelMaster, sentinel_tls
+            from .redis_url import parse_sentinel
+
+            master = SentinelMaster(
+                [parse_sentinel(entry) for entry in sentinels],
+                sse_settings.SSE_REDIS_SENTINEL_SERVICE,
+                timeout=sse_settings.SSE_PUBLISH_TIMEOUT,
+                password=sse_settings.SSE_REDIS_SENTINEL_PASSWORD,
+                ssl=sentinel_tls(url),
             )
         return RedisBroker(
             url,
@@ -47,6 +65,8 @@ def build_broker() -> Broker:
             timeout=sse_settings.SSE_PUBLISH_TIMEOUT,
             maxlen=sse_settings.SSE_HISTORY_MAXLEN,
             ttl=sse_settings.SSE_HISTORY_TTL,
+            master=master,
+            replicas=sse_settings.SSE_PUBLISH_REPLICAS,
         )
     from .brokers.memory import MemoryBroker
 

@@ -25,13 +25,16 @@ from __future__ import annotations
 import logging
 import time
 from importlib import resources
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from ..concurrency import Task, sleep
 from ..exceptions import BrokerUnavailable, PublishError
 from ..positions import ZERO, Position, format_position, parse_position
 from .base import Broker, BrokerListener, GapCause, History, Message
 from .resp import PubSubConnection, RespError
+
+if TYPE_CHECKING:
+    from .sentinel import SentinelMaster
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +52,8 @@ _CATCH_UP_BYTES = _CATCH_UP.encode()
 _LARGEST: Position = (2**64 - 1, 2**64 - 1)
 #: Seconds past its report's expiry that a process stays in the presence index (clock skew).
 _PRESENCE_SLACK = 60.0
+#: Seconds the reply of a publish that waits for replicas may take past its WAIT.
+_WAIT_GRACE = 1.0
 
 
 def _script(name: str) -> str:
@@ -64,11 +69,27 @@ def _position(value: bytes | str) -> Position:
 
 
 class RedisBroker(Broker):
-    """Publishes through Redis and feeds the hub from one pub/sub connection."""
+    """Publishes through Redis and feeds the hub from one pub/sub connection.
+
+    ``master``: where a Sentinel-managed master is (``SSE_REDIS_SENTINELS``);
+    then ``url`` gives only the master's credentials, database and TLS, and
+    both connections ask ``master`` for its address on every connect.
+    ``replicas`` (``SSE_PUBLISH_REPLICAS``): how many replicas must hold an
+    event before ``publish`` returns its id (0: none, don't wait).
+    """
 
     shared = True
 
-    def __init__(self, url: str, prefix: str, timeout: float, maxlen: int, ttl: float) -> None:
+    def __init__(
+        self,
+        url: str,
+        prefix: str,
+        timeout: float,
+        maxlen: int,
+        ttl: float,
+        master: SentinelMaster | None = None,
+        replicas: int = 0,
+    ) -> None:
         import redis
         from redis.backoff import NoBackoff
         from redis.retry import Retry
@@ -78,15 +99,26 @@ class RedisBroker(Broker):
         self.maxlen = maxlen
         self.ttl_ms = int(ttl * 1000) if ttl else 0
         self.timeout = timeout
+        self.master = master
+        self.replicas = replicas
+        self._wait_ms = max(1, int(timeout * 1000))  # WAIT 0 would wait forever
+        options: dict[str, Any] = {}
+        if master is not None:
+            from .sentinel import MasterConnection, SSLMasterConnection
+
+            ssl = url.startswith("rediss://")
+            options = {"connection_class": SSLMasterConnection if ssl else MasterConnection}
+            options["master"] = master
         # One pooled connection for commands; callers wait for it rather than open more.
         # No retries: a retried publish could announce an event twice.
         self._pool = redis.BlockingConnectionPool.from_url(
             url,
             max_connections=1,
             timeout=timeout,
-            socket_timeout=timeout,
+            socket_timeout=timeout + (_WAIT_GRACE if replicas else 0),
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 0),
+            **options,
         )
         self._client = redis.Redis(connection_pool=self._pool)
         self._publish = self._client.register_script(_script("publish.lua"))
@@ -114,7 +146,10 @@ class RedisBroker(Broker):
             if not history:
                 self._client.publish(key, b"1\n\n%s\n%s" % (event.encode(), data.encode()))
                 return None
-            event_id = self._publish(keys=[key], args=[key, event, data, self.maxlen, self.ttl_ms])
+            args: list[str | int] = [key, event, data, self.maxlen, self.ttl_ms]
+            if self.replicas:
+                return self._publish_replicated(key, args)
+            event_id = self._publish(keys=[key], args=args)
         except redis.RedisError as exc:
             if _refused_by_acl(exc):
                 raise PublishError(
@@ -126,6 +161,36 @@ class RedisBroker(Broker):
                 f"({self.timeout}s): {exc}"
             ) from exc
         return event_id.decode()
+
+    def _publish_replicated(self, key: str, args: list[str | int]) -> str:
+        """Run the publish script and ``WAIT`` for ``replicas`` in one round trip; return the id.
+
+        Raises ``PublishError`` when fewer replicas confirm within the timeout
+        (the event is on the master, and streams may have received it).
+        """
+        import redis
+
+        for attempt in range(2):
+            with self._client.pipeline(transaction=False) as pipe:
+                pipe.evalsha(self._publish.sha, 1, key, *args)
+                pipe.execute_command("WAIT", self.replicas, self._wait_ms)  # type: ignore[no-untyped-call]
+                try:
+                    event_id, confirmed = pipe.execute()
+                except redis.exceptions.NoScriptError:
+                    if attempt:
+                        raise
+                    # A new or restarted master: load the script, then publish (it never ran).
+                    self._client.script_load(self._publish.script)
+                    continue
+            break
+        event_id = event_id.decode()
+        if confirmed < self.replicas:
+            raise PublishError(
+                f"Event {event_id} was published on Redis at {self._safe_url()} but only "
+                f"{confirmed} of SSE_PUBLISH_REPLICAS={self.replicas} replicas confirmed it "
+                f"within SSE_PUBLISH_TIMEOUT ({self.timeout}s): a failover could lose it."
+            )
+        return cast(str, event_id)
 
     def publish_control(self, payload: str) -> None:
         import redis
@@ -277,7 +342,7 @@ class RedisBroker(Broker):
         while not self._closed:
             subscriber = PubSubConnection(self._params, self.timeout, idle_timeout=30.0)
             try:
-                subscriber.connect()
+                self._connect_subscriber(subscriber)
                 self._subscriber = subscriber
                 subscriber.send("SUBSCRIBE", self.control_key)
                 self._confirmed = False
@@ -319,6 +384,23 @@ class RedisBroker(Broker):
             if not self._closed:
                 sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+    def _connect_subscriber(self, subscriber: PubSubConnection) -> None:
+        """Connect ``subscriber``: to the URL's server, or to the master the sentinels name.
+
+        Raises ``OSError`` (``MasterNotFound`` too) or ``RespError``. A Sentinel
+        master is asked its ``ROLE`` first: a demoted one would still deliver
+        (replicas relay PUBLISH), but only until it is reconfigured.
+        """
+        master = self.master
+        if master is None:
+            subscriber.connect()
+            return
+        address = master.address()
+        subscriber.connect(address)
+        problem = master.role_problem(subscriber.request("ROLE"), address)
+        if problem is not None:
+            raise ConnectionError(problem)
 
     @staticmethod
     def _log_restored(outage_started: float | None, resubscribed: int) -> None:
@@ -376,8 +458,12 @@ class RedisBroker(Broker):
         if subscriber is not None:
             subscriber.close()
         self._pool.disconnect()
+        if self.master is not None:
+            self.master.close()
 
     def _safe_url(self) -> str:
+        if self.master is not None:
+            return self.master.describe()
         params = self._params
         if params.get("path"):
             return f"unix:{params['path']}"
