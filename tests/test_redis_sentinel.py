@@ -1,8 +1,9 @@
 """Redis Sentinel: docs/guides/redis-sentinel.rst, run for real, failover included.
 
 Each test starts its own Sentinel-managed Redis: a master, two replicas and
-three sentinels (quorum 2, ``down-after-milliseconds`` 1000), all with the
-password of the page's ``SSE_REDIS_URL``. The failover test serves streams
+three sentinels (quorum 2, ``down-after-milliseconds`` 1000), the data
+servers with the password of the page's ``SSE_REDIS_URL``, the sentinels
+with their own (``SSE_REDIS_SENTINEL_PASSWORD``). The failover test serves streams
 from a gunicorn gevent site configured with the page's settings, publishes
 a steady storm from this process, SIGKILLs the master mid-storm, and checks
 what every client got against what ``send_event`` acknowledged and what
@@ -42,7 +43,8 @@ sentinel_sample_reader = track(SAMPLES)  # an autouse fixture: which test read w
 
 SETTINGS = SAMPLES.find("python", "SSE_REDIS_SENTINELS")
 REPLICAS_SETTING = SAMPLES.find("python", "SSE_PUBLISH_REPLICAS")
-PASSWORD = "sentinel-test-password"
+PASSWORD = "sentinel-test-password"  # the master's and the replicas'
+SENTINEL_PASSWORD = "the-sentinels-own"
 SERVICE = "mymaster"
 CHANNELS = ("a", "b", "c")
 #: The site's and this process's SSE_PUBLISH_TIMEOUT: how long a publish may wait.
@@ -53,7 +55,7 @@ PUBLISH_TIMEOUT = 0.5
 
 
 class SentinelRedis:
-    """A master, ``replicas`` replicas and ``sentinels`` sentinels, all requiring ``PASSWORD``."""
+    """A master and ``replicas`` replicas requiring ``PASSWORD``; ``sentinels`` sentinels requiring theirs."""
 
     def __init__(self, servers, replicas: int = 2, sentinels: int = 3) -> None:
         auth = ["--requirepass", PASSWORD, "--masterauth", PASSWORD]
@@ -65,7 +67,12 @@ class SentinelRedis:
             for _ in range(replicas)
         ]
         self.sentinels = [
-            servers.sentinel(master_port=self.master.port, service=SERVICE, auth_pass=PASSWORD)
+            servers.sentinel(
+                master_port=self.master.port,
+                service=SERVICE,
+                auth_pass=PASSWORD,
+                requirepass=SENTINEL_PASSWORD,
+            )
             for _ in range(sentinels)
         ]
 
@@ -104,6 +111,7 @@ class SentinelRedis:
         settings = {name: value for name, value in namespace.items() if name.startswith("SSE_")}
         assert len(settings["SSE_REDIS_SENTINELS"]) == 3
         settings["SSE_REDIS_SENTINELS"] = [sentinel.address for sentinel in self.sentinels]
+        settings["SSE_REDIS_SENTINEL_PASSWORD"] = SENTINEL_PASSWORD
         settings["SSE_PUBLISH_REPLICAS"] = replicas
         settings["SSE_PUBLISH_TIMEOUT"] = PUBLISH_TIMEOUT
         return settings
@@ -355,7 +363,10 @@ class FixedMaster(SentinelMaster):
 
     def __init__(self, sentinel_redis: SentinelRedis, address: tuple[str, int]) -> None:
         super().__init__(
-            [("127.0.0.1", s.port) for s in sentinel_redis.sentinels], SERVICE, timeout=1
+            [("127.0.0.1", s.port) for s in sentinel_redis.sentinels],
+            SERVICE,
+            timeout=1,
+            password=SENTINEL_PASSWORD,
         )
         self.fixed = address
 
@@ -387,11 +398,15 @@ def test_a_replica_named_as_master_is_refused_by_both_connections(sentinel_redis
 
 
 def test_no_sentinel_knows_the_master_is_said_by_send_event(sentinel_redis, settings):
-    """A wrong service name: send_event's PublishError says no sentinel knows it, and names them."""
+    """A wrong service name, or no sentinel password: send_event's PublishError says so, naming the sentinels."""
     for name, value in sentinel_redis.settings().items():
         setattr(settings, name, value)
     settings.SSE_REDIS_SENTINEL_SERVICE = "nosuchmaster"
     with pytest.raises(PublishError, match="no Sentinel of SSE_REDIS_SENTINELS .* 'nosuchmaster'"):
+        send_event("tick", "x", channel="a")
+    settings.SSE_REDIS_SENTINEL_SERVICE = SERVICE
+    settings.SSE_REDIS_SENTINEL_PASSWORD = None  # the sentinels refuse: the error says why
+    with pytest.raises(PublishError, match="no Sentinel of .*authenticated"):
         send_event("tick", "x", channel="a")
 
 

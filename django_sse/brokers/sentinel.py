@@ -9,9 +9,10 @@ they reached is a master (the sentinels may not have noticed a demotion
 yet), and drop a connection that Redis answers with ``READONLY``. Nothing is
 retried: the caller gets the error and the next connection asks again.
 
-Discovery opens one connection to a sentinel at a time (the first that
-answers), one discovery at a time per process, and closes it when done: a
-process keeps no sentinel connection between (re)connects.
+Discovery asks the sentinels in turn, one connection at a time, until one
+names a master that is up; one discovery at a time per process, and its
+connections are closed when done: a process keeps no sentinel connection
+between (re)connects.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any, cast
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-from redis.sentinel import MasterNotFoundError, Sentinel
+from redis.sentinel import Sentinel
 
 from ..concurrency import new_lock
 
@@ -81,15 +82,31 @@ class SentinelMaster:
         """Return the master's ``(host, port)``; raise ``MasterNotFound`` saying why not."""
         with self._lock:
             try:
-                host, port = self._sentinel.discover_master(self.service)  # type: ignore[no-untyped-call]
-            except MasterNotFoundError as exc:
-                raise MasterNotFound(
-                    f"no Sentinel of SSE_REDIS_SENTINELS ({self.sentinels_text()}) knows a master "
-                    f"{self.service!r} that is up ({exc})"
-                ) from None
+                return self._discover()
             finally:
                 self._release()
-        return str(host), int(port)
+
+    def _discover(self) -> tuple[str, int]:
+        """Ask the sentinels in turn; the first that names a master that is up wins."""
+        reasons = []
+        for (host, port), client in zip(self.sentinels, self._sentinel.sentinels, strict=True):
+            where = f"{host}:{port}"
+            try:
+                masters = cast(dict[str, dict[str, Any]], client.sentinel_masters())
+                state = masters.get(self.service)
+            except redis.RedisError as exc:
+                reasons.append(f"{where}: {exc}")
+                continue
+            if state is None:
+                reasons.append(f"{where} does not monitor it")
+            elif not self._sentinel.check_master_state(state, self.service):  # type: ignore[no-untyped-call]
+                reasons.append(f"{where} reports it down")
+            else:
+                return str(state["ip"]), int(state["port"])
+        raise MasterNotFound(
+            f"no Sentinel of SSE_REDIS_SENTINELS knows a master {self.service!r} that is up "
+            f"({'; '.join(reasons)})"
+        )
 
     def role_problem(self, reply: Any, address: tuple[str, int]) -> str | None:
         """Return why the ``ROLE`` ``reply`` of ``address`` is not a master's, or None if it is."""

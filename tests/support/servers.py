@@ -245,7 +245,8 @@ class SentinelServer(Server):
     The config file is written in ``log_dir`` on start (Sentinel rewrites it
     as it learns the other sentinels and replicas). ``down_after`` and
     ``failover_timeout`` are in ms, small so that a failover takes seconds;
-    ``auth_pass`` is the password of the master and replicas.
+    ``auth_pass`` is the password of the master and replicas, ``requirepass``
+    the sentinel's own.
     """
 
     name = "sentinel"
@@ -258,6 +259,7 @@ class SentinelServer(Server):
         down_after: int = 1000,
         failover_timeout: int = 3000,
         auth_pass: str | None = None,
+        requirepass: str | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -267,6 +269,7 @@ class SentinelServer(Server):
         self.down_after = down_after
         self.failover_timeout = failover_timeout
         self.auth_pass = auth_pass
+        self.requirepass = requirepass
         self.config_path = self.log_dir / f"sentinel-{self.port}.conf"
 
     @property
@@ -277,31 +280,34 @@ class SentinelServer(Server):
         binary = shutil.which("redis-server")
         if binary is None:
             raise ServerError("redis-server is not on PATH; run scripts/install-system-deps.")
-        if not self.config_path.exists():
-            self.config_path.write_text(
-                f"port {self.port}\n"
-                "bind 127.0.0.1\n"
-                f"dir {self.log_dir}\n"
-                f"sentinel monitor {self.service} 127.0.0.1 {self.master_port} {self.quorum}\n"
-                f"sentinel down-after-milliseconds {self.service} {self.down_after}\n"
-                f"sentinel failover-timeout {self.service} {self.failover_timeout}\n"
-                f"sentinel parallel-syncs {self.service} 5\n"
-                + (
-                    f"sentinel auth-pass {self.service} {self.auth_pass}\n"
-                    if self.auth_pass
-                    else ""
-                )
-            )
+        if not self.config_path.exists():  # on a restart, the config as Sentinel rewrote it
+            service = self.service
+            lines = [
+                f"port {self.port}",
+                "bind 127.0.0.1",
+                f"dir {self.log_dir}",
+                f"sentinel monitor {service} 127.0.0.1 {self.master_port} {self.quorum}",
+                f"sentinel down-after-milliseconds {service} {self.down_after}",
+                f"sentinel failover-timeout {service} {self.failover_timeout}",
+                f"sentinel parallel-syncs {service} 5",
+            ]
+            if self.auth_pass:
+                lines.append(f"sentinel auth-pass {service} {self.auth_pass}")
+            if self.requirepass:  # the sentinels' own password; they use it with each other too
+                lines.append(f"requirepass {self.requirepass}")
+            self.config_path.write_text("\n".join(lines) + "\n")
         return [binary, str(self.config_path), "--sentinel"]
 
     def ready(self) -> bool:
         return _pongs(self.port)
 
     def client(self, **kwargs):
-        """Return a ``redis.Redis`` connected to this sentinel."""
+        """Return a ``redis.Redis`` connected to this sentinel (with its password)."""
         import redis
 
-        return redis.Redis(host="127.0.0.1", port=self.port, **kwargs)
+        return redis.Redis(
+            host="127.0.0.1", port=self.port, **{"password": self.requirepass, **kwargs}
+        )
 
 
 def project_env(
