@@ -30,8 +30,8 @@ from django_sse.exceptions import PublishError
 from django_sse.hub import Hub
 from django_sse.mailbox import Mailbox
 from tests.readme_samples import Samples, track
-from tests.redis_helpers import multi_path, open_live
-from tests.servers import REPO_TOP
+from tests.redis_helpers import connect, multi_path, open_live, wait_position
+from tests.servers import REPO_TOP, free_port
 from tests.support.polling import eventually
 from tests.support.sse import SseClient, StreamEnded
 
@@ -410,12 +410,64 @@ def test_no_sentinel_knows_the_master_is_said_by_send_event(sentinel_redis, sett
         send_event("tick", "x", channel="a")
 
 
+def test_a_rediss_url_reaches_the_sentinels_and_the_master_over_tls(servers, settings, tmp_path):
+    """rediss:// with Sentinel: the sentinel and the master are reached over TLS only, verified by the URL's CA."""
+    from tests.test_redis_security import make_certificates
+
+    certificates = make_certificates(tmp_path)
+    tls = {
+        "tls-cert-file": certificates["server.crt"],
+        "tls-key-file": certificates["server.key"],
+        "tls-ca-cert-file": certificates["ca.crt"],
+        "tls-auth-clients": "no",
+    }
+    master_tls_port, sentinel_tls_port = free_port(), free_port()
+    master = servers.redis(
+        extra_args=[
+            "--tls-port",
+            str(master_tls_port),
+            *(arg for name, value in tls.items() for arg in (f"--{name}", value)),
+        ]
+    )
+    # The sentinel watches the master's TLS port (tls-replication: it speaks TLS there),
+    # and serves TLS on its own; its plain port is the test's.
+    servers.sentinel(
+        master_port=master_tls_port,
+        service=SERVICE,
+        quorum=1,
+        extra_config=[
+            f"tls-port {sentinel_tls_port}",
+            "tls-replication yes",
+            *(f"{k} {v}" for k, v in tls.items()),
+        ],
+    )
+    settings.SSE_REDIS_SENTINELS = [f"127.0.0.1:{sentinel_tls_port}"]
+    settings.SSE_REDIS_SENTINEL_SERVICE = SERVICE
+    settings.SSE_REDIS_URL = f"rediss://{SERVICE}/0?ssl_ca_certs={certificates['ca.crt']}"
+    site = servers.site(
+        "",
+        settings={
+            name: getattr(settings, name)
+            for name in ("SSE_REDIS_SENTINELS", "SSE_REDIS_SENTINEL_SERVICE", "SSE_REDIS_URL")
+        },
+    )
+    with connect(site.port, "/events/tls/") as client:
+        wait_position(client)
+        event_id = send_event("tick", "over tls", channel="tls")
+        [event] = client.read_events(1)
+    assert (event.data, event.last_event_id) == ("over tls", event_id)
+    with master.client() as admin:
+        assert admin.xlen("sse:tls") == 1
+
+    settings.SSE_REDIS_URL = f"rediss://{SERVICE}/0"  # the system does not trust the test CA
+    with pytest.raises(PublishError, match="certificate verify failed"):
+        send_event("tick", "x", channel="tls")
+
+
 def test_publish_replicas_without_sentinel_waits_for_the_replica_and_says_when_it_cannot(servers):
     """A master with one replica, no Sentinel: publish returns once the replica holds it, else says so."""
-    master = servers.redis()
-    replica = servers.redis(
-        extra_args=["--repl-diskless-sync-delay", "0", "--replicaof", "127.0.0.1", str(master.port)]
-    )
+    master = servers.redis(extra_args=["--repl-diskless-sync-delay", "0"])
+    replica = servers.redis(extra_args=["--replicaof", "127.0.0.1", str(master.port)])
     with replica.client() as watcher:
         eventually(
             lambda: watcher.info("replication")["master_link_status"] == "up", what="in sync"

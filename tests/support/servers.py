@@ -246,7 +246,7 @@ class SentinelServer(Server):
     as it learns the other sentinels and replicas). ``down_after`` and
     ``failover_timeout`` are in ms, small so that a failover takes seconds;
     ``auth_pass`` is the password of the master and replicas, ``requirepass``
-    the sentinel's own.
+    the sentinel's own; ``extra_config`` lines are added (e.g. TLS).
     """
 
     name = "sentinel"
@@ -260,6 +260,7 @@ class SentinelServer(Server):
         failover_timeout: int = 3000,
         auth_pass: str | None = None,
         requirepass: str | None = None,
+        extra_config: tuple[str, ...] | list[str] = (),
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -270,6 +271,7 @@ class SentinelServer(Server):
         self.failover_timeout = failover_timeout
         self.auth_pass = auth_pass
         self.requirepass = requirepass
+        self.extra_config = list(extra_config)
         self.config_path = self.log_dir / f"sentinel-{self.port}.conf"
 
     @property
@@ -295,7 +297,7 @@ class SentinelServer(Server):
                 lines.append(f"sentinel auth-pass {service} {self.auth_pass}")
             if self.requirepass:  # the sentinels' own password; they use it with each other too
                 lines.append(f"requirepass {self.requirepass}")
-            self.config_path.write_text("\n".join(lines) + "\n")
+            self.config_path.write_text("\n".join(lines + self.extra_config) + "\n")
         return [binary, str(self.config_path), "--sentinel"]
 
     def ready(self) -> bool:
