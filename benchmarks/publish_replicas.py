@@ -62,18 +62,11 @@ def run(n: int, replicas: int, waits: list[int]) -> list[dict[str, float | int]]
     try:
         for server in (master, *followers):
             started.append(server.start())
-        with master.client() as admin:
-            eventually(
-                lambda: (
-                    admin.info("replication")["connected_slaves"] == replicas
-                    and all(
-                        follower.client().info("replication")["master_link_status"] == "up"
-                        for follower in followers
-                    )
-                ),
-                timeout=30,
-                what=f"{replicas} replicas in sync",
-            )
+        eventually(
+            lambda: master.replicas_acknowledge(replicas),
+            timeout=30,
+            what=f"{replicas} replicas in sync",
+        )
         return [measure(master.url, wait, n) for wait in waits]
     finally:
         for server in reversed(started):

@@ -84,17 +84,13 @@ class SentinelRedis:
                 (view["num-other-sentinels"], view["num-slaves"], view["flags"])
                 for view in (s.client().sentinel_master(SERVICE) for s in self.sentinels)
             ]
-            links = [r.client(password=PASSWORD).info("replication") for r in self.replicas]
-            return [views, [link["master_link_status"] for link in links]]
+            return [views, self.master.replicas_acknowledge(len(self.replicas), PASSWORD)]
 
         others, replicas = len(self.sentinels) - 1, len(self.replicas)
         eventually(
             state,
             timeout,
-            until=lambda s: (
-                all(v[:2] == (others, replicas) for v in s[0])
-                and all(status == "up" for status in s[1])
-            ),
+            until=lambda s: all(v[:2] == (others, replicas) for v in s[0]) and s[1],
             what="sentinels and replicas ready",
         )
 
@@ -464,14 +460,46 @@ def test_a_rediss_url_reaches_the_sentinels_and_the_master_over_tls(servers, set
         send_event("tick", "x", channel="tls")
 
 
+def test_the_acl_line_with_role_and_wait_is_enough(servers, settings, tmp_path):
+    """The page's ACL claim: the redis-security line plus +role (Sentinel) and +wait (replicas) serve a stream."""
+    from tests.test_redis_security import ACL_LINE
+
+    acl = tmp_path / "users.acl"
+    line = ACL_LINE.code.strip().replace(">PASSWORD", ">" + PASSWORD)
+    acl.write_text(f"user default on nopass ~* &* +@all\n{line} +role +wait\n")
+    master = servers.redis(extra_args=["--aclfile", str(acl), "--repl-diskless-sync-delay", "0"])
+    servers.redis(extra_args=["--replicaof", "127.0.0.1", str(master.port)])
+    sentinel = servers.sentinel(master_port=master.port, service=SERVICE, quorum=1)
+    eventually(lambda: master.replicas_acknowledge(1), what="the replica in sync")
+    app_settings = {
+        "SSE_REDIS_SENTINELS": [sentinel.address],
+        "SSE_REDIS_SENTINEL_SERVICE": SERVICE,
+        "SSE_REDIS_URL": f"redis://sse-app:{PASSWORD}@{SERVICE}/0",
+        "SSE_PUBLISH_REPLICAS": 1,
+    }
+    for name, value in app_settings.items():
+        setattr(settings, name, value)
+    site = servers.site("", settings=app_settings)
+    with connect(site.port, "/events/acl/") as client:
+        wait_position(client)
+        event_id = send_event("tick", "allowed", channel="acl")
+        [event] = client.read_events(1)
+    assert (event.data, event.last_event_id) == ("allowed", event_id)
+
+    with master.client() as admin:
+        admin.execute_command("ACL", "SETUSER", "sse-app", "-role")
+    settings.SSE_PUBLISH_TIMEOUT = 2  # a new broker, so a new connection
+    with pytest.raises(
+        PublishError, match="no permissions to run the 'role' command.*redis-sentinel.rst"
+    ):
+        send_event("tick", "refused", channel="acl")
+
+
 def test_publish_replicas_without_sentinel_waits_for_the_replica_and_says_when_it_cannot(servers):
     """A master with one replica, no Sentinel: publish returns once the replica holds it, else says so."""
     master = servers.redis(extra_args=["--repl-diskless-sync-delay", "0"])
     replica = servers.redis(extra_args=["--replicaof", "127.0.0.1", str(master.port)])
-    with replica.client() as watcher:
-        eventually(
-            lambda: watcher.info("replication")["master_link_status"] == "up", what="in sync"
-        )
+    eventually(lambda: master.replicas_acknowledge(1), what="the replica in sync")
     broker = RedisBroker(master.url, prefix="sse:", timeout=0.5, maxlen=100, ttl=0, replicas=1)
     try:
         event_id = broker.publish("a", "tick", "held twice", history=True)

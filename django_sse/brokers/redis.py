@@ -42,7 +42,8 @@ WIRE_VERSION = b"1"
 #: Said with every refusal for want of an ACL permission.
 ACL_HINT = (
     "The Redis user of SSE_REDIS_URL lacks an ACL permission: give it the commands, "
-    "keys and channels of the ACL line in django-sse's docs (docs/guides/redis-security.rst)."
+    "keys and channels of the ACL line in django-sse's docs (docs/guides/redis-security.rst); "
+    "with Sentinel also +role, with SSE_PUBLISH_REPLICAS +wait (docs/guides/redis-sentinel.rst)."
 )
 #: The commands publish.lua runs (a refusal inside a script does not name its command).
 _PUBLISH_COMMANDS = "TIME, XADD, XTRIM, PEXPIRE and PUBLISH"

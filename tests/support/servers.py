@@ -238,6 +238,16 @@ class RedisServer(Server):
 
         return redis.Redis.from_url(self.url, **kwargs)
 
+    def replicas_acknowledge(self, count: int, password: str | None = None) -> bool:
+        """Return whether ``count`` replicas acknowledge a write (of a probe key) within 0.5 s.
+
+        "online" in INFO is not enough: after a diskless sync, Redis streams
+        writes to a replica only once it has sent its first ACK (up to 1 s).
+        """
+        with self.client(password=password) as admin:
+            admin.set("__servers_probe__", "1")
+            return int(admin.execute_command("WAIT", count, 500)) >= count
+
 
 class SentinelServer(Server):
     """redis-server --sentinel monitoring ``service`` at ``master_port`` (quorum ``quorum``).
