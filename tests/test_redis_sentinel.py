@@ -393,6 +393,31 @@ def test_a_replica_named_as_master_is_refused_by_both_connections(sentinel_redis
         hub.close()
 
 
+def test_a_master_demoted_under_an_open_connection_fails_one_publish_then_the_next_goes_to_the_new_one(
+    servers,
+):
+    """READONLY (a demoted master, its clients not killed): PublishError at once, and the next publish reconnects."""
+    old, new = servers.redis(), servers.redis(extra_args=["--repl-diskless-sync-delay", "0"])
+    master = FixedMaster.__new__(FixedMaster)
+    SentinelMaster.__init__(master, [("127.0.0.1", free_port())], SERVICE, timeout=1)
+    master.fixed = ("127.0.0.1", old.port)
+    broker = RedisBroker(
+        "redis://sentinel-managed/0", "sse:", timeout=1, maxlen=100, ttl=0, master=master
+    )
+    try:
+        broker.publish("a", "tick", "on the old master", history=True)
+        with old.client() as admin:
+            admin.replicaof("127.0.0.1", new.port)  # demoted by hand: its clients stay connected
+        master.fixed = ("127.0.0.1", new.port)  # what the sentinels now say
+        with pytest.raises(PublishError, match="read only replica"):
+            broker.publish("a", "tick", "refused by the old master", history=True)
+        event_id = broker.publish("a", "tick", "on the new master", history=True)
+        with new.client() as admin:
+            assert [entry[0].decode() for entry in admin.xrange("sse:a")][-1] == event_id
+    finally:
+        broker.close()
+
+
 def test_no_sentinel_knows_the_master_is_said_by_send_event(sentinel_redis, settings):
     """A wrong service name, or no sentinel password: send_event's PublishError says so, naming the sentinels."""
     for name, value in sentinel_redis.settings().items():

@@ -148,13 +148,13 @@ class MasterConnection(redis.Connection):
         kwargs["redis_connect_func"] = _handshake
         super().__init__(**kwargs)  # type: ignore[no-untyped-call]
 
-    def connect(self) -> None:
-        if self._sock is None:
-            try:
-                self.host, self.port = self.master.address()
-            except MasterNotFound as exc:
-                raise redis.ConnectionError(str(exc)) from None
-        super().connect()  # type: ignore[no-untyped-call]
+    def _connect(self) -> Any:
+        # The one place every connect goes through (connect(), and a send on a closed connection).
+        try:
+            self.host, self.port = self.master.address()
+        except MasterNotFound as exc:
+            raise redis.ConnectionError(str(exc)) from None  # not an OSError: not re-wrapped
+        return super()._connect()  # type: ignore[no-untyped-call]
 
     def read_response(self, *args: Any, **kwargs: Any) -> Any:
         try:
