@@ -485,7 +485,7 @@ def test_a_rediss_url_reaches_the_sentinels_and_the_master_over_tls(servers, set
         send_event("tick", "x", channel="tls")
 
 
-def test_the_acl_line_with_role_and_wait_is_enough(servers, settings, tmp_path):
+def test_the_acl_line_with_role_and_wait_is_enough(servers, settings, tmp_path, caplog):
     """The page's ACL claim: the redis-security line plus +role (Sentinel) and +wait (replicas) serve a stream."""
     from tests.test_redis_security import ACL_LINE
 
@@ -518,6 +518,26 @@ def test_the_acl_line_with_role_and_wait_is_enough(servers, settings, tmp_path):
         PublishError, match="no permissions to run the 'role' command.*redis-sentinel.rst"
     ):
         send_event("tick", "refused", channel="acl")
+    broker = RedisBroker(
+        app_settings["SSE_REDIS_URL"],
+        prefix="sse:",
+        timeout=1,
+        maxlen=100,
+        ttl=0,
+        master=SentinelMaster([("127.0.0.1", sentinel.port)], SERVICE, timeout=1),
+    )
+    hub = Hub(broker)
+    try:
+        with caplog.at_level(logging.ERROR, logger="django_sse.brokers.redis"):
+            hub.attach(Mailbox(10), ["acl"])
+            eventually(
+                lambda: [r for r in caplog.records if "refused the subscription" in r.message],
+                what="the subscriber's refusal logged",
+            )
+        [refusal] = [r for r in caplog.records if r.levelno == logging.ERROR]
+        assert "'role'" in refusal.message and "redis-sentinel.rst" in refusal.message
+    finally:
+        hub.close()
 
 
 def test_publish_replicas_without_sentinel_waits_for_the_replica_and_says_when_it_cannot(servers):

@@ -399,7 +399,10 @@ class RedisBroker(Broker):
             return
         address = master.address()
         subscriber.connect(address)
-        problem = master.role_problem(subscriber.request("ROLE"), address)
+        role = subscriber.request("ROLE")
+        if isinstance(role, RespError):  # e.g. NOPERM: the ACL lacks +role
+            raise role
+        problem = master.role_problem(role, address)
         if problem is not None:
             raise ConnectionError(problem)
 
