@@ -572,6 +572,22 @@ def test_the_publish_replicas_benchmark_runs(capsys):
     assert all(r["publishes"] == 20 and 0 < r["median_ms"] <= r["p95_ms"] for r in results)
 
 
+def test_without_sse_redis_url_the_master_is_database_0_without_password(settings):
+    """SSE_REDIS_URL may be left out with Sentinel: the broker uses db 0, no password, no TLS."""
+    from django_sse import runtime
+
+    settings.SSE_REDIS_URL = None
+    settings.SSE_REDIS_SENTINELS = ["127.0.0.1:26379", "[::1]:26380"]
+    settings.SSE_REDIS_SENTINEL_SERVICE = SERVICE
+    broker = runtime.build_broker()  # connects to nothing yet
+    try:
+        assert isinstance(broker, RedisBroker) and broker.master is not None
+        assert broker.master.sentinels == [("127.0.0.1", 26379), ("::1", 26380)]
+        assert broker.url == runtime.SENTINEL_DEFAULT_URL == "redis://sentinel-managed/0"
+    finally:
+        broker.close()
+
+
 def test_every_sample_is_exercised(request):
     """Every code block of docs/guides/redis-sentinel.rst was read by a passing test; this test runs last."""
     SAMPLES.check(request)
