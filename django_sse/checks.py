@@ -13,7 +13,6 @@ import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from django.conf import settings as django_settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
@@ -21,7 +20,7 @@ from .channels import validate_channel
 from .conf import sse_settings
 from .cors import origin_problem
 from .exceptions import InvalidChannel
-from .redis_url import url_from_legacy_settings, url_problem
+from .redis_url import parse_sentinel, url_from_legacy_settings, url_problem
 from .sse import validate_event_name
 
 logger = logging.getLogger(__name__)
@@ -42,6 +41,12 @@ _NUMBERS = {
     "SSE_RETRY_JITTER": ("E012", False, 0, "a non-negative fraction, e.g. 0.5 (0: no spread)"),
     "SSE_MAX_STREAMS_PER_USER": ("E013", True, 1, "a positive integer, e.g. 10, or None"),
     "SSE_PRESENCE_INTERVAL": ("E014", False, 0.001, "a positive number of seconds, e.g. 2"),
+    "SSE_PUBLISH_REPLICAS": (
+        "E044",
+        False,
+        0,
+        "a non-negative integer: the replicas that must hold an event (0: don't wait)",
+    ),
 }
 _INTEGERS = {
     "SSE_RETRY",
@@ -52,6 +57,7 @@ _INTEGERS = {
     "SSE_MAX_CHANNELS",
     "SSE_MAX_CHANNEL_LENGTH",
     "SSE_MAX_EVENT_SIZE",
+    "SSE_PUBLISH_REPLICAS",
 }
 
 
@@ -99,7 +105,12 @@ def check_broker() -> list[checks.CheckMessage]:
     legacy = sse_settings.REDIS_SSEQUEUE_CONNECTION_SETTINGS
     if legacy is not None and url is None:
         errors.extend(_check_legacy(legacy))
-    if broker == "redis" and url is None and legacy is None:
+    if (
+        broker == "redis"
+        and url is None
+        and legacy is None
+        and not sse_settings.SSE_REDIS_SENTINELS
+    ):
         errors.append(
             checks.Error(
                 "SSE_BROKER is 'redis' but no Redis connection is configured.",
@@ -131,6 +142,76 @@ def _check_legacy(legacy: Any) -> list[checks.CheckMessage]:
         if not host or not port.isdigit():
             problem = problem or f"location {location!r} is not 'host:port'"
     return [_error("E024", setting, legacy, expected)] if problem else []
+
+
+def check_sentinel() -> list[checks.CheckMessage]:
+    """Check the Redis Sentinel settings (E042, E043)."""
+    errors: list[checks.CheckMessage] = []
+    sentinels = sse_settings.SSE_REDIS_SENTINELS
+    service = sse_settings.SSE_REDIS_SENTINEL_SERVICE
+    example = "a list of 'host:port' strings, e.g. ['sentinel-1:26379', 'sentinel-2:26379']"
+    if isinstance(sentinels, str) or not isinstance(sentinels, (list, tuple)):
+        errors.append(_error("E042", "SSE_REDIS_SENTINELS", sentinels, example))
+        sentinels = ()
+    for entry in sentinels:
+        try:
+            parse_sentinel(entry if isinstance(entry, str) else "")
+        except ValueError:
+            errors.append(
+                checks.Error(
+                    f"SSE_REDIS_SENTINELS holds {entry!r}, which is not 'host:port'.",
+                    hint=f"Set SSE_REDIS_SENTINELS to {example}.",
+                    id="django_sse.E042",
+                )
+            )
+    if sentinels and sse_settings.SSE_BROKER == "memory":
+        errors.append(
+            checks.Error(
+                "SSE_REDIS_SENTINELS is set but SSE_BROKER is 'memory'.",
+                hint="Set SSE_BROKER = 'redis' (or None), or remove SSE_REDIS_SENTINELS.",
+                id="django_sse.E042",
+            )
+        )
+    url = sse_settings.redis_url
+    if sentinels and url and url.startswith("unix://"):
+        errors.append(
+            checks.Error(
+                f"SSE_REDIS_URL is {url!r}, a Unix socket, but SSE_REDIS_SENTINELS is set.",
+                hint="With Sentinel, set SSE_REDIS_URL to 'redis://:PASSWORD@SERVICE/0' (its host "
+                "and port are ignored: the sentinels name the master), or leave it unset.",
+                id="django_sse.E042",
+            )
+        )
+    service_expected = "the master's name in the sentinels' config, e.g. 'mymaster'"
+    if service is not None and (not isinstance(service, str) or not service or " " in service):
+        errors.append(_error("E043", "SSE_REDIS_SENTINEL_SERVICE", service, service_expected))
+    elif sentinels and service is None:
+        errors.append(
+            checks.Error(
+                "SSE_REDIS_SENTINELS is set but SSE_REDIS_SENTINEL_SERVICE is not.",
+                hint=f"Set SSE_REDIS_SENTINEL_SERVICE to {service_expected}.",
+                id="django_sse.E043",
+            )
+        )
+    elif service is not None and not sentinels:
+        errors.append(
+            checks.Error(
+                "SSE_REDIS_SENTINEL_SERVICE is set but SSE_REDIS_SENTINELS is empty.",
+                hint="Set SSE_REDIS_SENTINELS to the sentinels' addresses, e.g. ['sentinel-1:26379'].",
+                id="django_sse.E043",
+            )
+        )
+    password = sse_settings.SSE_REDIS_SENTINEL_PASSWORD
+    if password is not None and not isinstance(password, str):
+        errors.append(
+            _error(
+                "E043",
+                "SSE_REDIS_SENTINEL_PASSWORD",
+                password,
+                "the sentinels' own password (a string), or None when they have none",
+            )
+        )
+    return errors
 
 
 def check_channels() -> list[checks.CheckMessage]:
@@ -295,8 +376,7 @@ def check_cluster() -> list[checks.CheckMessage]:
                 id="django_sse.E046",
             )
         )
-    # Added by the Sentinel support; read here only, so this check works without it.
-    if getattr(django_settings, "SSE_REDIS_SENTINELS", None):
+    if sse_settings.SSE_REDIS_SENTINELS:
         errors.append(
             checks.Error(
                 "SSE_REDIS_CLUSTER and SSE_REDIS_SENTINELS are both set; a deployment is one or the other.",
@@ -349,6 +429,7 @@ def _database_of(url: str) -> int | None:
 ALL_CHECKS = (
     check_numbers,
     check_broker,
+    check_sentinel,
     check_cluster,
     check_channels,
     check_channel_manager,

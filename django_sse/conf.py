@@ -46,6 +46,10 @@ DEFAULTS: dict[str, Any] = {
     "SSE_CORS_ALLOW_CREDENTIALS": False,
     "SSE_CORS_ALLOWED_HEADERS": ("last-event-id", "cache-control"),
     "SSE_PRESENCE_INTERVAL": 2.0,  # seconds between a process's presence reports
+    "SSE_REDIS_SENTINELS": (),  # ["host:port", ...] of Redis Sentinel; then the URL's host is ignored
+    "SSE_REDIS_SENTINEL_SERVICE": None,  # the master's name in the sentinels' config
+    "SSE_REDIS_SENTINEL_PASSWORD": None,  # the sentinels' own password (requirepass), if any
+    "SSE_PUBLISH_REPLICAS": 0,  # replicas that must hold an event before send_event returns
     # The old django-sse names keep working.
     "REDIS_SSEQUEUE_CONNECTION_SETTINGS": None,
     "REDIS_SSEQUEUE_CHANEL_NAME": "sse",
@@ -91,7 +95,7 @@ class Settings:
     def broker_name(self) -> str:
         if self.SSE_BROKER:
             return self.SSE_BROKER
-        return "redis" if self.redis_url else "memory"
+        return "redis" if self.redis_url or self.SSE_REDIS_SENTINELS else "memory"
 
     def history_enabled(self, channel: str) -> bool:
         """Return whether events on ``channel`` are recorded for replay."""

@@ -1,4 +1,4 @@
-"""Redis connection settings: the URL setting, and the old django-sse dict turned into one."""
+"""Redis connection settings: the URL setting, the old django-sse dict turned into one, Sentinel addresses."""
 
 from __future__ import annotations
 
@@ -32,3 +32,15 @@ def url_problem(url: object) -> str | None:
     except (ValueError, TypeError) as exc:
         return str(exc)
     return None
+
+
+def parse_sentinel(text: str) -> tuple[str, int]:
+    """Return ``(host, port)`` of a ``"host:port"`` entry of ``SSE_REDIS_SENTINELS``.
+
+    Raises ``ValueError`` naming the entry when it is not one (``[::1]:26379`` for IPv6).
+    """
+    host, _, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{text!r} is not 'host:port'")
+    return host, int(port)

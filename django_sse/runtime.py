@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -21,10 +21,16 @@ from .hub import Hub
 from .presence import PresenceReporter
 from .registry import StreamRegistry
 
+if TYPE_CHECKING:
+    from .brokers.sentinel import SentinelMaster
+
 T = TypeVar("T")
 
 #: The streams this process serves (counted for SSE_MAX_STREAMS, ended together at shutdown).
 streams = StreamRegistry()
+
+#: The master's URL with Sentinel when SSE_REDIS_URL is not set: database 0, no password, no TLS.
+SENTINEL_DEFAULT_URL = "redis://sentinel-managed/0"
 
 _lock = new_rlock()
 _state: dict[str, Any] = {}
@@ -38,23 +44,54 @@ def build_broker() -> Broker:
         from .brokers.redis_cluster import RedisClusterBroker
 
         url = sse_settings.redis_url
-        if not url:
+        sentinels = sse_settings.SSE_REDIS_SENTINELS
+        if not url and not sentinels:
             raise ImproperlyConfigured(
                 "SSE_BROKER is 'redis' but no Redis is configured: set SSE_REDIS_URL."
             )
-        broker_class: type[RedisBroker | RedisClusterBroker] = RedisBroker
         if sse_settings.SSE_REDIS_CLUSTER:
-            broker_class = RedisClusterBroker
-        return broker_class(
+            if not url:
+                raise ImproperlyConfigured(
+                    "SSE_REDIS_CLUSTER is True but SSE_REDIS_URL is not set: set it to a "
+                    "node of the cluster, e.g. 'redis://node-1:6379/0'."
+                )
+            return RedisClusterBroker(
+                url,
+                prefix=sse_settings.SSE_REDIS_PREFIX,
+                timeout=sse_settings.SSE_PUBLISH_TIMEOUT,
+                maxlen=sse_settings.SSE_HISTORY_MAXLEN,
+                ttl=sse_settings.SSE_HISTORY_TTL,
+            )
+        url = url or SENTINEL_DEFAULT_URL
+        return RedisBroker(
             url,
             prefix=sse_settings.SSE_REDIS_PREFIX,
             timeout=sse_settings.SSE_PUBLISH_TIMEOUT,
             maxlen=sse_settings.SSE_HISTORY_MAXLEN,
             ttl=sse_settings.SSE_HISTORY_TTL,
+            master=_sentinel_master(url),
+            replicas=sse_settings.SSE_PUBLISH_REPLICAS,
         )
     from .brokers.memory import MemoryBroker
 
     return MemoryBroker(maxlen=sse_settings.SSE_HISTORY_MAXLEN, ttl=sse_settings.SSE_HISTORY_TTL)
+
+
+def _sentinel_master(url: str) -> SentinelMaster | None:
+    """Return how to find the master when SSE_REDIS_SENTINELS is set, else None."""
+    sentinels = sse_settings.SSE_REDIS_SENTINELS
+    if not sentinels:
+        return None
+    from .brokers.sentinel import SentinelMaster, sentinel_tls  # noqa: F811 (at run time)
+    from .redis_url import parse_sentinel
+
+    return SentinelMaster(
+        [parse_sentinel(entry) for entry in sentinels],
+        sse_settings.SSE_REDIS_SENTINEL_SERVICE,
+        timeout=sse_settings.SSE_PUBLISH_TIMEOUT,
+        password=sse_settings.SSE_REDIS_SENTINEL_PASSWORD,
+        ssl=sentinel_tls(url),
+    )
 
 
 def _get(key: str, build: Callable[[], T]) -> T:

@@ -14,6 +14,7 @@ from tests.support.servers import (
     PywsgiServer,
     RedisServer,
     RunserverServer,
+    SentinelServer,
     Server,
     project_env,
 )
@@ -45,6 +46,9 @@ class Servers:
 
     def redis(self, **kwargs) -> RedisServer:
         return self._start(RedisServer, kwargs)
+
+    def sentinel(self, **kwargs) -> SentinelServer:
+        return self._start(SentinelServer, kwargs)
 
     def gunicorn(self, **kwargs) -> GunicornServer:
         return self._start(GunicornServer, kwargs)

@@ -20,6 +20,10 @@ from tests.sseclient import SseClient
 
 REDIS = "redis://localhost:6379/0"
 MANAGER = "django_sse.permissions.ChannelManager"
+SENTINEL = {
+    "SSE_REDIS_SENTINELS": ["s1:26379", "s2:26379"],
+    "SSE_REDIS_SENTINEL_SERVICE": "mymaster",
+}
 
 
 def case(id_, check, bad, setting, example, good, label=None):
@@ -57,6 +61,10 @@ CASES = [
     number("E011", "SSE_MAX_EVENT_SIZE", "1MB", "bytes", 1_048_576),
     number("E012", "SSE_RETRY_JITTER", -0.1, "e.g. 0.5", 0),
     number("E012", "SSE_RETRY_JITTER", None, "0: no spread", 0.25),
+    number("E044", "SSE_PUBLISH_REPLICAS", -1, "a non-negative integer", 1),
+    number("E044", "SSE_PUBLISH_REPLICAS", True, "0: don't wait", 0),
+    number("E044", "SSE_PUBLISH_REPLICAS", "1", "a non-negative integer", 2),
+    number("E044", "SSE_PUBLISH_REPLICAS", 1.0, "a non-negative integer", 2),
     number("E013", "SSE_MAX_STREAMS_PER_USER", 0, "e.g. 10", None),
     number("E013", "SSE_MAX_STREAMS_PER_USER", "3", "or None", 3),
     number("E014", "SSE_PRESENCE_INTERVAL", 0, "e.g. 2", 2.0),
@@ -106,6 +114,27 @@ CASES = [
     case("E041", checks.check_channel_manager, {"SSE_CHANNEL_MANAGER": "tests.views.plain"},
          "SSE_CHANNEL_MANAGER", "Subclass django_sse.permissions.ChannelManager",
          {"SSE_CHANNEL_MANAGER": MANAGER}),
+    case("E042", checks.check_sentinel, {"SSE_REDIS_SENTINELS": "s1:26379"},
+         "SSE_REDIS_SENTINELS", "['sentinel-1:26379'", {**SENTINEL, "SSE_REDIS_SENTINELS": ["s1:26379"]}),
+    case("E042", checks.check_sentinel, {**SENTINEL, "SSE_REDIS_SENTINELS": ["s1"]},
+         "SSE_REDIS_SENTINELS", "'host:port' strings", SENTINEL),
+    case("E042", checks.check_sentinel, {**SENTINEL, "SSE_REDIS_SENTINELS": ("s1:0",)},
+         "SSE_REDIS_SENTINELS", "'host:port' strings", {**SENTINEL, "SSE_REDIS_SENTINELS": ("[::1]:26379",)}),
+    case("E042", checks.check_sentinel, {**SENTINEL, "SSE_REDIS_SENTINELS": [26379]},
+         "SSE_REDIS_SENTINELS", "'host:port' strings", SENTINEL),
+    case("E042", checks.check_sentinel, {**SENTINEL, "SSE_BROKER": "memory"},
+         "SSE_BROKER", "SSE_BROKER = 'redis'", {**SENTINEL, "SSE_BROKER": "redis"}),
+    case("E042", checks.check_sentinel, {**SENTINEL, "SSE_REDIS_URL": "unix:///run/redis.sock"},
+         "SSE_REDIS_URL", "'redis://:PASSWORD@SERVICE/0'",
+         {**SENTINEL, "SSE_REDIS_URL": "redis://:secret@mymaster/0"}),
+    case("E043", checks.check_sentinel, {"SSE_REDIS_SENTINELS": ["s1:26379"]},
+         "SSE_REDIS_SENTINEL_SERVICE", "'mymaster'", SENTINEL),
+    case("E043", checks.check_sentinel, {"SSE_REDIS_SENTINEL_SERVICE": "mymaster"},
+         "SSE_REDIS_SENTINEL_SERVICE", "['sentinel-1:26379']", SENTINEL),
+    case("E043", checks.check_sentinel, {**SENTINEL, "SSE_REDIS_SENTINEL_SERVICE": ""},
+         "SSE_REDIS_SENTINEL_SERVICE", "'mymaster'", SENTINEL),
+    case("E043", checks.check_sentinel, {**SENTINEL, "SSE_REDIS_SENTINEL_PASSWORD": 1234},
+         "SSE_REDIS_SENTINEL_PASSWORD", "or None", {**SENTINEL, "SSE_REDIS_SENTINEL_PASSWORD": "1234"}),
     case("E050", checks.check_cors, {"SSE_CORS_ALLOWED_ORIGINS": "https://app.example.com"},
          "SSE_CORS_ALLOWED_ORIGINS", "['https://app.example.com']",
          {"SSE_CORS_ALLOWED_ORIGINS": ["https://app.example.com"]}),

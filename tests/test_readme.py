@@ -60,6 +60,7 @@ PAGES_TESTED_ELSEWHERE = {
     DOCS / "guides" / "operations.rst": "test_metrics",
     DOCS / "guides" / "redis-security.rst": "test_redis_security",
     DOCS / "guides" / "redis-cluster.rst": "test_redis_cluster",
+    DOCS / "guides" / "redis-sentinel.rst": "test_redis_sentinel",
 }
 PAGES = sorted(
     page

@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..concurrency import Task, sleep
+from ..exceptions import PublishError
 from .base import BrokerListener
 from .redis_common import (
     ACL_HINT,
@@ -39,29 +40,62 @@ from .redis_common import (
 )
 from .resp import PubSubConnection, RespError
 
+if TYPE_CHECKING:
+    from .sentinel import SentinelMaster
+
 __all__ = ["ACL_HINT", "RedisBroker"]
 
 logger = logging.getLogger(__name__)
 
+#: Seconds the reply of a publish that waits for replicas may take past its WAIT.
+_WAIT_GRACE = 1.0
+
 
 class RedisBroker(RedisBrokerBase):
-    """Publishes through Redis and feeds the hub from one pub/sub connection."""
+    """Publishes through Redis and feeds the hub from one pub/sub connection.
 
-    def __init__(self, url: str, prefix: str, timeout: float, maxlen: int, ttl: float) -> None:
+    ``master``: where a Sentinel-managed master is (``SSE_REDIS_SENTINELS``);
+    then ``url`` gives only the master's credentials, database and TLS, and
+    both connections ask ``master`` for its address on every connect.
+    ``replicas`` (``SSE_PUBLISH_REPLICAS``): how many replicas must hold an
+    event before ``publish`` returns its id (0: none, don't wait).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        prefix: str,
+        timeout: float,
+        maxlen: int,
+        ttl: float,
+        master: SentinelMaster | None = None,
+        replicas: int = 0,
+    ) -> None:
         import redis
         from redis.backoff import NoBackoff
         from redis.retry import Retry
 
         super().__init__(url, prefix, timeout, maxlen, ttl)
+        self.master = master
+        self.replicas = replicas
+        self._wait_ms = max(1, int(timeout * 1000))  # WAIT 0 would wait forever
+        options: dict[str, Any] = {}
+        if master is not None:
+            from .sentinel import MasterConnection, SSLMasterConnection
+
+            ssl = url.startswith("rediss://")
+            options = {"connection_class": SSLMasterConnection if ssl else MasterConnection}
+            options["master"] = master
         # One pooled connection for commands; callers wait for it rather than open more.
         # No retries: a retried publish could announce an event twice.
         self._pool = redis.BlockingConnectionPool.from_url(
             url,
             max_connections=1,
             timeout=timeout,
-            socket_timeout=timeout,
+            socket_timeout=timeout + (_WAIT_GRACE if replicas else 0),
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 0),
+            **options,
         )
         self._client = redis.Redis(connection_pool=self._pool)
         self._publish = self._client.register_script(script("publish.lua"))
@@ -81,6 +115,40 @@ class RedisBroker(RedisBrokerBase):
 
     def is_connected(self) -> bool:
         return self._subscriber is not None
+
+    def _run_publish(self, key: str, args: list[str | int]) -> bytes:
+        if not self.replicas:
+            return super()._run_publish(key, args)
+        return self._publish_replicated(key, args)
+
+    def _publish_replicated(self, key: str, args: list[str | int]) -> bytes:
+        """Run the publish script and ``WAIT`` for ``replicas`` in one round trip; return the id.
+
+        Raises ``PublishError`` when fewer replicas confirm within the timeout
+        (the event is on the master, and streams may have received it).
+        """
+        import redis
+
+        for attempt in range(2):
+            with self._client.pipeline(transaction=False) as pipe:
+                pipe.evalsha(self._publish.sha, 1, key, *args)
+                pipe.execute_command("WAIT", self.replicas, self._wait_ms)
+                try:
+                    event_id, confirmed = pipe.execute()
+                except redis.exceptions.NoScriptError:
+                    if attempt:
+                        raise
+                    # A new or restarted master: load the script, then publish (it never ran).
+                    self._client.script_load(self._publish.script)
+                    continue
+            break
+        if confirmed < self.replicas:
+            raise PublishError(
+                f"Event {event_id.decode()} was published on Redis at {self._safe_url()} but "
+                f"only {confirmed} of SSE_PUBLISH_REPLICAS={self.replicas} replicas confirmed it "
+                f"within SSE_PUBLISH_TIMEOUT ({self.timeout}s): a failover could lose it."
+            )
+        return cast(bytes, event_id)
 
     # The subscriber --------------------------------------------------------
 
@@ -122,7 +190,7 @@ class RedisBroker(RedisBrokerBase):
                 self._params, self.timeout, idle_timeout=SUBSCRIBER_IDLE_PING
             )
             try:
-                subscriber.connect()
+                self._connect_subscriber(subscriber)
                 self._subscriber = subscriber
                 subscriber.send("SUBSCRIBE", self.control_key)
                 self._confirmed = False
@@ -165,6 +233,26 @@ class RedisBroker(RedisBrokerBase):
                 sleep(delay)
                 delay = min(delay * 2, 2.0)
 
+    def _connect_subscriber(self, subscriber: PubSubConnection) -> None:
+        """Connect ``subscriber``: to the URL's server, or to the master the sentinels name.
+
+        Raises ``OSError`` (``MasterNotFound`` too) or ``RespError``. A Sentinel
+        master is asked its ``ROLE`` first: a demoted one would still deliver
+        (replicas relay PUBLISH), but only until it is reconfigured.
+        """
+        master = self.master
+        if master is None:
+            subscriber.connect()
+            return
+        address = master.address()
+        subscriber.connect(address)
+        role = subscriber.request("ROLE")
+        if isinstance(role, RespError):  # e.g. NOPERM: the ACL lacks +role
+            raise role
+        problem = master.role_problem(role, address)
+        if problem is not None:
+            raise ConnectionError(problem)
+
     @staticmethod
     def _log_restored(outage_started: float | None, resubscribed: int) -> None:
         """Log the end of an outage, if there was one."""
@@ -201,8 +289,12 @@ class RedisBroker(RedisBrokerBase):
         if subscriber is not None:
             subscriber.close()
         self._pool.disconnect()
+        if self.master is not None:
+            self.master.close()
 
     def _safe_url(self) -> str:
+        if self.master is not None:
+            return self.master.describe()
         params = self._params
         if params.get("path"):
             return f"unix:{params['path']}"

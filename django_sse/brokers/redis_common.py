@@ -33,7 +33,8 @@ WIRE_VERSION = b"1"
 #: Said with every refusal for want of an ACL permission.
 ACL_HINT = (
     "The Redis user of SSE_REDIS_URL lacks an ACL permission: give it the commands, "
-    "keys and channels of the ACL line in django-sse's docs (docs/guides/redis-security.rst)."
+    "keys and channels of the ACL line in django-sse's docs (docs/guides/redis-security.rst); "
+    "with Sentinel also +role, with SSE_PUBLISH_REPLICAS +wait (docs/guides/redis-sentinel.rst)."
 )
 #: What starts the argument of a PING that asks for ``on_caught_up`` (the idle PING has none).
 CATCH_UP = "django-sse:caught-up:"
@@ -116,9 +117,8 @@ class RedisBrokerBase(Broker):
                 payload = b"1\n\n%s\n%s" % (event.encode(), data.encode())
                 self._commands().execute_command(self.publish_command, key, payload)
                 return None
-            args = [key, event, data, self.maxlen, self.ttl_ms, *self._publish_args]
-            self._commands()
-            event_id = self._publish(keys=[key], args=args)
+            args: list[str | int] = [key, event, data, self.maxlen, self.ttl_ms]
+            event_id = self._run_publish(key, [*args, *self._publish_args])
         except redis_errors() as exc:
             if refused_by_acl(exc):
                 raise PublishError(
@@ -130,6 +130,11 @@ class RedisBrokerBase(Broker):
                 f"({self.timeout}s): {exc}"
             ) from exc
         return event_id.decode()
+
+    def _run_publish(self, key: str, args: list[str | int]) -> bytes:
+        """Run publish.lua for ``key``; return the new event's id (override to add a step)."""
+        self._commands()
+        return cast(bytes, self._publish(keys=[key], args=args))
 
     def publish_control(self, payload: str) -> None:
 

@@ -141,20 +141,22 @@ class PubSubConnection:
         self._sock: socket.socket | None = None
         self._send_lock = new_lock()
 
-    def connect(self) -> None:
-        """Open the connection and authenticate; raise ``OSError``/``RespError`` on failure."""
+    def connect(self, address: tuple[str, int] | None = None) -> None:
+        """Open the connection and authenticate; raise ``OSError``/``RespError`` on failure.
+
+        ``address`` replaces the parameters' host and port (a Sentinel-managed master).
+        """
         params = self._params
-        if params.get("path"):
+        if params.get("path") and address is None:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.settimeout(self._connect_timeout)
             sock.connect(params["path"])
         else:
-            sock = socket.create_connection(
-                (params.get("host", "localhost"), params.get("port", 6379)), self._connect_timeout
-            )
+            host, port = address or (params.get("host", "localhost"), params.get("port", 6379))
+            sock = socket.create_connection((host, port), self._connect_timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if params.get("ssl"):
-                sock = tls_context(params).wrap_socket(sock, server_hostname=params.get("host"))
+                sock = tls_context(params).wrap_socket(sock, server_hostname=host)
         self._sock = sock
         parser = RespParser()
         if params.get("password"):
@@ -169,6 +171,18 @@ class PubSubConnection:
                 raise reply
         sock.settimeout(self._idle_timeout)
         self._parser = parser
+
+    def request(self, *args: str) -> Any:
+        """Send one command and return its reply; only before subscribing (an error is returned)."""
+        self.send(*args)
+        sock = self._sock
+        if sock is not None:
+            sock.settimeout(self._connect_timeout)
+        try:
+            return self._read_one(self._parser)
+        finally:
+            if sock is not None:
+                sock.settimeout(self._idle_timeout)
 
     def _read_one(self, parser: RespParser) -> Any:
         sock = self._sock

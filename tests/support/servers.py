@@ -59,6 +59,16 @@ def _http_answers(port: int) -> bool:
         return False
 
 
+def _pongs(port: int) -> bool:
+    """Return whether the Redis (or Sentinel) on ``port`` answers PING (PONG, or NOAUTH: it serves)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith((b"+PONG", b"-NOAUTH"))
+    except OSError:
+        return False
+
+
 class Server:
     """A server subprocess; subclasses give ``command()`` and may refine ``ready()``."""
 
@@ -220,18 +230,96 @@ class RedisServer(Server):
 
     def ready(self) -> bool:
         """Return whether PING answers PONG (not LOADING, as while reading the AOF)."""
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(64).startswith(b"+PONG")
-        except OSError:
-            return False
+        return _pongs(self.port)
 
     def client(self, **kwargs):
         """Return a ``redis.Redis`` connected to this server."""
         import redis
 
         return redis.Redis.from_url(self.url, **kwargs)
+
+    def replicas_acknowledge(self, count: int, password: str | None = None) -> bool:
+        """Return whether ``count`` replicas acknowledge a write (of a probe key) within 0.5 s.
+
+        "online" in INFO is not enough: after a diskless sync, Redis streams
+        writes to a replica only once it has sent its first ACK (up to 1 s).
+        """
+        with self.client(password=password) as admin:
+            admin.set("__servers_probe__", "1")
+            return int(admin.execute_command("WAIT", count, 500)) >= count
+
+
+class SentinelServer(Server):
+    """redis-server --sentinel monitoring ``service`` at ``master_port`` (quorum ``quorum``).
+
+    The config file is written in ``log_dir`` on start (Sentinel rewrites it
+    as it learns the other sentinels and replicas). ``down_after`` and
+    ``failover_timeout`` are in ms, small so that a failover takes seconds;
+    ``auth_pass`` is the password of the master and replicas, ``requirepass``
+    the sentinel's own; ``extra_config`` lines are added (e.g. TLS).
+    """
+
+    name = "sentinel"
+
+    def __init__(
+        self,
+        master_port: int,
+        service: str = "mymaster",
+        quorum: int = 2,
+        down_after: int = 1000,
+        failover_timeout: int = 3000,
+        auth_pass: str | None = None,
+        requirepass: str | None = None,
+        extra_config: tuple[str, ...] | list[str] = (),
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.master_port = master_port
+        self.service = service
+        self.quorum = quorum
+        self.down_after = down_after
+        self.failover_timeout = failover_timeout
+        self.auth_pass = auth_pass
+        self.requirepass = requirepass
+        self.extra_config = list(extra_config)
+        self.config_path = self.log_dir / f"sentinel-{self.port}.conf"
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise ServerError("redis-server is not on PATH; run scripts/install-system-deps.")
+        if not self.config_path.exists():  # on a restart, the config as Sentinel rewrote it
+            service = self.service
+            lines = [
+                f"port {self.port}",
+                "bind 127.0.0.1",
+                f"dir {self.log_dir}",
+                f"sentinel monitor {service} 127.0.0.1 {self.master_port} {self.quorum}",
+                f"sentinel down-after-milliseconds {service} {self.down_after}",
+                f"sentinel failover-timeout {service} {self.failover_timeout}",
+                f"sentinel parallel-syncs {service} 5",
+            ]
+            if self.auth_pass:
+                lines.append(f"sentinel auth-pass {service} {self.auth_pass}")
+            if self.requirepass:  # the sentinels' own password; they use it with each other too
+                lines.append(f"requirepass {self.requirepass}")
+            self.config_path.write_text("\n".join(lines + self.extra_config) + "\n")
+        return [binary, str(self.config_path), "--sentinel"]
+
+    def ready(self) -> bool:
+        return _pongs(self.port)
+
+    def client(self, **kwargs):
+        """Return a ``redis.Redis`` connected to this sentinel (with its password)."""
+        import redis
+
+        return redis.Redis(
+            host="127.0.0.1", port=self.port, **{"password": self.requirepass, **kwargs}
+        )
 
 
 def project_env(
