@@ -316,7 +316,7 @@ def idle(bench: Bench, kind: str, n: int = 1000, hold: float = 2.0) -> dict:
         ),
         **connections,
         "redis_reads": sum(commands.get(name, 0) for name in _READS),
-        "probes": commands.get("publish", 0),
+        "probes": commands.get("publish", 0) + commands.get("spublish", 0),  # cluster: SPUBLISH
         "worker_cpu_s": round(after["cpu"] - before["cpu"], 2),
         "open_cpu_us": round((after["cpu"] - before["cpu"]) / n * 1e6),
         "gc_s": round(stats["gc_seconds"] - before_stats["gc_seconds"], 3),
