@@ -1,7 +1,8 @@
 """The benchmark publisher: ``send_event`` from its own process, driven over stdin/stdout.
 
 Run by the driver as ``python -m benchmarks.publisher`` with
-``DJANGO_SETTINGS_MODULE=benchmarks.settings`` and ``BENCH_REDIS_URL``; it
+``DJANGO_SETTINGS_MODULE=benchmarks.settings``, ``BENCH_REDIS_URL`` and
+``BENCH_REDIS_CLUSTER`` (``1``: ``SSE_REDIS_CLUSTER = True``); it
 reads one JSON command per line and answers with one JSON line. Every
 ``tick`` carries ``{"t": time.time(), "seq": n}`` so that clients measure
 the latency from publish to receipt and find lost or repeated events;
@@ -181,11 +182,12 @@ class PublisherError(RuntimeError):
 class Publisher:
     """The driver's handle on a publisher process; ``call()`` or ``send()`` + ``result()``."""
 
-    def __init__(self, redis_url: str, log_path: str | Path | None = None) -> None:
+    def __init__(self, redis_env: dict[str, str], log_path: str | Path | None = None) -> None:
+        """Start the process; ``redis_env`` is ``servers.redis_env()`` of the Redis to publish to."""
         env = {
             **os.environ,
+            **redis_env,
             "DJANGO_SETTINGS_MODULE": "benchmarks.settings",
-            "BENCH_REDIS_URL": redis_url,
             "PYTHONUNBUFFERED": "1",
         }
         self._log = open(log_path or os.devnull, "ab")

@@ -4,20 +4,26 @@
     python -m benchmarks.run --repeat 3                     # medians of 3
     python -m benchmarks.run --scenario fanout --n 500      # one scenario, another size
     python -m benchmarks.run --scenario idle --n 10000 --server library
+    python -m benchmarks.run --redis single --redis cluster --scenario fanout
 
-Starts a redis-server (no persistence) and a publisher process, then for each
+Starts a redis-server (no persistence; ``--redis cluster``: a 3-master Redis
+Cluster, and the servers get ``SSE_REDIS_CLUSTER = True``; both: each with
+its own publisher, scenario by scenario in turn) and a publisher process, then for each
 scenario and repeat a fresh server of each kind: the library under gunicorn
 (``-c gunicorn.conf.py``, one worker: ``library`` with gunicorn's gevent
 worker, ``library-worker`` with ``django_sse.worker.GeventWorker``) and the
 ceiling (``benchmarks/ceiling.py``). Prints one JSON line per scenario
 (medians over repeats, and each library figure as a ratio to the ceiling's:
-``ratio`` and ``worker_ratio``), then a table
-and the goals of issue 6 with the library's figures.
+``ratio`` and ``worker_ratio``; on the cluster, where the ceiling is left out
+since it does not speak cluster, ``cluster_ratio``: each library figure over the
+same server's single-node figure of the run), then a table and the goals of
+issue 6 with the library's figures.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import tempfile
@@ -42,17 +48,17 @@ SCENARIOS: dict[str, tuple[Callable[..., dict], list[dict], list[str]]] = {
         [{"n": 1000}, {"n": 5000}, {"n": 10000}, {"n": 15000}],
         [
             "held", "ready_s", "first_event_s", "rss_per_stream_kb", "greenlet_stack_kb",
-            "open_cpu_us", "gc_s", "fds", "redis_connections", "redis_reads",
+            "open_cpu_us", "gc_s", "fds", "redis_connections", "redis_nodes", "redis_reads",
         ],
     ),
     "fanout": (
         scenarios.fanout,
-        [{"n": 1000}],
+        [{"n": 1000}, {"n": 1000, "channels": 3}],
         [
             "lost", "duplicates", "reconnects", "deliveries_per_s", "burst_p50_ms",
             "burst_p99_ms", "burst_max_ms", "steady_p50_ms", "steady_p99_ms",
             "cpu_us_per_delivery", "steady_cpu_us_per_delivery", "steady_client_cores",
-            "burst_client_cores", "redis_connections",
+            "burst_client_cores", "redis_connections", "redis_nodes",
         ],
     ),
     "many-channels": (
@@ -103,10 +109,26 @@ SIZE_PARAMETER = {
 }
 
 
+def parameter_sets(name: str, size: int | None) -> list[dict]:
+    """The scenario's parameter sets; with ``size``, each at that size (variants kept once)."""
+    sets = SCENARIOS[name][1]
+    if size is None or name not in SIZE_PARAMETER:
+        return sets
+    sized = [{**params, SIZE_PARAMETER[name]: size} for params in sets]
+    return [params for i, params in enumerate(sized) if params not in sized[:i]]
+
+
 def run_scenario(
     bench: scenarios.Bench, name: str, params: dict, repeat: int, kinds: list[str]
 ) -> dict:
     function = SCENARIOS[name][0]
+    line: dict[str, Any] = {"scenario": name, "params": params, "redis": bench.topology}
+    for kind in kinds:
+        reason = bench.unsupported(kind)
+        if reason:
+            line[kind] = {"skipped": reason}
+            print(f"# {name} {_label(params)} {kind}: left out, {reason}", file=sys.stderr)
+    kinds = [kind for kind in kinds if kind not in line]
     runs: dict[str, list[dict]] = {kind: [] for kind in kinds}
     for index in range(repeat):
         for kind in kinds:
@@ -115,16 +137,17 @@ def run_scenario(
             result["run_s"] = round(time.monotonic() - started, 1)
             runs[kind].append(result)
             print(
-                f"# {name} {_label(params)} {kind} #{index + 1}: {json.dumps(result)}",
+                f"# {name} {_label(params)} {bench.topology} {kind} #{index + 1}: "
+                f"{json.dumps(result)}",
                 file=sys.stderr,
                 flush=True,
             )
-    line: dict[str, Any] = {"scenario": name, "params": params, "repeat": repeat}
+    line["repeat"] = repeat
     for kind in kinds:
         keys = runs[kind][0].keys()
         line[kind] = {key: scenarios.median([run[key] for run in runs[kind]]) for key in keys}
     for kind, ratio_key in RATIOS.items():
-        if kind in line and "ceiling" in line:
+        if kind in kinds and "ceiling" in kinds:
             line[ratio_key] = {
                 key: _ratio(value, line["ceiling"].get(key)) for key, value in line[kind].items()
             }
@@ -137,6 +160,17 @@ RATIOS = {
     "library-worker": "worker_ratio",
     "library-metrics": "metrics_ratio",
 }
+
+
+def add_cluster_ratio(line: dict, single: dict) -> None:
+    """Give the cluster ``line`` each library figure over ``single``'s (same scenario, same run)."""
+    ratios = {}
+    for kind in RATIOS:
+        mine, theirs = line.get(kind), single.get(kind)
+        if mine and theirs and "skipped" not in mine and "skipped" not in theirs:
+            ratios[kind] = {key: _ratio(value, theirs.get(key)) for key, value in mine.items()}
+    if ratios:
+        line["cluster_ratio"] = ratios
 
 
 def _ratio(mine: Any, ceiling: Any) -> float | None:
@@ -153,11 +187,21 @@ def _label(params: dict) -> str:
 def _cell(value: Any) -> str:
     if value is None:
         return "-"
+    if isinstance(value, list):  # redis_nodes: subscriber + command connections per master
+        return " ".join(f"{node['subscribers']}+{node['commands']}" for node in value)
     if isinstance(value, float):
         return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
+
+
+#: The table's column of each library server's ``cluster_ratio``.
+CLUSTER_RATIOS = {
+    "library": "cluster_ratio",
+    "library-worker": "worker_cluster_ratio",
+    "library-metrics": "metrics_cluster_ratio",
+}
 
 
 def table(lines: list[dict]) -> str:
@@ -166,12 +210,25 @@ def table(lines: list[dict]) -> str:
         columns = ["library", "library-worker", "ceiling", "ratio", "worker_ratio"]
     if any("library-metrics" in line for line in lines):
         columns = [*columns[:-2], "library-metrics", *columns[-2:], "metrics_ratio"]
+    clustered = {kind for line in lines for kind in line.get("cluster_ratio", {})}
+    columns += [CLUSTER_RATIOS[kind] for kind in CLUSTER_RATIOS if kind in clustered]
+    by_column = {column: kind for kind, column in CLUSTER_RATIOS.items()}
+
+    def figures(line: dict, column: str) -> dict:
+        if column in by_column:
+            return line.get("cluster_ratio", {}).get(by_column[column], {})
+        return line.get(column, {})
+
     rows = [("scenario", "figure", *columns)]
     for line in lines:
         headline = SCENARIOS[line["scenario"]][2]
         title = f"{line['scenario']} {_label(line['params'])}".strip()
+        if line.get("redis", "single") != "single":
+            title += f" ({line['redis']})"
         for key in headline:
-            rows.append((title, key, *(_cell(line.get(column, {}).get(key)) for column in columns)))
+            rows.append(
+                (title, key, *(_cell(figures(line, column).get(key)) for column in columns))
+            )
             title = ""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     out = []
@@ -190,7 +247,7 @@ def table(lines: list[dict]) -> str:
 def goals(lines: list[dict]) -> str:
     """The goals of issue 6, each with the library's measured figure."""
     library = [(line["scenario"], line["params"], line.get("library")) for line in lines]
-    library = [item for item in library if item[2]]
+    library = [item for item in library if item[2] and "skipped" not in item[2]]
     out = []
 
     def goal(text: str, figure: Any, met: bool | None) -> None:
@@ -224,14 +281,22 @@ def goals(lines: list[dict]) -> str:
             losses[f"{name} {_label(params)}".strip()] = lost
     if losses:
         goal("0 loss in every scenario", json.dumps(losses), all(v == 0 for v in losses.values()))
-    connections = [
-        result[key]
-        for _, _, result in library
-        for key in ("redis_connections", "redis_after")
-        if isinstance(result.get(key), int)
-    ]
+    connections = []
+    per_master = False
+    for _, _, result in library:
+        nodes = result.get("redis_nodes")
+        if isinstance(nodes, list) and len(nodes) > 1:  # a cluster: the goal holds per master
+            per_master = True
+            connections += [node["subscribers"] + node["commands"] for node in nodes]
+            continue
+        connections += [
+            result[key]
+            for key in ("redis_connections", "redis_after")
+            if isinstance(result.get(key), int)
+        ]
     if connections:
-        goal("<= 2 Redis connections per worker", f"max {max(connections)}", max(connections) <= 2)
+        text = "<= 2 Redis connections per worker" + (" and master" if per_master else "")
+        goal(text, f"max {max(connections)}", max(connections) <= 2)
     for name, _, result in library:
         if name == "churn":
             same = (
@@ -257,6 +322,12 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         choices=list(SCENARIOS),
         help="run this scenario (repeatable; default: all)",
+    )
+    parser.add_argument(
+        "--redis",
+        action="append",
+        choices=["single", "cluster"],
+        help="one redis-server or a 3-master Redis Cluster (repeatable; default: single)",
     )
     parser.add_argument("--n", type=int, help="size instead of the default (streams, or cycles)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per server; medians reported")
@@ -285,24 +356,39 @@ def main(argv: list[str] | None = None) -> int:
     kinds = arguments.server or [kind for kind in SERVERS if kind != "library-metrics"]
     log_dir = arguments.log_dir or tempfile.mkdtemp(prefix="django-sse-bench-")
     print(f"# logs in {log_dir}", file=sys.stderr, flush=True)
+    topologies = [t for t in ("single", "cluster") if t in (arguments.redis or ["single"])]
     lines = []
-    with scenarios.Bench.running(log_dir, arguments.client_processes, arguments.profile) as bench:
+    with contextlib.ExitStack() as stack:
+        benches = [
+            stack.enter_context(
+                scenarios.Bench.running(
+                    log_dir, arguments.client_processes, arguments.profile, topology
+                )
+            )
+            for topology in topologies
+        ]
         for name in names:
-            parameter_sets = SCENARIOS[name][1]
-            if arguments.n is not None and name in SIZE_PARAMETER:
-                parameter_sets = [{SIZE_PARAMETER[name]: arguments.n}]
-            for params in parameter_sets:
-                line = run_scenario(bench, name, params, arguments.repeat, kinds)
-                lines.append(line)
-                text = json.dumps(line)
-                print(text, flush=True)
-                if arguments.output:
-                    with open(arguments.output, "a") as output:
-                        output.write(text + "\n")
+            for params in parameter_sets(name, arguments.n):
+                single = None
+                for bench in benches:  # in turn, so that both see the machine alike
+                    line = run_scenario(bench, name, params, arguments.repeat, kinds)
+                    if bench.topology == "single":
+                        single = line
+                    elif single is not None:
+                        add_cluster_ratio(line, single)
+                    lines.append(line)
+                    text = json.dumps(line)
+                    print(text, flush=True)
+                    if arguments.output:
+                        with open(arguments.output, "a") as output:
+                            output.write(text + "\n")
     print()
     print(table(lines))
-    print()
-    print(goals(lines))
+    for topology in topologies:
+        print()
+        if len(topologies) > 1:
+            print(f"# goals, {topology} Redis")
+        print(goals([line for line in lines if line.get("redis", "single") == topology]))
     if arguments.profile:
         from .profiling import summarize
 

@@ -20,18 +20,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.support.servers import CLUSTER_SLOT_RANGES
+
 from .loadclient import ClientPool
 from .publisher import Publisher
-from .servers import SERVERS, HttpServer, RedisProcess, redis_connections, worker_stats
+from .servers import (
+    SERVERS,
+    HttpServer,
+    RedisClusterProcess,
+    RedisProcess,
+    redis_connections,
+    redis_env,
+    redis_nodes,
+    worker_stats,
+)
 
 WAIT = 60.0  # the longest any delivery may take before it counts as lost
 
 
 @dataclass
 class Bench:
-    """What scenarios share: one Redis, one publisher process, where logs go."""
+    """What scenarios share: one Redis (a server or a cluster), one publisher process, where logs go."""
 
-    redis: RedisProcess
+    redis: RedisProcess | RedisClusterProcess
     publisher: Publisher
     log_dir: Path
     client_processes: int | None = None  # None: one per core for large runs
@@ -45,12 +56,15 @@ class Bench:
         log_dir: str | Path,
         client_processes: int | None = None,
         profile_dir: str | Path | None = None,
+        topology: str = "single",
     ) -> Iterator[Bench]:
-        log_dir = Path(log_dir)
+        """Start the Redis of ``topology`` ("single" or "cluster") and the publisher; stop both."""
+        log_dir = Path(log_dir) / topology
         log_dir.mkdir(parents=True, exist_ok=True)
-        redis = RedisProcess(log_dir).start()
+        redis = RedisClusterProcess(log_dir) if topology == "cluster" else RedisProcess(log_dir)
+        redis.start()
         try:
-            with Publisher(redis.url, log_dir / "publisher.log") as publisher:
+            with Publisher(redis_env(redis), log_dir / "publisher.log") as publisher:
                 yield cls(
                     redis,
                     publisher,
@@ -61,18 +75,39 @@ class Bench:
         finally:
             redis.stop()
 
+    @property
+    def topology(self) -> str:
+        return self.redis.topology
+
+    def unsupported(self, kind: str) -> str | None:
+        """Why a server of ``kind`` cannot run on this Redis, or None."""
+        if kind == "ceiling" and self.topology == "cluster":
+            return "the ceiling does not speak Redis Cluster"
+        return None
+
+    def flush(self) -> None:
+        """Empty every master."""
+        for node in self.redis.masters:
+            with node.client() as client:
+                client.flushall()
+
     @contextlib.contextmanager
     def serving(self, kind: str, label: str) -> Iterator[HttpServer]:
         """Start a fresh server of ``kind`` (a key of ``SERVERS``) on an empty Redis."""
-        with self.redis.client() as client:
-            client.flushall()
+        reason = self.unsupported(kind)
+        if reason:
+            raise ValueError(f"Cannot serve {kind!r} on this Redis: {reason}.")
+        self.flush()
         server = SERVERS[kind](self.redis.url, self.log_dir)
+        server.env.update(redis_env(self.redis))
         server.start()
         sampler = None
         if self.profile_dir is not None and kind in self.profile_kinds:
             from .profiling import Sampler
 
             self.profile_dir.mkdir(parents=True, exist_ok=True)
+            if self.topology != "single":
+                label = f"{label}-{self.topology}"
             sampler = Sampler(server.worker_pid, self.profile_dir / f"{label}-{kind}.txt")
         try:
             yield server
@@ -179,16 +214,53 @@ _READS = ("evalsha", "evalsha_ro", "eval", "xrange", "xread")
 
 
 def redis_commands(bench: Bench, since: dict | None = None) -> dict:
-    """Calls per Redis command so far, or since ``since`` (an earlier result)."""
-    with bench.redis.client() as client:
-        stats = client.info("commandstats")
-    calls = {name.removeprefix("cmdstat_"): value["calls"] for name, value in stats.items()}
+    """Calls per Redis command so far (summed over every master), or since ``since``."""
+    calls: dict[str, int] = {}
+    for node in bench.redis.masters:
+        with node.client() as client:
+            stats = client.info("commandstats")
+        for name, value in stats.items():
+            name = name.removeprefix("cmdstat_")
+            calls[name] = calls.get(name, 0) + value["calls"]
     if since is None:
         return calls
     return {
         name: count - since.get(name, 0)
         for name, count in calls.items()
         if count != since.get(name, 0)
+    }
+
+
+def spread_channels(stem: str, count: int) -> list[str]:
+    """``count`` channel names; the i-th hashes to a slot of the cluster's master ``i % 3``.
+
+    On the cluster (``RedisClusterProcess``, the slot ranges of
+    ``CLUSTER_SLOT_RANGES``) the channels, and so their subscriptions, spread
+    over every shard; on one server they are just names.
+    """
+    from redis.crc import key_slot
+
+    names: list[str] = []
+    candidate = 0
+    while len(names) < count:
+        first, last = CLUSTER_SLOT_RANGES[len(names) % len(CLUSTER_SLOT_RANGES)]
+        name = f"{stem}-{candidate}"
+        candidate += 1
+        if first <= key_slot(f"{{{name}}}".encode()) <= last:  # the hash tag the broker uses
+            names.append(name)
+    return names
+
+
+def redis_figures(bench: Bench, pid: int) -> dict:
+    """The Redis connections of ``pid``: in all, by kind, and per master (``redis_nodes``)."""
+    nodes = redis_nodes(pid, bench.redis)
+    subscribers = sum(node["subscribers"] for node in nodes)
+    commands = sum(node["commands"] for node in nodes)
+    return {
+        "redis_connections": subscribers + commands,
+        "redis_subscriber_connections": subscribers,
+        "redis_command_connections": commands,
+        "redis_nodes": nodes,
     }
 
 
@@ -222,7 +294,7 @@ def idle(bench: Bench, kind: str, n: int = 1000, hold: float = 2.0) -> dict:
             status = pool.status()
             after = worker_stats(pid)
             commands = redis_commands(bench, commands)
-            connections = redis_connections(pid, bench.redis)
+            connections = redis_figures(bench, pid)
             stats = server.stats()
             result = pool.collect(0, 0)
             pool.close()
@@ -242,9 +314,9 @@ def idle(bench: Bench, kind: str, n: int = 1000, hold: float = 2.0) -> dict:
         "greenlet_stack_kb": round(
             (stats["greenlet_stack_bytes"] - before_stats["greenlet_stack_bytes"]) / n / 1024, 2
         ),
-        "redis_connections": connections,
+        **connections,
         "redis_reads": sum(commands.get(name, 0) for name in _READS),
-        "probes": commands.get("publish", 0),
+        "probes": commands.get("publish", 0) + commands.get("spublish", 0),  # cluster: SPUBLISH
         "worker_cpu_s": round(after["cpu"] - before["cpu"], 2),
         "open_cpu_us": round((after["cpu"] - before["cpu"]) / n * 1e6),
         "gc_s": round(stats["gc_seconds"] - before_stats["gc_seconds"], 3),
@@ -260,21 +332,29 @@ def fanout(
     rate: float = 100,
     seconds: float = 2.0,
     burst: int = 2000,
+    channels: int = 1,
 ) -> dict:
-    """``n`` subscribers of one channel: ``rate``/s for ``seconds``, then a burst of ``burst``."""
+    """``n`` subscribers: ``rate``/s for ``seconds``, then a burst of ``burst``.
+
+    One channel, or ``channels`` (``spread_channels()``: one per master of the
+    cluster, in turn), the streams dealt out over them; every channel gets
+    every event, so each stream receives as many as with one.
+    """
     steady = int(rate * seconds)
     total = steady + burst
-    with bench.serving(kind, f"fanout-n{n}") as server:
+    names = ["fanout"] if channels == 1 else spread_channels("fanout", channels)
+    label = f"fanout-n{n}" if channels == 1 else f"fanout-n{n}-c{channels}"
+    with bench.serving(kind, label) as server:
         pid = server.worker_pid
         with bench.clients(server, n) as pool:
             warm_up(bench, server, pool)
-            pool.open(["/events/fanout/"] * n)
-            probe_until(bench, pool, ["fanout"], n)
+            pool.open([f"/events/{names[i % channels]}/" for i in range(n)])
+            probe_until(bench, pool, names, n)
             # Steady: paced events, latency without backlog.
             pool.target(0, steady)
             cpu0 = worker_stats(pid)["cpu"]
             client0, wall0 = pool.status()["cpu"], time.monotonic()
-            bench.publisher.call("publish", channels=["fanout"], count=steady, rate=rate)
+            bench.publisher.call("publish", channels=names, count=steady, rate=rate)
             client1, wall1 = pool.wait(lambda s: s["done"] >= n, WAIT)["cpu"], time.monotonic()
             cpu1 = worker_stats(pid)["cpu"]
             first = pool.collect(0, steady)
@@ -283,21 +363,20 @@ def fanout(
             gc_before = server.stats()["gc_seconds"]
             cpu2 = worker_stats(pid)["cpu"]
             client2, wall2 = pool.status()["cpu"], time.monotonic()
-            published = bench.publisher.call(
-                "publish", channels=["fanout"], count=burst, seq0=steady
-            )
+            published = bench.publisher.call("publish", channels=names, count=burst, seq0=steady)
             client3, wall3 = pool.wait(lambda s: s["done"] >= n, WAIT)["cpu"], time.monotonic()
             cpu3 = worker_stats(pid)["cpu"]
             gc_burst = server.stats()["gc_seconds"] - gc_before
             second = pool.collect(steady, total)
             whole = pool.collect(0, total)
-            connections = redis_connections(pid, bench.redis)
+            connections = redis_figures(bench, pid)
             pool.close()
     finished = [t for t in second["done_at"] if t]
     last = max(finished) if len(finished) == n else second["last_at"]
     burst_deliveries = n * burst - second["missing"]
     return {
         "n": n,
+        "channels": channels,
         "expected": n * total,
         "delivered": n * total - whole["missing"],
         "lost": whole["missing"],
@@ -316,7 +395,7 @@ def fanout(
         # latencies measure the client more than the server.
         "steady_client_cores": round((client1 - client0) / (wall1 - wall0), 2),
         "burst_client_cores": round((client3 - client2) / (wall3 - wall2), 2),
-        "redis_connections": connections,
+        **connections,
         "errors": _errors(first, second),
     }
 
@@ -552,8 +631,7 @@ def storm(
 
 def send_event_cost(bench: Bench, kind: str, seconds: float = 2.0) -> dict:
     """Events/s from one process: ``send_event`` (library) or a bare redis-py publish (ceiling)."""
-    with bench.redis.client() as client:
-        client.flushall()
+    bench.flush()
     raw = kind == "ceiling"
     on = bench.publisher.call("cost", seconds=seconds, history=True, raw=raw)
     off = bench.publisher.call("cost", seconds=seconds, history=False, raw=raw)

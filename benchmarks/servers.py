@@ -1,13 +1,15 @@
 """The processes of a benchmark run, and what /proc and Redis say about them.
 
-``RedisProcess`` (no persistence), ``LibraryServer`` (gunicorn, the project's
+``RedisProcess`` (no persistence), ``RedisClusterProcess`` (3 masters, no
+persistence), ``LibraryServer`` (gunicorn, the project's
 ``gunicorn.conf.py``, one gevent worker, ``benchmarks.project``) and
 ``CeilingServer`` (``benchmarks.ceiling``) are the runners of
 ``tests.support.servers`` (own process group, free 127.0.0.1 port, stopped
 by PID) with the benchmark's command lines. ``worker_stats()`` reads the
 serving process's resident memory, open fds and CPU time from /proc;
 ``redis_connections()`` counts the Redis clients (``CLIENT LIST``) whose
-address is a socket of that process.
+address is a socket of that process, over every master; ``redis_nodes()``
+splits them per master into subscriber and command connections.
 """
 
 from __future__ import annotations
@@ -26,23 +28,58 @@ __all__ = [
     "CeilingServer",
     "HttpServer",
     "LibraryServer",
+    "RedisClusterProcess",
     "RedisProcess",
     "ServerError",
     "free_port",
     "redis_connections",
+    "redis_nodes",
     "worker_stats",
 ]
 
 START_TIMEOUT = 30.0
 
 
+MAXCLIENTS = ("--maxclients", "10000")
+
+
 class RedisProcess(runners.RedisServer):
     """redis-server without persistence, taking up to 10000 clients."""
 
+    topology = "single"
     start_timeout = START_TIMEOUT
 
     def __init__(self, log_dir: str | Path | None = None) -> None:
-        super().__init__(extra_args=("--maxclients", "10000"), log_dir=log_dir)
+        super().__init__(extra_args=MAXCLIENTS, log_dir=log_dir)
+
+    @property
+    def masters(self) -> list[runners.RedisServer]:
+        """The servers holding keys: this one."""
+        return [self]
+
+
+class RedisClusterProcess(runners.RedisClusterServers):
+    """A 3-master Redis Cluster (no replicas), each node without persistence, up to 10000 clients.
+
+    The servers it serves get ``SSE_REDIS_CLUSTER = True`` and ``url`` (the
+    first master) through ``BENCH_REDIS_CLUSTER=1`` and ``BENCH_REDIS_URL``.
+    """
+
+    topology = "cluster"
+
+    def __init__(self, log_dir: str | Path) -> None:
+        super().__init__(log_dir)
+        for node in self.nodes:
+            node.extra_args += MAXCLIENTS
+            node.start_timeout = START_TIMEOUT
+
+
+def redis_env(redis: RedisProcess | RedisClusterProcess) -> dict[str, str]:
+    """The environment that points ``benchmarks.settings`` and the project at ``redis``."""
+    return {
+        "BENCH_REDIS_URL": redis.url,
+        "BENCH_REDIS_CLUSTER": "1" if redis.topology == "cluster" else "0",
+    }
 
 
 class HttpServer:
@@ -143,9 +180,39 @@ def worker_stats(pid: int) -> dict:
     return {"rss": stats.rss, "fds": stats.fds, "cpu": stats.cpu_seconds}
 
 
-def redis_connections(pid: int, redis_process: RedisProcess) -> int:
-    """Count the entries of Redis's CLIENT LIST that are connections of ``pid``."""
-    ports = {connection.local_port for connection in tcp_connections(pid, redis_process.port)}
-    with redis_process.client() as client:
+def _clients_of(pid: int, node: runners.RedisServer) -> list[dict]:
+    """The entries of ``node``'s CLIENT LIST that are connections of ``pid``."""
+    ports = {connection.local_port for connection in tcp_connections(pid, node.port)}
+    with node.client() as client:
         entries = client.client_list()
-    return sum(1 for entry in entries if int(entry["addr"].rsplit(":", 1)[1]) in ports)
+    return [entry for entry in entries if int(entry["addr"].rsplit(":", 1)[1]) in ports]
+
+
+def redis_connections(pid: int, redis: RedisProcess | RedisClusterProcess) -> int:
+    """Count the connections of ``pid`` in the CLIENT LIST of every master of ``redis``."""
+    return sum(len(_clients_of(pid, node)) for node in redis.masters)
+
+
+def redis_nodes(pid: int, redis: RedisProcess | RedisClusterProcess) -> list[dict]:
+    """Per master of ``redis``: ``pid``'s connections there and the channels subscribed there.
+
+    ``subscribers``: connections in pub/sub mode (sharded or not); ``commands``:
+    the others; ``channels``: the (shard) channels anyone subscribes on that node.
+    """
+    found = []
+    for node in redis.masters:
+        clients = _clients_of(pid, node)
+        subscribers = sum(
+            1 for c in clients if "P" in c["flags"] or int(c.get("ssub", 0)) or int(c["sub"])
+        )
+        with node.client() as client:
+            channels = len(client.execute_command("PUBSUB CHANNELS"))
+            channels += len(client.execute_command("PUBSUB SHARDCHANNELS"))
+        found.append(
+            {
+                "subscribers": subscribers,
+                "commands": len(clients) - subscribers,
+                "channels": channels,
+            }
+        )
+    return found

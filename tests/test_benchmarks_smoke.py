@@ -170,3 +170,111 @@ def test_subscriber_paths_read_every_message_and_compare_per_message_cost():
     extra = result["redis_py_us_per_message"] - result["resp_us_per_message"]
     assert result["extra_us_per_message"] == pytest.approx(extra, abs=0.02)
     assert result["extra_share_of_delivery"] == pytest.approx(extra / 1000, abs=1e-4)
+
+
+# On a 3-master Redis Cluster ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cluster_bench(tmp_path_factory):
+    """A 3-master cluster and a publisher with SSE_REDIS_CLUSTER = True, for the module."""
+    with scenarios.Bench.running(
+        tmp_path_factory.mktemp("cluster-bench"), client_processes=1, topology="cluster"
+    ) as bench:
+        yield bench
+
+
+def masters_of(channels):
+    """The indexes of the masters whose slots hold ``channels`` (as the broker names them)."""
+    from redis.crc import key_slot
+
+    from tests.support.servers import CLUSTER_SLOT_RANGES
+
+    slots = [key_slot(f"sse:{{{channel}}}".encode()) for channel in channels]
+    return {
+        index
+        for index, (first, last) in enumerate(CLUSTER_SLOT_RANGES)
+        for slot in slots
+        if first <= slot <= last
+    }
+
+
+def assert_one_subscriber_per_shard_with_channels(result, channels):
+    """One subscriber connection on each master with a channel, none elsewhere; few commands."""
+    nodes = result["redis_nodes"]
+    print("redis per master (subscribers+commands, channels):", nodes)
+    assert len(nodes) == 3
+    with_channels = {i for i, node in enumerate(nodes) if node["channels"]}
+    # The streams' channels and the control channel are there (a warm-up channel may linger).
+    assert masters_of([*channels, "django-sse control"]) <= with_channels
+    assert [node["subscribers"] for node in nodes] == [int(i in with_channels) for i in range(3)]
+    assert all(node["commands"] <= 1 for node in nodes)
+    assert result["redis_connections"] == sum(n["subscribers"] + n["commands"] for n in nodes)
+
+
+def test_idle_on_the_cluster_holds_every_stream_with_a_subscriber_per_shard(cluster_bench):
+    """idle on the cluster: all streams open and probed; one subscriber connection per shard used."""
+    result = scenarios.idle(cluster_bench, "library", n=30, hold=0.2)
+    assert result["opened"] == result["held"] == result["probed"] == 30
+    assert result["errors"] == {} and result["server_ends"] == 0
+    assert result["probes"] >= 1  # SPUBLISH, counted over the masters
+    assert_one_subscriber_per_shard_with_channels(result, ["idle"])
+
+
+def test_fanout_over_every_shard_of_the_cluster_delivers_every_event_once(cluster_bench):
+    """fanout with 3 channels, one per master: no loss, a subscriber connection on every master."""
+    channels = scenarios.spread_channels("fanout", 3)
+    assert masters_of(channels) == {0, 1, 2}
+    result = scenarios.fanout(
+        cluster_bench, "library", n=12, rate=100, seconds=0.2, burst=100, channels=3
+    )
+    assert result["expected"] == 12 * (20 + 100)
+    assert result["lost"] == result["duplicates"] == 0
+    assert result["delivered"] == result["expected"]
+    assert result["errors"] == {}
+    assert_one_subscriber_per_shard_with_channels(result, channels)
+    assert [node["subscribers"] for node in result["redis_nodes"]] == [1, 1, 1]
+
+
+def test_the_ceiling_is_left_out_of_cluster_runs(cluster_bench):
+    """The ceiling does not speak cluster: the driver records why, and starts nothing."""
+    line = run.run_scenario(cluster_bench, "idle", {"n": 5}, 1, ["ceiling"])
+    assert line["redis"] == "cluster"
+    assert "does not speak Redis Cluster" in line["ceiling"]["skipped"]
+    with pytest.raises(ValueError, match="ceiling"):
+        scenarios.idle(cluster_bench, "ceiling", n=5)
+
+
+def test_driver_gives_cluster_lines_their_ratio_to_the_single_node_line():
+    """cluster_ratio: each library figure on the cluster over the same server's single-node one."""
+    single = {"scenario": "fanout", "params": {"n": 10}, "redis": "single"}
+    single["library"] = {"cpu_us_per_delivery": 2.0, "redis_connections": 2}
+    cluster = {"scenario": "fanout", "params": {"n": 10}, "redis": "cluster"}
+    cluster["library"] = {
+        "cpu_us_per_delivery": 3.0,
+        "redis_connections": 5,
+        "redis_nodes": [
+            {"subscribers": 1, "commands": 1, "channels": 1},
+            {"subscribers": 1, "commands": 1, "channels": 2},
+            {"subscribers": 0, "commands": 1, "channels": 0},
+        ],
+    }
+    cluster["ceiling"] = {"skipped": "the ceiling does not speak Redis Cluster"}
+    run.add_cluster_ratio(cluster, single)
+    assert cluster["cluster_ratio"]["library"]["cpu_us_per_delivery"] == 1.5
+    assert cluster["cluster_ratio"]["library"]["redis_connections"] == 2.5
+
+    lines = run.table([single, cluster]).splitlines()
+    assert lines[0].split()[-1] == "cluster_ratio"
+    below = lines[next(i for i, text in enumerate(lines) if "(cluster)" in text) :]
+    [row] = [text for text in below if " cpu_us_per_delivery " in text]
+    assert row.split()[-4:] == ["3", "-", "-", "1.5"]
+    [nodes] = [text for text in below if " redis_nodes " in text]
+    assert "1+1 1+1 0+1" in nodes
+    assert "and master: max 2" in run.goals([cluster])
+
+
+def test_driver_sizes_every_variant_of_a_scenario_once():
+    """--n sizes each parameter set; the variants that then coincide run once."""
+    assert run.parameter_sets("fanout", 50) == [{"n": 50}, {"n": 50, "channels": 3}]
+    assert run.parameter_sets("idle", 50) == [{"n": 50}]

@@ -11,6 +11,8 @@ INSTALLED_APPS = ["django_sse"]
 MIDDLEWARE = ["django.middleware.common.CommonMiddleware"]
 DATABASES = {}
 SSE_REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+# BENCH_REDIS_CLUSTER=1: the URL names a node of a Redis Cluster (``--redis cluster``).
+SSE_REDIS_CLUSTER = os.environ.get("BENCH_REDIS_CLUSTER") == "1"
 # Off unless the server asks (library-metrics): the other servers measure the
 # library as it runs without the metrics extra.
 SSE_METRICS = os.environ.get("BENCH_METRICS") == "1"
