@@ -9,14 +9,22 @@ from pathlib import Path
 import pytest
 
 import django_sse
+from tests.support.server_kinds import parametrize_server_kind
 from tests.support.servers import (
+    DaphneServer,
     GunicornServer,
     PywsgiServer,
     RedisServer,
     RunserverServer,
     Server,
+    UvicornServer,
     project_env,
 )
+
+
+def pytest_generate_tests(metafunc) -> None:
+    """Run every test that asks for ``server_kind`` once per server (see tests/support/server_kinds.py)."""
+    parametrize_server_kind(metafunc)
 
 
 def pytest_configure(config) -> None:
@@ -55,17 +63,34 @@ class Servers:
     def runserver(self, **kwargs) -> RunserverServer:
         return self._start(RunserverServer, kwargs)
 
+    def uvicorn(self, **kwargs) -> UvicornServer:
+        return self._start(UvicornServer, kwargs)
+
+    def daphne(self, **kwargs) -> DaphneServer:
+        return self._start(DaphneServer, kwargs)
+
+    def http(self, kind: str = "gunicorn", **kwargs) -> GunicornServer | UvicornServer:
+        """Start the test project on ``kind`` (a ``server_kind``: "gunicorn" or "uvicorn")."""
+        if kind == "uvicorn":
+            kwargs.pop("worker_class", None)
+            return self.uvicorn(**kwargs)
+        return self.gunicorn(**kwargs)
+
     def site(
         self,
         redis_url: str,
         heartbeat: str | None = None,
         settings: dict | None = None,
         env: dict[str, str] | None = None,
+        kind: str = "gunicorn",
         **kwargs,
-    ) -> GunicornServer:
-        """Start gunicorn (gevent) of the test project on ``redis_url`` ("" for the memory broker)."""
+    ) -> GunicornServer | UvicornServer:
+        """Start the test project on ``redis_url`` ("" for the memory broker), gunicorn (gevent) by default.
+
+        ``kind`` is a ``server_kind`` ("gunicorn" or "uvicorn").
+        """
         env = project_env(redis_url, heartbeat, settings, **(env or {}))
-        return self.gunicorn(env=env, **kwargs)
+        return self.http(kind, env=env, **kwargs)
 
     def _start(self, server_class, kwargs):
         server = server_class(**{"log_dir": self.log_dir, **kwargs})

@@ -1,0 +1,121 @@
+"""The stream of a view served under ASGI: an async generator that Django sends chunk by chunk.
+
+Django's ``ASGIHandler`` sends each chunk of an async ``streaming_content``
+as one ``http.response.body`` message as soon as it is yielded, and cancels
+the task that sends it when the client disconnects (``http.disconnect``):
+the ``CancelledError`` (or the ``aclose()`` that follows) runs this
+generator's ``finally:``, which releases the stream at once.
+
+Everything but the wait runs as under gevent: the hub, the broker's reader
+and the heartbeat wheel are threads that put into the stream's mailbox and
+set its ``AsyncWakeup``. What may block (``start()``, which subscribes; the
+opening and initial events, user code; a catch-up from history; a
+permission recheck) runs in the loop's executor, never on the loop; the
+hot path (live events, heartbeats) stays on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+from . import metrics
+from .asgi_server import watch_server
+from .concurrency import run_in_thread
+from .connection import ClientConnection
+from .heartbeat import wheel_for
+from .mailbox import Mailbox
+
+if TYPE_CHECKING:
+    from .views import BaseSseView
+
+
+class _Begin:
+    """The stream's first step, run in a thread: ``start()``, then the opening chunk."""
+
+    __slots__ = ("view", "mailbox", "started")
+
+    def __init__(self, view: BaseSseView, mailbox: Mailbox) -> None:
+        self.view = view
+        self.mailbox = mailbox
+        self.started = False
+
+    def __call__(self) -> bytes:
+        view = self.view
+        if not view.iterator_is_async:  # an async iterator() was started on the loop
+            view.start(self.mailbox)
+            self.started = True
+        return view.opening() + view._opening_initial()
+
+
+def hang_up_on_overflow(mailbox: Mailbox) -> None:
+    """Cancel the current task (Django's sending of this response) when ``mailbox`` overflows.
+
+    That fails a send blocked on a client that stopped reading, as the
+    socket's shutdown does under WSGI; the server then closes the connection.
+    """
+    task = asyncio.current_task()
+    if task is None:
+        return
+    loop = task.get_loop()
+
+    def hang_up() -> None:
+        try:
+            loop.call_soon_threadsafe(task.cancel)
+        except RuntimeError:
+            pass  # the loop is closed: so is the connection
+
+    mailbox.on_overflow(hang_up)
+
+
+async def stream(view: BaseSseView, mailbox: Mailbox) -> AsyncIterator[bytes]:
+    """Yield the chunks of one stream, as ``BaseSseView._stream`` does, waiting on the event loop."""
+    client = ClientConnection(view.request.META)  # no socket under ASGI: it watches nothing
+    wheel = wheel_for(view.get_heartbeat_interval())
+    name = view._metrics_name()
+    metrics.record_stream_opened(name)
+    opened = time.monotonic()
+    counts = metrics.counts
+    begin = _Begin(view, mailbox)
+    try:
+        watch_server()
+        hang_up_on_overflow(mailbox)
+        view._arm_wheel(mailbox, wheel)
+        if view.iterator_is_async:
+            view.start(mailbox)
+            begin.started = True
+        opening = await run_in_thread(begin)
+        counts.bytes_sent += len(opening)
+        yield opening
+        while True:
+            await mailbox.wait_async()
+            items = mailbox.take()
+            if view._render_blocks(items):
+                rendered = await run_in_thread(view.render, items, mailbox)
+            else:
+                rendered = view.render(items, mailbox)
+            chunks = [chunk for chunk in rendered if chunk]
+            ending = mailbox.end_reason is not None
+            if mailbox.heartbeat_due and not ending:
+                if view._idle_blocks():
+                    chunks = await run_in_thread(view._heartbeat, mailbox, client, chunks)
+                else:
+                    chunks = view._heartbeat(mailbox, client, chunks)
+                ending = mailbox.end_reason is not None
+            for chunk in chunks:
+                counts.bytes_sent += len(chunk)
+                yield chunk
+            if chunks:
+                mailbox.mark_sent()
+            if ending:
+                break
+        reason = mailbox.end_reason
+        if reason is not None and reason.tells_client:
+            closing = view.closing(mailbox)
+            counts.bytes_sent += len(closing)
+            yield closing
+    finally:
+        view._release(mailbox, client, wheel, begin.started)
+        view._record_end(mailbox, name, opened)
