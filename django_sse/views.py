@@ -237,6 +237,10 @@ class BaseSseView(View):
         if asynchronous:
             release_connections()  # this thread's; the stream runs on the event loop
             response = SseResponse(asgi_stream.stream(self, mailbox))
+            if self.get_max_lifetime() is not None:
+                # An ASGI app cannot close its connection once the response started:
+                # say so now, so that the reconnection after the lifetime goes elsewhere.
+                response["Connection"] = "close"
         else:
             warn_if_blocking_server(self.request.META)
             response = SseResponse(self._stream(mailbox))

@@ -47,10 +47,14 @@ def post_worker_init(worker):
 @pytest.fixture(params=["no config", "site config", "gunicorn.conf.py"])
 def config_args(request, tmp_path) -> dict:
     """GunicornServer arguments for one way of configuring gunicorn."""
+    return _config_args(request.param, tmp_path)
+
+
+def _config_args(way: str, tmp_path) -> dict:
     graceful = ["--graceful-timeout", str(GRACEFUL_TIMEOUT)]
-    if request.param == "no config":
+    if way == "no config":
         return {"extra_args": graceful}  # -c /dev/null -k gevent
-    if request.param == "site config":
+    if way == "site config":
         path = tmp_path / "site_gunicorn.py"
         path.write_text(SITE_CONFIG.format(graceful=GRACEFUL_TIMEOUT))
         return {"config": path}
@@ -152,15 +156,24 @@ def test_hup_twice_ends_every_old_stream_cleanly_and_20_clients_get_the_complete
     assert len(hints) > 10, hints
 
 
+@pytest.fixture(params=["no config", "site config", "gunicorn.conf.py", "uvicorn"])
+def stopping_server(request, servers, redis_url, tmp_path):
+    """A server with 2 workers on Redis: gunicorn configured one of three ways, or uvicorn.
+
+    uvicorn gets ``--timeout-graceful-shutdown GRACEFUL_TIMEOUT``; it ends its
+    streams itself (``django_sse.asgi_server``).
+    """
+    env = {"DJANGO_SSE_TEST_REDIS_URL": redis_url, "DJANGO_SSE_TEST_HEARTBEAT": "1"}
+    if request.param == "uvicorn":
+        return servers.uvicorn(workers=2, env=env, graceful_timeout=GRACEFUL_TIMEOUT)
+    return servers.gunicorn(workers=2, env=env, **_config_args(request.param, tmp_path))
+
+
 def test_term_ends_every_stream_cleanly_and_the_master_exits_well_within_graceful_timeout(
-    servers, redis_url, config_args
+    stopping_server,
 ):
     """TERM the master with 60 streams open (Redis, ticking and blocked views): all end with a retry hint and the last chunk."""
-    gunicorn = servers.gunicorn(
-        workers=2,
-        env={"DJANGO_SSE_TEST_REDIS_URL": redis_url, "DJANGO_SSE_TEST_HEARTBEAT": "1"},
-        **config_args,
-    )
+    gunicorn = stopping_server
     workers = gunicorn.worker_pids()
     paths = [
         "/events/term-{n}/",
@@ -187,7 +200,7 @@ def test_term_ends_every_stream_cleanly_and_the_master_exits_well_within_gracefu
         for client in clients:
             client.close()
 
-    print(f"{config_args}: master {master} exited {master_exited:.2f} s after TERM, 60 streams")
+    print(f"{gunicorn.name}: master {master} exited {master_exited:.2f} s after TERM, 60 streams")
     assert [client.status for client in clients] == [200] * 60
     not_ended_cleanly = [
         (index, client.body[-60:])
