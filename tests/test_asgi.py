@@ -1,0 +1,214 @@
+"""ASGI: the asyncio seam, ``asend_event``, the mode a view picks, and WSGI and ASGI servers on one Redis.
+
+The suites of streaming, replay, limits, access, shutdown and bad input run
+against uvicorn too (``server_kind``, tests/support/server_kinds.py); this
+module holds what is ASGI's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.test import RequestFactory
+
+import django_sse
+from django_sse.concurrency import AsyncWakeup
+from django_sse.exceptions import EventTooLarge
+from django_sse.mailbox import Mailbox
+from django_sse.testing import memory_broker
+from tests.redis_helpers import connect, wait_position
+from tests.support.servers import REPO_TOP, project_env
+from tests.views import AsyncTickView
+
+# --- the asyncio wakeup -------------------------------------------------------------
+
+
+def test_a_wakeup_set_from_another_thread_wakes_the_waiting_coroutine():
+    """set() from a thread resolves the coroutine's wait() on its loop."""
+
+    async def main() -> float:
+        wakeup = AsyncWakeup()
+        started = time.monotonic()
+        threading.Timer(0.05, wakeup.set).start()
+        await asyncio.wait_for(wakeup.wait(), 5)
+        return time.monotonic() - started
+
+    waited = asyncio.run(main())
+    assert 0.04 <= waited < 5
+
+
+def test_a_set_before_the_first_wait_is_not_lost():
+    """A wakeup set (in a thread, before any loop saw it) makes the first wait() return at once."""
+    wakeup = AsyncWakeup()
+    thread = threading.Thread(target=wakeup.set)
+    thread.start()
+    thread.join()
+
+    async def main() -> None:
+        await asyncio.wait_for(wakeup.wait(), 1)
+
+    asyncio.run(main())
+    assert wakeup.is_set()
+
+
+def test_a_fan_out_from_a_thread_wakes_every_mailbox_with_one_loop_callback_per_batch():
+    """1,000 asynchronous mailboxes woken by one thread: all wake, with far fewer call_soon_threadsafe calls."""
+    calls = 0
+
+    async def main() -> list[int]:
+        nonlocal calls
+        loop = asyncio.get_running_loop()
+        original = loop.call_soon_threadsafe
+
+        def counting(*args, **kwargs):
+            nonlocal calls
+            calls += 1
+            return original(*args, **kwargs)
+
+        loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+        mailboxes = [Mailbox(10, asynchronous=True) for _ in range(1000)]
+
+        async def consume(mailbox: Mailbox) -> int:
+            await mailbox.wait_async()
+            return len(mailbox.take())
+
+        tasks = [asyncio.create_task(consume(mailbox)) for mailbox in mailboxes]
+        await asyncio.sleep(0)  # every consumer waits now
+
+        def fan_out() -> None:
+            for mailbox in mailboxes:
+                mailbox.put(b"x")
+
+        await asyncio.to_thread(fan_out)
+        return await asyncio.wait_for(asyncio.gather(*tasks), 10)
+
+    taken = asyncio.run(main())
+    print(f"1000 mailboxes woken from a thread with {calls} call_soon_threadsafe call(s)")
+    assert taken == [1] * 1000
+    assert calls < 100
+
+
+# --- the mode a view picks -------------------------------------------------------------
+
+
+def test_an_async_iterator_under_wsgi_is_refused_naming_the_view_and_the_fix():
+    """async def iterator() served through WSGI: ImproperlyConfigured before the stream starts."""
+    request = RequestFactory().get("/async-ticks/")
+    with memory_broker(), pytest.raises(ImproperlyConfigured) as caught:
+        AsyncTickView.as_view()(request)
+
+    message = str(caught.value)
+    assert "AsyncTickView.iterator()" in message
+    assert "ASGI server" in message and "plain generator" in message
+
+
+# --- asend_event ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "match"),
+    [
+        (("", "x", "news"), ValueError, "non-empty str"),
+        (("a\nb", "x", "news"), ValueError, None),
+        (("tick", object(), "news"), TypeError, None),
+        (("tick", "x", "bad channel!"), ValueError, None),
+        (("tick", "x" * (1024 * 1024 + 1), "news"), EventTooLarge, "SSE_MAX_EVENT_SIZE"),
+    ],
+    ids=["empty name", "newline in name", "unencodable data", "bad channel", "too large"],
+)
+def test_asend_event_raises_what_send_event_raises_before_publishing(args, error, match):
+    """Each bad event: asend_event raises the same exception type as send_event, and nothing is published."""
+    with memory_broker():
+        with pytest.raises(error, match=match) as sync_error:
+            django_sse.send_event(*args)
+        with pytest.raises(error, match=match) as async_error:
+            asyncio.run(django_sse.asend_event(*args))
+        from django_sse.runtime import get_broker
+
+        history = get_broker().read_history("news", (0, 0), 10)
+
+    assert type(sync_error.value) is type(async_error.value)
+    assert history.messages == []  # nothing was published to the channel
+
+
+def test_asend_event_publishes_on_the_runtimes_executor_not_a_thread_per_call():
+    """200 asend_event calls: every one gets its id, and the process holds no thread per call."""
+    with memory_broker():
+        asyncio.run(django_sse.asend_event("n", "warm-up", "warm-up"))  # the broker, its executor
+        before = threading.active_count()
+
+        async def main() -> list[str | None]:
+            return list(
+                await asyncio.gather(
+                    *(django_sse.asend_event("n", str(n), "a") for n in range(200))
+                )
+            )
+
+        started = time.perf_counter()
+        ids = asyncio.run(main())
+        elapsed = time.perf_counter() - started
+        threads = threading.active_count() - before
+        from django_sse.runtime import get_broker
+
+        history = get_broker().read_history("a", (0, 0), 500)
+
+    print(
+        f"200 asend_event calls (memory broker) in {elapsed * 1000:.1f} ms, {threads} thread(s) added"
+    )
+    assert len(set(ids)) == 200 and None not in ids
+    assert [message.data for message in history.messages] == [str(n) for n in range(200)]
+    assert threads <= 3  # at most the executor's other threads, however many calls
+
+
+# --- WSGI and ASGI on one Redis ------------------------------------------------------------
+
+PUBLISHER = """
+import sys
+import django
+django.setup()
+from django_sse import send_event
+for n in range(int(sys.argv[1])):
+    send_event("n", str(n), channel="both")
+"""
+
+
+@pytest.mark.integration
+def test_a_publisher_process_reaches_the_clients_of_gunicorn_and_uvicorn_exactly_once_in_order(
+    servers,
+):
+    """One Redis, gunicorn (gevent) and uvicorn, 4 clients on each: 300 events from a third process arrive once each, in order."""
+    redis = servers.redis()
+    gunicorn = servers.site(redis.url, heartbeat="1", kind="gunicorn")
+    uvicorn = servers.site(redis.url, heartbeat="1", kind="uvicorn")
+    count = 300
+    clients = [connect(server.port, "/events/both/") for server in (gunicorn, uvicorn) * 4]
+    try:
+        for client in clients:
+            wait_position(client)
+        env = {**os.environ, **project_env(redis.url), "DJANGO_SETTINGS_MODULE": "tests.settings"}
+        subprocess.run(
+            [sys.executable, "-c", PUBLISHER, str(count)],
+            cwd=REPO_TOP,
+            env=env,
+            check=True,
+            timeout=60,
+        )
+        received = [
+            [event.data for event in client.read_events(count, timeout=30) if event.type == "n"]
+            for client in clients
+        ]
+    finally:
+        for client in clients:
+            client.close()
+
+    expected = [str(n) for n in range(count)]
+    print(f"{len(clients)} clients (half on gunicorn, half on uvicorn), {count} events each")
+    for index, got in enumerate(received):
+        assert got == expected, f"client {index} ({'gunicorn' if index % 2 == 0 else 'uvicorn'})"
