@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from . import metrics
 from .asgi_server import watch_server
-from .concurrency import run_in_thread
+from .concurrency import release_request_thread, run_in_thread
 from .connection import ClientConnection
 from .heartbeat import wheel_for
 from .mailbox import Mailbox
@@ -81,6 +81,7 @@ async def stream(view: BaseSseView, mailbox: Mailbox) -> AsyncIterator[bytes]:
     begin = _Begin(view, mailbox)
     try:
         watch_server()
+        release_request_thread()
         hang_up_on_overflow(mailbox)
         view._arm_wheel(mailbox, wheel)
         if view.iterator_is_async:

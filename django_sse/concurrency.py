@@ -294,3 +294,29 @@ async def run_in_thread(func: Callable[..., Any], *args: Any) -> Any:
     except asyncio.CancelledError:
         await asyncio.wait([future])
         raise
+
+
+def release_request_thread() -> None:
+    """Let go of the thread Django's ASGI handler keeps for the current request's sync code.
+
+    ``ASGIHandler`` serves each request in an asgiref ``ThreadSensitiveContext``,
+    whose one-thread executor runs the request's sync middleware and view and
+    lives until the request ends: for a stream, a parked thread per client
+    for hours. Once the view has returned, nothing sync of this request runs
+    until ``response.close()``, for which asgiref starts a new executor (and
+    shuts it down when the request ends), so the stream shuts this one down
+    now. Only the executor asgiref made itself is shut down (not one a
+    caller passed in); an asgiref without these attributes keeps its thread.
+    """
+    try:
+        from asgiref.sync import SyncToAsync
+
+        context = SyncToAsync.thread_sensitive_context.get(None)
+        executors = SyncToAsync.context_to_thread_executor
+    except (ImportError, AttributeError):
+        return
+    if context is None or getattr(context, "_executor", None) is not None:
+        return
+    executor = executors.pop(context, None)
+    if executor is not None:
+        executor.shutdown(wait=False)

@@ -23,7 +23,8 @@ from django_sse.concurrency import AsyncWakeup
 from django_sse.exceptions import EventTooLarge
 from django_sse.mailbox import Mailbox
 from django_sse.testing import memory_broker
-from tests.redis_helpers import connect, wait_position
+from tests.redis_helpers import connect, eventually, get_stats, wait_position
+from tests.sseclient import SseClient
 from tests.support.servers import REPO_TOP, project_env
 from tests.views import AsyncTickView
 
@@ -212,3 +213,25 @@ def test_a_publisher_process_reaches_the_clients_of_gunicorn_and_uvicorn_exactly
     print(f"{len(clients)} clients (half on gunicorn, half on uvicorn), {count} events each")
     for index, got in enumerate(received):
         assert got == expected, f"client {index} ({'gunicorn' if index % 2 == 0 else 'uvicorn'})"
+
+
+@pytest.mark.integration
+def test_under_uvicorn_an_async_iterator_holds_no_thread_and_a_sync_one_holds_one(servers):
+    """200 streams each: an async iterator() adds no thread per stream; a sync one adds exactly its own."""
+    server = servers.uvicorn(env=project_env(""))
+    grown = {}
+    for path in ("/async-ticks/?interval=1", "/ticks/?interval=1"):
+        baseline = get_stats(server.port)["threads"]
+        clients = [SseClient.connect(server.port, path) for _ in range(200)]
+        try:
+            for client in clients:
+                client.read_events(1, timeout=15)
+            grown[path] = get_stats(server.port)["threads"] - baseline
+        finally:
+            for client in clients:
+                client.close()
+        eventually(lambda: get_stats(server.port)["streams"] == 0, timeout=15)
+
+    print(f"threads added by 200 streams under uvicorn: {grown}")
+    assert grown["/async-ticks/?interval=1"] < 10
+    assert 200 <= grown["/ticks/?interval=1"] < 210
