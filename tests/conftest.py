@@ -69,6 +69,11 @@ class Servers:
     def daphne(self, **kwargs) -> DaphneServer:
         return self._start(DaphneServer, kwargs)
 
+    def uvicorn_worker(self, **kwargs) -> GunicornServer:
+        """gunicorn with uvicorn's worker class (``-k uvicorn_worker.UvicornWorker``) on the ASGI app."""
+        kwargs = {"app": "tests.asgi:application", **kwargs}
+        return self.gunicorn(worker_class="uvicorn_worker.UvicornWorker", **kwargs)
+
     def http(self, kind: str = "gunicorn", **kwargs) -> GunicornServer | UvicornServer:
         """Start the test project on ``kind`` (a ``server_kind``: "gunicorn" or "uvicorn")."""
         if kind == "uvicorn":

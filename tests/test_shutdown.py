@@ -6,7 +6,9 @@ stream ends with a ``retry:`` hint and the chunked body's last chunk, clients
 reconnect (to the new workers after HUP) with ``Last-Event-ID``, and the
 worker exits long before ``graceful_timeout``. Each test runs with no config
 file (``-c /dev/null``), with a site's own config file that knows nothing of
-django-sse, and with the project's optional ``gunicorn.conf.py``.
+django-sse, with the project's optional ``gunicorn.conf.py``, and with
+uvicorn's worker class on the ASGI app. The TERM test also runs on uvicorn
+itself (``--timeout-graceful-shutdown``; ``django_sse.asgi_server``).
 """
 
 from __future__ import annotations
@@ -44,7 +46,11 @@ def post_worker_init(worker):
 """
 
 
-@pytest.fixture(params=["no config", "site config", "gunicorn.conf.py"])
+#: The ways gunicorn is configured; the last runs uvicorn's worker class on the ASGI app.
+GUNICORN_WAYS = ["no config", "site config", "gunicorn.conf.py", "uvicorn worker"]
+
+
+@pytest.fixture(params=GUNICORN_WAYS)
 def config_args(request, tmp_path) -> dict:
     """GunicornServer arguments for one way of configuring gunicorn."""
     return _config_args(request.param, tmp_path)
@@ -54,6 +60,12 @@ def _config_args(way: str, tmp_path) -> dict:
     graceful = ["--graceful-timeout", str(GRACEFUL_TIMEOUT)]
     if way == "no config":
         return {"extra_args": graceful}  # -c /dev/null -k gevent
+    if way == "uvicorn worker":
+        return {
+            "app": "tests.asgi:application",
+            "worker_class": "uvicorn_worker.UvicornWorker",
+            "extra_args": graceful,
+        }
     if way == "site config":
         path = tmp_path / "site_gunicorn.py"
         path.write_text(SITE_CONFIG.format(graceful=GRACEFUL_TIMEOUT))
@@ -156,7 +168,7 @@ def test_hup_twice_ends_every_old_stream_cleanly_and_20_clients_get_the_complete
     assert len(hints) > 10, hints
 
 
-@pytest.fixture(params=["no config", "site config", "gunicorn.conf.py", "uvicorn"])
+@pytest.fixture(params=[*GUNICORN_WAYS, "uvicorn"])
 def stopping_server(request, servers, redis_url, tmp_path):
     """A server with 2 workers on Redis: gunicorn configured one of three ways, or uvicorn.
 

@@ -23,10 +23,16 @@ pytestmark = pytest.mark.integration
 GEVENT_SERVERS = ["gunicorn", "pywsgi"]
 #: Every server a stream must behave the same on: gevent's, and uvicorn (ASGI).
 STREAM_SERVERS = [*GEVENT_SERVERS, "uvicorn"]
+#: The smaller part that also runs on the other ASGI servers: daphne, gunicorn's uvicorn worker.
+ASGI_SERVERS = ["uvicorn", "daphne", "uvicorn_worker"]
 #: The stream whose iterator() blocks for an hour. Under ASGI a sync iterator() runs in a
 #: thread, which (as under runserver) stops only at its next yield; an async one is
 #: cancelled where it awaits, so the disconnect tests use that one there.
-BLOCKED_PATH = {"gunicorn": "/blocked/", "pywsgi": "/blocked/", "uvicorn": "/async-blocked/"}
+BLOCKED_PATH = {
+    "gunicorn": "/blocked/",
+    "pywsgi": "/blocked/",
+    **dict.fromkeys(ASGI_SERVERS, "/async-blocked/"),
+}
 OPENING = b"retry: 2000\n\n:\n\n"
 CLOSING = b"retry: 2000\n\n"
 HEARTBEAT = b":\n\n"
@@ -71,7 +77,7 @@ def payloads(client: SseClient) -> list[bytes]:
 # --- flushing ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", [*STREAM_SERVERS, "runserver"])
+@pytest.mark.parametrize("kind", [*STREAM_SERVERS, "runserver", "daphne", "uvicorn_worker"])
 def test_headers_and_opening_chunk_arrive_before_the_first_event(servers, kind):
     """The response head and the opening chunk arrive at once, before an event sent 1.5 s later."""
     server = start(servers, kind)
@@ -94,7 +100,7 @@ def test_headers_and_opening_chunk_arrive_before_the_first_event(servers, kind):
     assert WARNING not in server.stderr_text()
 
 
-@pytest.mark.parametrize("kind", STREAM_SERVERS)
+@pytest.mark.parametrize("kind", [*STREAM_SERVERS, "daphne", "uvicorn_worker"])
 def test_each_yield_is_its_own_chunk_sent_when_yielded(servers, kind):
     """Three ticks 0.3 s apart arrive as three HTTP chunks at three moments, then the closing."""
     server = start(servers, kind)
@@ -117,7 +123,10 @@ def test_each_yield_is_its_own_chunk_sent_when_yielded(servers, kind):
 
 @pytest.mark.parametrize(
     ("kind", "path"),
-    [*((kind, "/blocked/") for kind in STREAM_SERVERS), ("uvicorn", "/async-blocked/")],
+    [
+        *((kind, "/blocked/") for kind in STREAM_SERVERS),
+        *((kind, "/async-blocked/") for kind in ASGI_SERVERS),
+    ],
 )
 def test_heartbeats_arrive_while_iterator_is_blocked(servers, kind, path):
     """While iterator() sleeps (or awaits) for an hour, heartbeat comments (not events) come every 0.3 s."""
@@ -139,7 +148,7 @@ def test_heartbeats_arrive_while_iterator_is_blocked(servers, kind, path):
 
 
 @pytest.mark.parametrize("how", ["close", "abort"], ids=["FIN", "RST"])
-@pytest.mark.parametrize("kind", STREAM_SERVERS)
+@pytest.mark.parametrize("kind", [*STREAM_SERVERS, "daphne", "uvicorn_worker"])
 def test_disconnect_runs_the_iterators_finally(servers, kind, how):
     """When the client hangs up, the blocked iterator's finally: runs within a heartbeat."""
     server = start(servers, kind)
