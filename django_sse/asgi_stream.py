@@ -50,24 +50,45 @@ class _Begin:
         return view.opening() + view._opening_initial()
 
 
-def hang_up_on_overflow(mailbox: Mailbox) -> None:
-    """Cancel the current task (Django's sending of this response) when ``mailbox`` overflows.
+#: Seconds an overflowed stream has to end by itself before its sending is cancelled.
+OVERFLOW_GRACE = 0.5
 
-    That fails a send blocked on a client that stopped reading, as the
-    socket's shutdown does under WSGI; the server then closes the connection.
+
+class _HangUp:
+    """Ends an overflowed stream: cleanly if it can still write, else by cancelling its sending.
+
+    A stream that overflowed because a burst outran it wakes, writes its
+    closing chunk and ends. One blocked in ``send()`` on a client that stopped
+    reading cannot: after ``OVERFLOW_GRACE`` seconds the task that sends the
+    response (Django's) is cancelled, as the socket's shutdown does under
+    WSGI; uvicorn then closes the connection (logging that the response was
+    not completed).
     """
-    task = asyncio.current_task()
-    if task is None:
-        return
-    loop = task.get_loop()
 
-    def hang_up() -> None:
+    __slots__ = ("_task", "finished")
+
+    def __init__(self, mailbox: Mailbox) -> None:
+        self._task = asyncio.current_task()
+        self.finished = False
+        if self._task is not None:
+            mailbox.on_overflow(self._overflowed)
+
+    def _overflowed(self) -> None:  # from any thread
+        task = self._task
+        if task is None:
+            return
         try:
-            loop.call_soon_threadsafe(task.cancel)
+            task.get_loop().call_soon_threadsafe(self._arm)
         except RuntimeError:
             pass  # the loop is closed: so is the connection
 
-    mailbox.on_overflow(hang_up)
+    def _arm(self) -> None:
+        if self._task is not None:
+            self._task.get_loop().call_later(OVERFLOW_GRACE, self._cancel)
+
+    def _cancel(self) -> None:
+        if not self.finished and self._task is not None:
+            self._task.cancel()
 
 
 async def stream(view: BaseSseView, mailbox: Mailbox) -> AsyncIterator[bytes]:
@@ -79,10 +100,11 @@ async def stream(view: BaseSseView, mailbox: Mailbox) -> AsyncIterator[bytes]:
     opened = time.monotonic()
     counts = metrics.counts
     begin = _Begin(view, mailbox)
+    hang_up: _HangUp | None = None
     try:
         watch_server()
         release_request_thread()
-        hang_up_on_overflow(mailbox)
+        hang_up = _HangUp(mailbox)
         view._arm_wheel(mailbox, wheel)
         if view.iterator_is_async:
             view.start(mailbox)
@@ -118,5 +140,7 @@ async def stream(view: BaseSseView, mailbox: Mailbox) -> AsyncIterator[bytes]:
             counts.bytes_sent += len(closing)
             yield closing
     finally:
+        if hang_up is not None:
+            hang_up.finished = True
         view._release(mailbox, client, wheel, begin.started)
         view._record_end(mailbox, name, opened)
