@@ -1,14 +1,17 @@
-"""ASGI: the asyncio seam, ``asend_event``, the mode a view picks, and WSGI and ASGI servers on one Redis.
+"""ASGI: the asyncio seam, ``asend_event``, the mode a view picks, WSGI and ASGI servers on one Redis.
 
 The suites of streaming, replay, limits, access, shutdown and bad input run
 against uvicorn too (``server_kind``, tests/support/server_kinds.py); this
-module holds what is ASGI's own.
+module holds what is ASGI's own, and runs every sample of
+docs/guides/asgi.rst (``test_every_sample_is_exercised``, the last test).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shlex
+import signal
 import subprocess
 import sys
 import threading
@@ -23,10 +26,21 @@ from django_sse.concurrency import AsyncWakeup
 from django_sse.exceptions import EventTooLarge
 from django_sse.mailbox import Mailbox
 from django_sse.testing import memory_broker
+from tests.readme_samples import SampleModules, Samples, track
 from tests.redis_helpers import connect, eventually, get_stats, wait_position
 from tests.sseclient import SseClient
-from tests.support.servers import REPO_TOP, project_env
+from tests.support.servers import REPO_TOP, HttpServer, _gunicorn_has_control_socket, project_env
+from tests.support.sse import spread_retry
 from tests.views import AsyncTickView
+
+PAGE = REPO_TOP / "docs" / "guides" / "asgi.rst"
+SAMPLES = Samples(PAGE)
+docs_sample_reader = track(SAMPLES)  # an autouse fixture: which test read what, and passed
+
+ASGI_PY = SAMPLES.find("python", "# mysite/asgi.py")
+COMMANDS = SAMPLES.find("console", "$ uvicorn mysite.asgi:application")
+CLOCK = SAMPLES.find("python", "class AsyncClockView")
+NOTIFY = SAMPLES.find("python", "# myapp/notify.py")
 
 # --- the asyncio wakeup -------------------------------------------------------------
 
@@ -235,3 +249,113 @@ def test_under_uvicorn_an_async_iterator_holds_no_thread_and_a_sync_one_holds_on
     print(f"threads added by 200 streams under uvicorn: {grown}")
     assert grown["/async-ticks/?interval=1"] < 10
     assert 200 <= grown["/ticks/?interval=1"] < 210
+
+
+# --- the samples of docs/guides/asgi.rst -------------------------------------------------
+
+
+@pytest.fixture
+def modules():
+    loaded = SampleModules("asgi.rst")
+    yield loaded
+    loaded.forget()
+
+
+def test_asgi_py_sample_is_djangos_own_handler(modules):
+    """The page's asgi.py gives Django's ASGIHandler, with nothing of django-sse around it."""
+    from django.core.handlers.asgi import ASGIHandler
+
+    module = modules.load("mysite.asgi", ASGI_PY.code)
+
+    assert type(module.application) is ASGIHandler
+
+
+class _SampleCommand(HttpServer):
+    """A server started with one of the page's command lines, on tests.asgi and a free port."""
+
+    def __init__(self, line: str, **kwargs) -> None:
+        super().__init__(**kwargs)
+        line = line.replace("mysite.asgi", "tests.asgi").replace("8000", str(self.port))
+        program, *args = shlex.split(line)
+        self.name = program
+        if program == "gunicorn":  # not the repository's gunicorn.conf.py, nor ~/.gunicorn
+            control = ["--no-control-socket"] if _gunicorn_has_control_socket() else []
+            args = ["-c", os.devnull, *control, *args]
+        self.words = [sys.executable, "-m", program, *args]
+
+    def command(self) -> list[str]:
+        return self.words
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("server", ["uvicorn", "daphne", "gunicorn"])
+def test_serving_commands_sample_streams_and_ends_streams_on_term(tmp_path, server):
+    """Each command of the page serves a stream; on TERM, uvicorn and the gunicorn worker end it with a retry hint."""
+    [line] = [line[2:] for line in COMMANDS.code.splitlines() if line.startswith(f"$ {server} ")]
+    process = _SampleCommand(line, env=project_env(""), log_dir=tmp_path).start()
+    try:
+        client = SseClient.connect(process.port, "/async-ticks/?interval=0.2")
+        client.read_events(2, timeout=15)
+        process.send_signal(signal.SIGTERM)
+        body = client.read_to_end(timeout=15)
+        client.close()
+        process.process.wait(15)
+    finally:
+        process.stop()
+
+    print(f"{server}: the stream's last bytes after TERM: {body[-30:]!r}")
+    assert client.status == 200
+    if server == "daphne":  # cancels its applications at once (the page says so)
+        assert [event.type for event in client.events][:2] == ["tick", "tick"]
+    else:
+        assert client.completed and spread_retry(body), body[-60:]
+
+
+def test_async_clock_sample_streams_under_asgi_and_is_refused_under_wsgi(modules):
+    """The async clock sends a time each second to an ASGI request; a WSGI request gets ImproperlyConfigured."""
+    from django.test import AsyncRequestFactory
+
+    from django_sse.runtime import streams
+
+    views = modules.load("myapp.views", CLOCK.code)
+    view = views.AsyncClockView.as_view()
+
+    async def read(response) -> list[bytes]:
+        chunks = []
+        content = aiter(response)
+        async for chunk in content:
+            chunks.append(chunk)
+            if len(chunks) == 3:
+                break
+        await content.aclose()
+        return chunks
+
+    with memory_broker():
+        response = view(AsyncRequestFactory().get("/clock/"))
+        chunks = asyncio.run(asyncio.wait_for(read(response), 10))
+        response.close()
+        with pytest.raises(ImproperlyConfigured, match="AsyncClockView"):
+            view(RequestFactory().get("/clock/"))
+        left = len(streams), streams.open_responses()
+
+    assert chunks[0] == b"retry: 2000\n\n:\n\n"
+    assert all(chunk.startswith(b"event: time\ndata: 20") for chunk in chunks[1:])
+    assert left == (0, 0)
+
+
+def test_notify_sample_publishes_with_asend_event(modules):
+    """``await order_shipped(7)`` publishes ``shipped`` {"order": 7} to "orders" and returns its id."""
+    from django_sse.runtime import get_broker
+
+    notify = modules.load("myapp.notify", NOTIFY.code)
+    with memory_broker():
+        event_id = asyncio.run(notify.order_shipped(7))
+        [message] = get_broker().read_history("orders", (0, 0), 10).messages
+
+    assert event_id is not None
+    assert (message.event, message.data) == ("shipped", '{"order":7}')
+
+
+def test_every_sample_is_exercised(request):
+    """Every code block of docs/guides/asgi.rst was read by a test that passed."""
+    SAMPLES.check(request)

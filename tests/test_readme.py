@@ -59,6 +59,7 @@ PAGES_TESTED_ELSEWHERE = {
     DOCS / "guides" / "presence.rst": "test_docs_presence",
     DOCS / "guides" / "operations.rst": "test_metrics",
     DOCS / "guides" / "redis-security.rst": "test_redis_security",
+    DOCS / "guides" / "asgi.rst": "test_asgi",
 }
 PAGES = sorted(
     page
