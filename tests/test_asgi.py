@@ -178,7 +178,8 @@ def test_asend_event_publishes_on_the_runtimes_executor_not_a_thread_per_call():
         f"200 asend_event calls (memory broker) in {elapsed * 1000:.1f} ms, {threads} thread(s) added"
     )
     assert len(set(ids)) == 200 and None not in ids
-    assert [message.data for message in history.messages] == [str(n) for n in range(200)]
+    # Concurrent calls publish in any order (each call's own event is in order with its awaits).
+    assert sorted(int(message.data) for message in history.messages) == list(range(200))
     assert threads <= 3  # at most the executor's other threads, however many calls
 
 
