@@ -17,19 +17,22 @@ hot path (live events, heartbeats) stays on the loop.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import TYPE_CHECKING, Any
 
 from . import metrics
 from .asgi_server import watch_server
 from .concurrency import release_request_thread, run_in_thread
 from .connection import ClientConnection
 from .heartbeat import wheel_for
-from .mailbox import Mailbox
+from .mailbox import END, Mailbox
 
 if TYPE_CHECKING:
     from .views import BaseSseView
+
+logger = logging.getLogger(__name__)
 
 
 class _Begin:
@@ -134,13 +137,36 @@ async def stream(view: BaseSseView, mailbox: Mailbox) -> AsyncIterator[bytes]:
                 mailbox.mark_sent()
             if ending:
                 break
-        reason = mailbox.end_reason
-        if reason is not None and reason.tells_client:
-            closing = view.closing(mailbox)
-            counts.bytes_sent += len(closing)
+        closing = view._last_chunk(mailbox)
+        if closing is not None:
             yield closing
     finally:
         if hang_up is not None:
             hang_up.finished = True
         view._release(mailbox, client, wheel, begin.started)
         view._record_end(mailbox, name, opened)
+
+
+async def run_iterator(
+    view: BaseSseView, generator: AsyncGenerator[Any, Any], mailbox: Mailbox
+) -> None:
+    """Run an ``async def iterator()`` on the event loop, putting each ``yield``'s events into ``mailbox``.
+
+    ``view.stop()`` cancels the task that runs this: ``CancelledError`` is
+    raised where the generator awaits, so its ``finally:`` runs at once.
+    """
+    from .views import hand_over  # views imports this module
+
+    sse = view.sse
+    counted = sse.events_added
+    try:
+        async for _ in generator:
+            counted = hand_over(sse, mailbox, counted)
+            if mailbox.ending:
+                break
+        hand_over(sse, mailbox, counted)
+    except Exception:
+        logger.exception("%s.iterator() raised; ending the stream.", type(view).__name__)
+    finally:
+        await generator.aclose()
+        mailbox.put_control(END)

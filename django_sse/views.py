@@ -351,7 +351,9 @@ class BaseSseView(View):
         # Called here, not in the pump, so that a missing iterator() fails the request.
         iterator = self.iterator()
         if isinstance(iterator, AsyncGenerator):
-            self._pump: Task | AsyncTask = AsyncTask(self._arun_iterator(iterator, mailbox))
+            self._pump: Task | AsyncTask = AsyncTask(
+                asgi_stream.run_iterator(self, iterator, mailbox)
+            )
         else:
             self._pump = Task(self._run_iterator, iterator, mailbox)
 
@@ -392,47 +394,14 @@ class BaseSseView(View):
         reason = mailbox.end_reason
         return self._retry_hint(spread=reason is not None and reason.sheds_connection)
 
-    async def _arun_iterator(self, generator: AsyncGenerator[Any, Any], mailbox: Mailbox) -> None:
-        """Run an async ``iterator()`` on the event loop, as ``_run_iterator`` runs a generator."""
-        counted = self.sse.events_added
-        try:
-            async for _ in generator:
-                counted = self._hand_over(mailbox, counted)
-                if mailbox.ending:
-                    break
-            self._hand_over(mailbox, counted)
-        except Exception:
-            logger.exception("%s.iterator() raised; ending the stream.", type(self).__name__)
-        finally:
-            # stop() cancels this task: CancelledError is raised where the generator awaits.
-            await generator.aclose()
-            mailbox.put_control(END)
-
-    def _hand_over(self, mailbox: Mailbox, counted: int) -> int:
-        """Put what ``iterator()`` buffered into the mailbox; return the events counted so far."""
-        sse = self.sse
-        chunk = sse.take()
-        if chunk:
-            mailbox.put(chunk)
-            metrics.counts.delivered += sse.events_added - counted
-            return sse.events_added
-        return counted
-
     def _run_iterator(self, generator: Generator[Any, Any, Any], mailbox: Mailbox) -> None:
         sse, counted = self.sse, self.sse.events_added
         try:
             for _ in generator:
-                chunk = sse.take()
-                if chunk:
-                    mailbox.put(chunk)
-                    metrics.counts.delivered += sse.events_added - counted
-                    counted = sse.events_added
+                counted = hand_over(sse, mailbox, counted)
                 if mailbox.ending:
                     break
-            chunk = sse.take()
-            if chunk:
-                mailbox.put(chunk)
-                metrics.counts.delivered += sse.events_added - counted
+            hand_over(sse, mailbox, counted)
         except Exception:
             logger.exception("%s.iterator() raised; ending the stream.", type(self).__name__)
         finally:
@@ -473,18 +442,26 @@ class BaseSseView(View):
                     mailbox.mark_sent()
                 if ending:
                     break
-            reason = mailbox.end_reason
-            if reason is not None and reason.tells_client:
-                closing = self.closing(mailbox)
-                counts.bytes_sent += len(closing)
+            closing = self._last_chunk(mailbox)
+            if closing is not None:
                 yield closing
-                if streams.closing or reason.sheds_connection:
+                reason = mailbox.end_reason
+                if streams.closing or (reason is not None and reason.sheds_connection):
                     # Reconnecting on this kept-alive connection would come back to this
                     # worker, which is stopping or should shed load: close it instead.
                     client.close_after_response()
         finally:
             self._release(mailbox, client, wheel, started)
             self._record_end(mailbox, name, opened)
+
+    def _last_chunk(self, mailbox: Mailbox) -> bytes | None:
+        """Return ``closing()`` for a stream whose end its client is told of, else None."""
+        reason = mailbox.end_reason
+        if reason is None or not reason.tells_client:
+            return None
+        closing = self.closing(mailbox)
+        metrics.counts.bytes_sent += len(closing)
+        return closing
 
     def _record_end(self, mailbox: Mailbox, name: str, opened: float) -> None:
         ended = (mailbox.end_reason or EndReason.CLOSED).value
@@ -542,6 +519,16 @@ class BaseSseView(View):
         streams.discard(mailbox)
         if started:
             self.stop()
+
+
+def hand_over(sse: Sse, mailbox: Mailbox, counted: int) -> int:
+    """Put what ``iterator()`` buffered in ``sse`` into ``mailbox``; return the events counted so far."""
+    chunk = sse.take()
+    if chunk:
+        mailbox.put(chunk)
+        metrics.counts.delivered += sse.events_added - counted
+        return sse.events_added
+    return counted
 
 
 async def _one_chunk(chunk: bytes) -> AsyncIterator[bytes]:

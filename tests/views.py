@@ -17,13 +17,17 @@ from tests.support.stats import count as _count
 from tests.support.stats import counters  # noqa: F401  (what /stats/ reports the views did)
 
 
+def _tick_query(request) -> tuple[float, int | None]:
+    """Return the ``interval`` (default 0.05 s) and ``n`` (default: forever) of a ticking stream."""
+    return float(request.GET.get("interval", "0.05")), int(request.GET.get("n", "0")) or None
+
+
 class TickView(BaseSseView):
     """Send ``count`` ticks (query ``n``, default forever), ``interval`` seconds apart."""
 
     def iterator(self):
         _count("iterator_started")
-        interval = float(self.request.GET.get("interval", "0.05"))
-        count = int(self.request.GET.get("n", "0")) or None
+        interval, count = _tick_query(self.request)
         sent = 0
         try:
             while count is None or sent < count:
@@ -75,8 +79,7 @@ class AsyncTickView(BaseSseView):
 
     async def iterator(self):
         _count("iterator_started")
-        interval = float(self.request.GET.get("interval", "0.05"))
-        count = int(self.request.GET.get("n", "0")) or None
+        interval, count = _tick_query(self.request)
         sent = 0
         try:
             while count is None or sent < count:
