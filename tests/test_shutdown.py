@@ -14,6 +14,7 @@ itself (``--timeout-graceful-shutdown``; ``django_sse.asgi_server``).
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 
@@ -304,3 +305,53 @@ def test_a_stream_asked_of_a_stopping_worker_gets_a_retry_hint_rather_than_a_503
     assert answer.completed
     assert answer.headers.get("Connection", "").lower() == "close"
     assert after == b""  # closed: the reconnection goes to a new worker
+
+
+def test_uvicorn_restarted_while_events_flow_leaves_resuming_clients_missing_nothing(
+    servers, settings
+):
+    """TERM uvicorn while 10 browser-like clients read 50 events/s, start it again: each ends cleanly once, nothing lost."""
+    redis = servers.redis()
+    settings.SSE_REDIS_URL = redis.url
+    uvicorn = servers.uvicorn(
+        env={"DJANGO_SSE_TEST_REDIS_URL": redis.url, "DJANGO_SSE_TEST_HEARTBEAT": "1"},
+        graceful_timeout=GRACEFUL_TIMEOUT,
+    )
+    count, rate = 200, 50
+    readers = [Resuming(uvicorn.port, "/events/restart/", wait_retry=True) for _ in range(10)]
+    for reader in readers:
+        reader.client.read_bytes_until(lambda body: b"id: " in body, timeout=15)  # live
+    errors: list = []
+    publisher = _publish_in_thread("restart", count, rate, errors)
+    reading, received = read_in_threads(readers, count, event="n", timeout=60)
+    threads = [publisher, *reading]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(1.5)
+        process = uvicorn.process
+        started = time.monotonic()
+        uvicorn.term()
+        process.wait(GRACEFUL_TIMEOUT + 5)
+        stopped = time.monotonic() - started
+        uvicorn.start()  # the same port: the clients reconnect to it after their retry delay
+        for thread in threads:
+            thread.join(90)
+    finally:
+        for reader in readers:
+            reader.close()
+
+    print(
+        f"uvicorn exited {stopped:.2f} s after TERM; endings per client: "
+        f"{[len(reader.endings) for reader in readers]}"
+    )
+    assert errors == []
+    # uvicorn re-raises the TERM it caught once it has shut down (as the default handler would).
+    assert process.returncode in (0, -signal.SIGTERM)
+    expected = [str(n) for n in range(count)]
+    for index, reader in enumerate(readers):
+        assert received[index] == expected, f"client {index}"
+        assert reader.completions == [True], f"client {index}: {reader.endings}"
+        assert all(spread_retry(end) for end in reader.endings), reader.endings
+        assert reader.resets == []
+    assert stopped < GRACEFUL_TIMEOUT / 4
