@@ -12,6 +12,12 @@ whether it is told to exit or has stopped serving. Its streams then end
 with a retry hint and the server's connections close: the clients
 reconnect elsewhere and resume from their ``Last-Event-ID``.
 
+daphne, on TERM, cancels every application at once (its reactor's
+"before shutdown" trigger). So under daphne the handler of SIGTERM (the
+Twisted reactor's ``sigTerm``) is wrapped once: it first ends every stream
+with a retry hint and waits, at most ``DRAIN_WAIT`` seconds, for their
+responses to finish, then calls the reactor's handler.
+
 Under ``gunicorn -k uvicorn_worker.UvicornWorker`` the gunicorn worker is
 found instead (``gunicorn_worker``), as for gevent workers. A program that
 runs a server some other way calls ``django_sse.shutdown.end_streams()``
@@ -23,10 +29,12 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+import threading
 import time
 import weakref
 from typing import Any
 
+from .runtime import streams
 from .shutdown import end_streams
 
 _watched: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
@@ -36,6 +44,8 @@ _tasks: set[asyncio.Task[None]] = set()  # strong references: the loop keeps wea
 POLL = 0.1
 #: Seconds to wait for the listening sockets to close before the streams end anyway.
 ACCEPT_WAIT = 2.0
+#: Seconds daphne's TERM waits for the ended streams' responses to finish.
+DRAIN_WAIT = 5.0
 
 
 def uvicorn_server() -> Any | None:
@@ -55,11 +65,53 @@ def watch_server() -> None:
         return
     _watched.add(loop)
     server = uvicorn_server()
-    if server is None:
+    if server is not None:
+        _keep(loop.create_task(_end_streams_on_exit(server), name="django-sse-shutdown"))
         return
-    task = loop.create_task(_end_streams_on_exit(server), name="django-sse-shutdown")
+    reactor_term = _twisted_term_handler()
+    if reactor_term is not None:
+        signal.signal(signal.SIGTERM, _DrainFirst(loop, reactor_term))
+
+
+def _keep(task: asyncio.Task[None]) -> None:
     _tasks.add(task)
     task.add_done_callback(_tasks.discard)
+
+
+def _twisted_term_handler() -> Any | None:
+    """Return the Twisted reactor's SIGTERM handler (daphne), or None; only in the main thread."""
+    if "twisted.internet.reactor" not in sys.modules:
+        return None
+    if threading.current_thread() is not threading.main_thread():
+        return None  # signal.signal() would refuse
+    handler = signal.getsignal(signal.SIGTERM)
+    owner = getattr(handler, "__self__", None)
+    if owner is None or not type(owner).__module__.startswith("twisted."):
+        return None
+    return handler
+
+
+class _DrainFirst:
+    """A SIGTERM handler that ends the streams and lets them finish before the reactor's own runs."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, then: Any) -> None:
+        self.loop = loop
+        self.then = then
+        self.called = False
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if self.called:  # a second TERM: stop at once
+            self.then(signum, frame)
+            return
+        self.called = True
+        self.loop.call_soon_threadsafe(lambda: _keep(self.loop.create_task(self._drain(signum))))
+
+    async def _drain(self, signum: int) -> None:
+        end_streams()
+        deadline = time.monotonic() + DRAIN_WAIT
+        while streams.open_responses() and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        self.then(signum, None)
 
 
 def _serving(server: Any) -> bool:

@@ -8,7 +8,7 @@ worker exits long before ``graceful_timeout``. Each test runs with no config
 file (``-c /dev/null``), with a site's own config file that knows nothing of
 django-sse, with the project's optional ``gunicorn.conf.py``, and with
 uvicorn's worker class on the ASGI app. The TERM test also runs on uvicorn
-itself (``--timeout-graceful-shutdown``; ``django_sse.asgi_server``).
+itself (``--timeout-graceful-shutdown``) and daphne (``django_sse.asgi_server``).
 """
 
 from __future__ import annotations
@@ -169,16 +169,18 @@ def test_hup_twice_ends_every_old_stream_cleanly_and_20_clients_get_the_complete
     assert len(hints) > 10, hints
 
 
-@pytest.fixture(params=[*GUNICORN_WAYS, "uvicorn"])
+@pytest.fixture(params=[*GUNICORN_WAYS, "uvicorn", "daphne"])
 def stopping_server(request, servers, redis_url, tmp_path):
-    """A server with 2 workers on Redis: gunicorn configured one of three ways, or uvicorn.
+    """A server on Redis: gunicorn (2 workers) configured one of four ways, uvicorn (2 workers), or daphne.
 
-    uvicorn gets ``--timeout-graceful-shutdown GRACEFUL_TIMEOUT``; it ends its
-    streams itself (``django_sse.asgi_server``).
+    uvicorn gets ``--timeout-graceful-shutdown GRACEFUL_TIMEOUT``; uvicorn and
+    daphne end their streams by themselves (``django_sse.asgi_server``).
     """
     env = {"DJANGO_SSE_TEST_REDIS_URL": redis_url, "DJANGO_SSE_TEST_HEARTBEAT": "1"}
     if request.param == "uvicorn":
         return servers.uvicorn(workers=2, env=env, graceful_timeout=GRACEFUL_TIMEOUT)
+    if request.param == "daphne":
+        return servers.daphne(env=env)
     return servers.gunicorn(workers=2, env=env, **_config_args(request.param, tmp_path))
 
 

@@ -437,6 +437,14 @@ class DaphneServer(HttpServer):
             self.app,
         ]  # fmt: skip
 
+    def worker_pids(self) -> list[int]:
+        """Return the PID of the one process that serves."""
+        return [self.pid] if self.running else []
+
+    def term(self) -> None:
+        """Ask daphne to stop (it ends django-sse's streams first: ``django_sse.asgi_server``)."""
+        self.send_signal(signal.SIGTERM)
+
 
 def _gunicorn_has_control_socket() -> bool:
     import gunicorn.config
