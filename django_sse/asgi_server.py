@@ -27,6 +27,7 @@ when it stops.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import signal
 import sys
 import threading
@@ -56,6 +57,40 @@ def uvicorn_server() -> Any | None:
 
     owner = getattr(signal.getsignal(signal.SIGTERM), "__self__", None)
     return owner if isinstance(owner, Server) else None
+
+
+def attach() -> bool:
+    """Under uvicorn, run the library's start-up checks as the application loads; return whether it did.
+
+    Called from ``AppConfig.ready()``, which runs while uvicorn's ``Config``
+    loads the application (found on the stack, as ``gunicorn_worker`` finds
+    a preloading arbiter), before it serves. A wrong setting raises
+    ``ImproperlyConfigured``, and uvicorn exits with the message; the
+    in-process broker with ``--workers`` > 1 logs ``django_sse.W001`` in each
+    worker, as under gunicorn.
+    """
+    config = _loading_config()
+    if config is None:
+        return False
+    from .checks import run_startup_checks
+
+    run_startup_checks(workers=getattr(config, "workers", None) or 1)
+    return True
+
+
+def _loading_config() -> Any | None:
+    """Return the ``uvicorn.Config`` that is loading the application, or None (not uvicorn)."""
+    if "uvicorn.config" not in sys.modules:
+        return None
+    from uvicorn.config import Config
+
+    frame = inspect.currentframe()
+    while frame is not None:
+        owner = frame.f_locals.get("self")
+        if isinstance(owner, Config):
+            return owner
+        frame = frame.f_back
+    return None
 
 
 def watch_server() -> None:

@@ -29,7 +29,13 @@ from django_sse.testing import memory_broker
 from tests.readme_samples import SampleModules, Samples, track
 from tests.redis_helpers import connect, eventually, get_stats, wait_position
 from tests.sseclient import SseClient
-from tests.support.servers import REPO_TOP, HttpServer, _gunicorn_has_control_socket, project_env
+from tests.support.servers import (
+    REPO_TOP,
+    HttpServer,
+    ServerError,
+    _gunicorn_has_control_socket,
+    project_env,
+)
 from tests.support.sse import spread_retry
 from tests.views import AsyncTickView
 
@@ -250,6 +256,35 @@ def test_under_uvicorn_an_async_iterator_holds_no_thread_and_a_sync_one_holds_on
     print(f"threads added by 200 streams under uvicorn: {grown}")
     assert grown["/async-ticks/?interval=1"] < 10
     assert 200 <= grown["/ticks/?interval=1"] < 210
+
+
+# --- start-up checks under uvicorn ----------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_uvicorn_with_a_bad_setting_exits_at_start_naming_it(servers):
+    """SSE_HEARTBEAT_INTERVAL = -1: uvicorn exits before it serves, printing django_sse.E001."""
+    with pytest.raises(ServerError) as info:
+        servers.uvicorn(env={"DJANGO_SSE_TEST_BAD_SETTING": "1"})
+
+    text = str(info.value)
+    assert "exited" in text
+    assert "django_sse.E001" in text and "SSE_HEARTBEAT_INTERVAL is -1" in text
+
+
+@pytest.mark.integration
+def test_the_memory_broker_under_two_uvicorn_workers_warns_w001_in_each(servers):
+    """The in-process broker with uvicorn --workers 2: each worker logs django_sse.W001 once, naming SSE_REDIS_URL."""
+    server = servers.uvicorn(env=project_env(""), workers=2)
+    log = eventually(
+        lambda: server.stderr_text(50_000),
+        timeout=10,
+        until=lambda text: text.count("django_sse.W001") >= 2,
+        what="W001 from both workers",
+    )
+
+    assert log.count("django_sse.W001") == 2
+    assert "SSE_REDIS_URL" in log
 
 
 # --- the samples of docs/guides/asgi.rst -------------------------------------------------
