@@ -6,6 +6,7 @@ import inspect
 import logging
 import random
 import time
+import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterable, Iterator
 from typing import Any
 
@@ -241,6 +242,9 @@ class BaseSseView(View):
                 # An ASGI app cannot close its connection once the response started:
                 # say so now, so that the reconnection after the lifetime goes elsewhere.
                 response["Connection"] = "close"
+            # Django drops a response it never sent (the client left while the view
+            # ran) without closing it: give its slot back when it is collected.
+            weakref.finalize(response, streams.closed, mailbox)
         else:
             warn_if_blocking_server(self.request.META)
             response = SseResponse(self._stream(mailbox))

@@ -130,6 +130,25 @@ def test_an_async_iterator_under_wsgi_is_refused_naming_the_view_and_the_fix():
     assert "ASGI server" in message and "plain generator" in message
 
 
+def test_an_asgi_stream_response_dropped_unsent_gives_its_slot_back():
+    """A response Django never sends (its client left while the view ran) frees its stream slot when collected."""
+    import gc
+
+    from django.test import AsyncRequestFactory
+
+    from django_sse.runtime import streams
+
+    with memory_broker():
+        response = AsyncTickView.as_view()(AsyncRequestFactory().get("/async-ticks/"))
+        held = len(streams), streams.open_responses()
+        del response
+        gc.collect()
+        left = len(streams), streams.open_responses()
+
+    assert held == (1, 1)
+    assert left == (0, 0)
+
+
 # --- asend_event ---------------------------------------------------------------------------
 
 
