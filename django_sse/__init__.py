@@ -5,7 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "1.0.0"
-__all__ = ["send_event", "channel_permission_changed", "channel_presence", "achannel_presence"]
+__all__ = [
+    "send_event",
+    "asend_event",
+    "channel_permission_changed",
+    "channel_presence",
+    "achannel_presence",
+]
 
 if TYPE_CHECKING:
     from .presence import Presence
@@ -18,6 +24,15 @@ def send_event(
     from .publish import send_event as publish
 
     return publish(event_name, data, channel, history=history)
+
+
+async def asend_event(
+    event_name: str, data: Any, channel: str | None = None, *, history: bool | None = None
+) -> str | None:
+    """Async ``send_event`` (same checks and errors); see ``django_sse.publish.asend_event``."""
+    from .publish import asend_event as publish
+
+    return await publish(event_name, data, channel, history=history)
 
 
 def channel_permission_changed(user: Any, channel: str) -> None:

@@ -9,9 +9,10 @@ class DjangoSseConfig(AppConfig):
     verbose_name = "Server-Sent Events"
 
     def ready(self) -> None:
-        from . import checks, gunicorn_worker, runtime
+        from . import asgi_server, checks, gunicorn_worker, runtime
 
         checks.register()
         setting_changed.connect(runtime.on_setting_changed, dispatch_uid="django_sse.runtime")
         # In a gunicorn worker: check settings, warn about gunicorn's, end streams on stop.
-        gunicorn_worker.attach()
+        if not gunicorn_worker.attach():
+            asgi_server.attach()  # under uvicorn: check settings as the application loads

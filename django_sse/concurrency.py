@@ -20,14 +20,22 @@ Every object here may be used from any greenlet or thread of the process:
 ``Wakeup.set()`` from a producer, ``Wakeup.wait()`` from the one consumer.
 Objects created before gevent patched the process would be the unpatched
 kind: create them at run time (in ``__init__``, on first use), not at import.
-The ASGI front adds an asyncio implementation of this same interface.
+The ASGI front adds an asyncio implementation of this same interface:
+``AsyncWakeup`` (``set()`` from any thread, ``await wait()`` on the event
+loop) and ``AsyncTask`` (an asyncio task with ``kill()``, ``join()`` and
+``alive``). The hub, the broker's reader and the heartbeat wheel stay
+threads there too (an ASGI server does not patch the process), so a wakeup
+set from them reaches the loop through ``call_soon_threadsafe``: once per
+batch, not once per stream, when a fan-out wakes many streams at a time.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 _patched = False
@@ -144,3 +152,171 @@ def watch_readable(fileno: int, callback: Callable[..., None], *args: Any) -> Wa
     watcher = gevent.get_hub().loop.io(fileno, 1)
     watcher.start(callback, *args)
     return watcher
+
+
+# The asyncio flavour (ASGI) ---------------------------------------------------
+
+
+class _LoopWaker:
+    """Resolves, on its loop, the ``AsyncWakeup`` waiters that other threads set."""
+
+    __slots__ = ("_loop", "_thread", "_pending", "_lock", "__weakref__")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._thread = threading.get_ident()
+        self._pending: list[AsyncWakeup] = []
+        self._lock = threading.Lock()
+
+    def wake(self, wakeup: AsyncWakeup) -> None:
+        if threading.get_ident() == self._thread:
+            wakeup._resolve()
+            return
+        with self._lock:
+            first = not self._pending
+            self._pending.append(wakeup)
+        if first:  # one call_soon_threadsafe (one write to the loop's pipe) per batch
+            try:
+                self._loop.call_soon_threadsafe(self._drain)
+            except RuntimeError:
+                pass  # the loop is closed: nobody waits any more
+
+    def _drain(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, []
+        for wakeup in pending:
+            wakeup._resolve()
+
+
+_wakers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopWaker] = (
+    weakref.WeakKeyDictionary()
+)
+_wakers_lock = threading.Lock()
+
+
+def _waker_for(loop: asyncio.AbstractEventLoop) -> _LoopWaker:
+    waker = _wakers.get(loop)
+    if waker is None:
+        with _wakers_lock:
+            waker = _wakers.get(loop)
+            if waker is None:
+                waker = _wakers[loop] = _LoopWaker(loop)
+    return waker
+
+
+class AsyncWakeup:
+    """A ``Wakeup`` whose one consumer is a coroutine: ``set()`` from any thread, ``await wait()``.
+
+    It binds to the event loop of its first ``wait()``, so it may be created
+    in a thread (Django runs a sync view's code in one under ASGI). ``set()``
+    never blocks; a ``set()`` before the first ``wait()`` is not lost.
+    """
+
+    __slots__ = ("_flag", "_future", "_waker")
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._future: asyncio.Future[None] | None = None
+        self._waker: _LoopWaker | None = None
+
+    def set(self) -> None:
+        if self._flag:
+            return
+        self._flag = True
+        waker = self._waker
+        if waker is not None:
+            waker.wake(self)
+
+    def clear(self) -> None:
+        self._flag = False
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    async def wait(self) -> None:
+        """Return once set (at once if it is); cancelling the waiting task interrupts it."""
+        if self._flag:
+            return
+        waker = self._waker
+        if waker is None:
+            waker = self._waker = _waker_for(asyncio.get_running_loop())
+        while not self._flag:  # set() reads _waker after _flag: this check sees either
+            future = self._future = waker._loop.create_future()
+            try:
+                await future
+            finally:
+                self._future = None
+
+    def _resolve(self) -> None:
+        future = self._future
+        if future is not None and not future.done():
+            future.set_result(None)
+
+
+class AsyncTask:
+    """A coroutine running as an asyncio task on the current loop; the ``Task`` of the asyncio flavour."""
+
+    __slots__ = ("_task",)
+
+    def __init__(self, coroutine: Coroutine[Any, Any, Any], name: str | None = None) -> None:
+        self._task = asyncio.get_running_loop().create_task(coroutine, name=name)
+
+    def kill(self) -> None:
+        """Cancel the task: ``CancelledError`` is raised where it awaits (from any thread)."""
+        loop = self._task.get_loop()
+        try:
+            loop.call_soon_threadsafe(self._task.cancel)
+        except RuntimeError:
+            pass  # the loop is closed, and the task with it
+
+    def join(self, timeout: float | None = None) -> None:
+        """From another thread than the loop's: wait until the task is done, at most ``timeout`` s."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._task.done() and (deadline is None or time.monotonic() < deadline):
+            time.sleep(0.01)
+
+    @property
+    def alive(self) -> bool:
+        return not self._task.done()
+
+
+async def run_in_thread(func: Callable[..., Any], *args: Any) -> Any:
+    """Run blocking ``func(*args)`` in the loop's executor and return its result.
+
+    Unlike a bare ``await``, cancelling the caller does not abandon the
+    call: it is awaited to its end first (then ``CancelledError`` is
+    raised), so that whatever ``func`` took is known to the caller's
+    ``finally:``.
+    """
+    future = asyncio.get_running_loop().run_in_executor(None, func, *args)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        await asyncio.wait([future])
+        raise
+
+
+def release_request_thread() -> None:
+    """Let go of the thread Django's ASGI handler keeps for the current request's sync code.
+
+    ``ASGIHandler`` serves each request in an asgiref ``ThreadSensitiveContext``,
+    whose one-thread executor runs the request's sync middleware and view and
+    lives until the request ends: for a stream, a parked thread per client
+    for hours. Once the view has returned, nothing sync of this request runs
+    until ``response.close()``, for which asgiref starts a new executor (and
+    shuts it down when the request ends), so the stream shuts this one down
+    now. Only the executor asgiref made itself is shut down (not one a
+    caller passed in); an asgiref without these attributes keeps its thread.
+    """
+    try:
+        from asgiref.sync import SyncToAsync
+
+        context = SyncToAsync.thread_sensitive_context.get(None)
+        executors = SyncToAsync.context_to_thread_executor
+    except (ImportError, AttributeError):
+        return
+    if context is None or getattr(context, "_executor", None) is not None:
+        return
+    executor = executors.pop(context, None)
+    if executor is not None:
+        executor.shutdown(wait=False)

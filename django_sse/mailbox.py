@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .concurrency import new_wakeup
+from .concurrency import AsyncWakeup, Wakeup, new_wakeup
 
 
 class EndReason(enum.Enum):
@@ -95,11 +95,12 @@ class Mailbox:
         "owner",
     )
 
-    def __init__(self, limit: int, owner: str | None = None) -> None:
+    def __init__(self, limit: int, owner: str | None = None, asynchronous: bool = False) -> None:
         # A list, never replaced: append() and the slice/del in take() are each
         # atomic under the GIL, so no lock is needed even with real threads.
         self._items: list[Any] = []
-        self._wakeup = new_wakeup()
+        # asynchronous: the stream is a coroutine (ASGI), which awaits wait_async().
+        self._wakeup: Wakeup | AsyncWakeup = AsyncWakeup() if asynchronous else new_wakeup()
         self._on_overflow: Callable[[], None] | None = None
         self._last_sent = time.monotonic()
         #: Why the stream was asked to finish (``OVERFLOW`` once it overflowed); None meanwhile.
@@ -172,6 +173,10 @@ class Mailbox:
     def wait(self) -> None:
         """Block until an item, an end, or a heartbeat poke arrives."""
         self._wakeup.wait()
+
+    async def wait_async(self) -> None:
+        """``wait()`` for a stream that runs on an event loop (a mailbox made ``asynchronous``)."""
+        await self._wakeup.wait()  # type: ignore[misc]
 
     def take(self) -> list[Any]:
         """Remove and return every waiting item, oldest first."""

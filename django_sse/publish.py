@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -9,7 +10,7 @@ from . import metrics
 from .channels import validate_channel
 from .conf import sse_settings
 from .exceptions import EventTooLarge, PublishError
-from .runtime import get_broker
+from .runtime import get_broker, get_publisher
 from .sse import encode_data, validate_event_name
 
 
@@ -29,6 +30,28 @@ def send_event(
     over ``SSE_MAX_EVENT_SIZE`` ``EventTooLarge``; a broker that cannot be
     reached within ``SSE_PUBLISH_TIMEOUT`` raises ``PublishError``.
     """
+    channel, text, history = _prepare(event_name, data, channel, history)
+    return _publish(channel, event_name, text, history)
+
+
+async def asend_event(
+    event_name: str, data: Any, channel: str | None = None, *, history: bool | None = None
+) -> str | None:
+    """Async ``send_event``: the same checks and errors, without blocking the event loop.
+
+    Everything is checked on the loop, before anything is published; the
+    broker is then called on the process's publishing executor (a few
+    threads the runtime owns, shared by every call), not a thread per call.
+    """
+    channel, text, history = _prepare(event_name, data, channel, history)
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(get_publisher(), _publish, channel, event_name, text, history)
+
+
+def _prepare(
+    event_name: str, data: Any, channel: str | None, history: bool | None
+) -> tuple[str, str, bool]:
+    """Check an event and encode its data; return its channel, data and whether it has history."""
     if channel is None:
         channel = sse_settings.default_channel
     validate_channel(channel)
@@ -44,9 +67,13 @@ def send_event(
         raise EventTooLarge(f"The event data is {size} bytes; SSE_MAX_EVENT_SIZE allows {limit}.")
     if history is None:
         history = sse_settings.history_enabled(channel)
+    return channel, text, bool(history)
+
+
+def _publish(channel: str, event_name: str, text: str, history: bool) -> str | None:
     started = time.perf_counter()
     try:
-        event_id = get_broker().publish(channel, event_name, text, bool(history))
+        event_id = get_broker().publish(channel, event_name, text, history)
     except PublishError:
         metrics.record_publish(time.perf_counter() - started, failed=True)
         raise

@@ -158,6 +158,13 @@ class RedisQueueView(BaseSseView):
                 metrics.sample_lag(position[0])
         return [b"".join(out)]
 
+    def _render_blocks(self, items: list[Any]) -> bool:
+        # A catch-up reads history (and get_initial_events()); a recheck asks the channel manager.
+        return any(item is SYNC or isinstance(item, Recheck) for item in items)
+
+    def _idle_blocks(self) -> bool:
+        return not self._cursor.synced
+
     def idle(self, mailbox: Mailbox) -> bytes:
         # A catch-up that failed (Redis away) is retried at the latest at each heartbeat.
         return b"" if self._cursor.synced else self._catch_up(mailbox)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.core.exceptions import ImproperlyConfigured
@@ -115,6 +116,19 @@ def get_broker() -> Broker:
     return _get("broker", build_broker)
 
 
+#: Threads of the executor ``asend_event`` publishes on (the broker's calls block).
+PUBLISH_THREADS = 4
+
+
+def get_publisher() -> ThreadPoolExecutor:
+    """Return this process's publishing executor (``asend_event``), starting it on first use."""
+    return _get("publisher", _start_publisher)
+
+
+def _start_publisher() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(PUBLISH_THREADS, thread_name_prefix="django-sse-publish")
+
+
 def get_hub() -> Hub:
     """Return this process's hub, starting the broker's subscriber and the presence reports on first use."""
     return _get("hub", _start_hub)
@@ -140,7 +154,10 @@ def reset() -> None:
     with _lock:
         hub, broker = _state.get("hub"), _state.get("broker")
         reporter = _state.get("presence")
+        publisher = _state.get("publisher")
         _state.clear()
+    if publisher is not None:
+        publisher.shutdown(wait=False)
     if reporter is not None:
         reporter.stop()
     if hub is not None:

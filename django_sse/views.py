@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import random
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator
+import weakref
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterable, Iterator
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
+from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.views import View
 
-from . import metrics
+from . import asgi_stream, metrics
 from . import sse as encoder
-from .concurrency import Task
+from .concurrency import AsyncTask, Task
 from .conf import sse_settings
 from .connection import ClientConnection
 from .cors import add_cors_headers, preflight
@@ -159,9 +162,27 @@ class BaseSseView(View):
             return self.max_lifetime
         return sse_settings.SSE_MAX_LIFETIME
 
-    def iterator(self) -> Generator[Any, Any, Any]:
-        """Buffer messages in ``self.sse`` and ``yield`` to send them. Override this."""
+    def iterator(self) -> Generator[Any, Any, Any] | AsyncGenerator[Any, Any]:
+        """Buffer messages in ``self.sse`` and ``yield`` to send them. Override this.
+
+        A generator runs in a greenlet under gevent and in a thread of its
+        own elsewhere (``runserver``, ASGI). Under ASGI ``async def
+        iterator()`` (an async generator) runs on the event loop instead, as
+        an asyncio task: no thread per stream, but it must not block. Pitfall:
+        an async ``iterator()`` needs an ASGI server; under WSGI the stream
+        is refused with ``ImproperlyConfigured``.
+        """
         raise self._no_iterator()
+
+    @property
+    def iterator_is_async(self) -> bool:
+        """Whether ``iterator()`` is an async generator (``async def`` with ``yield``)."""
+        return inspect.isasyncgenfunction(type(self).iterator)
+
+    @property
+    def asynchronous(self) -> bool:
+        """Whether the stream runs on an event loop: the request came through Django's ASGI handler."""
+        return isinstance(self.request, ASGIRequest)
 
     def _no_iterator(self) -> ImproperlyConfigured:
         return ImproperlyConfigured(
@@ -176,7 +197,7 @@ class BaseSseView(View):
     def head(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         """Answer with the stream's headers and no body."""
         refusal = self.check_request()
-        return add_cors_headers(request, refusal if refusal is not None else SseResponse())
+        return add_cors_headers(request, refusal if refusal is not None else self._fixed(b""))
 
     def options(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         """Answer ``OPTIONS``, and CORS preflights from allowed origins."""
@@ -191,8 +212,16 @@ class BaseSseView(View):
         cls = type(self)
         if cls.start is BaseSseView.start and cls.iterator is BaseSseView.iterator:
             raise self._no_iterator()  # before the response starts: Django's error page
+        asynchronous = self.asynchronous
+        if self.iterator_is_async and not asynchronous:
+            raise ImproperlyConfigured(
+                f"{cls.__name__}.iterator() is an async generator, which needs an ASGI server "
+                "(uvicorn, daphne); under WSGI make it a plain generator (def, not async def)."
+            )
         attach_to_gunicorn_worker()  # once per worker; here for apps loaded with --preload
-        mailbox = Mailbox(sse_settings.SSE_QUEUE_SIZE, owner=self.get_owner())
+        mailbox = Mailbox(
+            sse_settings.SSE_QUEUE_SIZE, owner=self.get_owner(), asynchronous=asynchronous
+        )
         refused = streams.add(
             mailbox, sse_settings.SSE_MAX_STREAMS, sse_settings.SSE_MAX_STREAMS_PER_USER
         )
@@ -204,10 +233,21 @@ class BaseSseView(View):
         if refused is Refusal.USER_FULL:
             metrics.record_stream_refused(self._metrics_name(), 429)
             return self.too_many_streams()
-        warn_if_blocking_server(self.request.META)
         # Compressing a stream would buffer it and cost a zlib state per client.
         self.request.META.pop("HTTP_ACCEPT_ENCODING", None)
-        response = SseResponse(self._stream(mailbox))
+        if asynchronous:
+            release_connections()  # this thread's; the stream runs on the event loop
+            response = SseResponse(asgi_stream.stream(self, mailbox))
+            if self.get_max_lifetime() is not None:
+                # An ASGI app cannot close its connection once the response started:
+                # say so now, so that the reconnection after the lifetime goes elsewhere.
+                response["Connection"] = "close"
+            # Django drops a response it never sent (the client left while the view
+            # ran) without closing it: give its slot back when it is collected.
+            weakref.finalize(response, streams.closed, mailbox)
+        else:
+            warn_if_blocking_server(self.request.META)
+            response = SseResponse(self._stream(mailbox))
         # Forgotten once the server closes the response, after its last chunk (also
         # when it is closed before it is ever read): a graceful stop waits for that.
         response.on_close(lambda: streams.closed(mailbox))
@@ -262,7 +302,13 @@ class BaseSseView(View):
         reconnects (on a new connection: the stopping server closes this one)
         to a worker that serves, resuming from its ``Last-Event-ID``.
         """
-        return SseResponse([self._retry_hint(spread=True)])
+        return self._fixed(self._retry_hint(spread=True))
+
+    def _fixed(self, chunk: bytes) -> SseResponse:
+        """Return a stream response whose body is ``chunk`` (async content under ASGI, for Django)."""
+        if self.asynchronous:
+            return SseResponse(_one_chunk(chunk))
+        return SseResponse([chunk] if chunk else [])
 
     def _retry_hint(self, spread: bool = False) -> bytes:
         """Return the ``retry:`` field for ``get_retry()`` (spread: jittered), or nothing for None."""
@@ -307,7 +353,13 @@ class BaseSseView(View):
     def start(self, mailbox: Mailbox) -> None:
         """Start producing into ``mailbox``: by default, run ``iterator()`` beside the stream."""
         # Called here, not in the pump, so that a missing iterator() fails the request.
-        self._pump = Task(self._run_iterator, self.iterator(), mailbox)
+        iterator = self.iterator()
+        if isinstance(iterator, AsyncGenerator):
+            self._pump: Task | AsyncTask = AsyncTask(
+                asgi_stream.run_iterator(self, iterator, mailbox)
+            )
+        else:
+            self._pump = Task(self._run_iterator, iterator, mailbox)
 
     def stop(self) -> None:
         """Release what ``start()`` took; called once, whenever the stream ends."""
@@ -350,17 +402,10 @@ class BaseSseView(View):
         sse, counted = self.sse, self.sse.events_added
         try:
             for _ in generator:
-                chunk = sse.take()
-                if chunk:
-                    mailbox.put(chunk)
-                    metrics.counts.delivered += sse.events_added - counted
-                    counted = sse.events_added
+                counted = hand_over(sse, mailbox, counted)
                 if mailbox.ending:
                     break
-            chunk = sse.take()
-            if chunk:
-                mailbox.put(chunk)
-                metrics.counts.delivered += sse.events_added - counted
+            hand_over(sse, mailbox, counted)
         except Exception:
             logger.exception("%s.iterator() raised; ending the stream.", type(self).__name__)
         finally:
@@ -401,20 +446,39 @@ class BaseSseView(View):
                     mailbox.mark_sent()
                 if ending:
                     break
-            reason = mailbox.end_reason
-            if reason is not None and reason.tells_client:
-                closing = self.closing(mailbox)
-                counts.bytes_sent += len(closing)
+            closing = self._last_chunk(mailbox)
+            if closing is not None:
                 yield closing
-                if streams.closing or reason.sheds_connection:
+                reason = mailbox.end_reason
+                if streams.closing or (reason is not None and reason.sheds_connection):
                     # Reconnecting on this kept-alive connection would come back to this
                     # worker, which is stopping or should shed load: close it instead.
                     client.close_after_response()
         finally:
             self._release(mailbox, client, wheel, started)
-            ended = (mailbox.end_reason or EndReason.CLOSED).value
-            channels = list(getattr(self, "channels", ()))
-            metrics.record_stream_ended(name, ended, channels, time.monotonic() - opened)
+            self._record_end(mailbox, name, opened)
+
+    def _last_chunk(self, mailbox: Mailbox) -> bytes | None:
+        """Return ``closing()`` for a stream whose end its client is told of, else None."""
+        reason = mailbox.end_reason
+        if reason is None or not reason.tells_client:
+            return None
+        closing = self.closing(mailbox)
+        metrics.counts.bytes_sent += len(closing)
+        return closing
+
+    def _record_end(self, mailbox: Mailbox, name: str, opened: float) -> None:
+        ended = (mailbox.end_reason or EndReason.CLOSED).value
+        channels = list(getattr(self, "channels", ()))
+        metrics.record_stream_ended(name, ended, channels, time.monotonic() - opened)
+
+    def _render_blocks(self, items: list[Any]) -> bool:
+        """Whether ``render(items)`` may block (under ASGI it then runs in a thread, off the loop)."""
+        return False
+
+    def _idle_blocks(self) -> bool:
+        """Whether ``idle()`` may block now (under ASGI it then runs in a thread, off the loop)."""
+        return False
 
     def _watch(self, mailbox: Mailbox, client: ClientConnection, wheel: HeartbeatWheel) -> None:
         """Arrange for the mailbox to hear of a gone client, an overflow and its deadlines."""
@@ -422,6 +486,10 @@ class BaseSseView(View):
         client.watch(lambda: mailbox.end(EndReason.CLIENT_GONE))
         client.limit_unacknowledged(max(2 * wheel.interval, _MIN_UNACKNOWLEDGED))
         mailbox.on_overflow(client.hang_up)
+        self._arm_wheel(mailbox, wheel)
+
+    def _arm_wheel(self, mailbox: Mailbox, wheel: HeartbeatWheel) -> None:
+        """Have ``wheel`` poke ``mailbox`` when silent, and end it at its maximum lifetime."""
         lifetime = self.get_max_lifetime()
         wheel.add(mailbox, None if lifetime is None else time.monotonic() + lifetime)
 
@@ -455,3 +523,18 @@ class BaseSseView(View):
         streams.discard(mailbox)
         if started:
             self.stop()
+
+
+def hand_over(sse: Sse, mailbox: Mailbox, counted: int) -> int:
+    """Put what ``iterator()`` buffered in ``sse`` into ``mailbox``; return the events counted so far."""
+    chunk = sse.take()
+    if chunk:
+        mailbox.put(chunk)
+        metrics.counts.delivered += sse.events_added - counted
+        return sse.events_added
+    return counted
+
+
+async def _one_chunk(chunk: bytes) -> AsyncIterator[bytes]:
+    if chunk:
+        yield chunk

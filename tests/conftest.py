@@ -9,15 +9,23 @@ from pathlib import Path
 import pytest
 
 import django_sse
+from tests.support.server_kinds import parametrize_server_kind
 from tests.support.servers import (
+    DaphneServer,
     GunicornServer,
     PywsgiServer,
     RedisServer,
     RunserverServer,
     SentinelServer,
     Server,
+    UvicornServer,
     project_env,
 )
+
+
+def pytest_generate_tests(metafunc) -> None:
+    """Run every test that asks for ``server_kind`` once per server (see tests/support/server_kinds.py)."""
+    parametrize_server_kind(metafunc)
 
 
 def pytest_configure(config) -> None:
@@ -59,17 +67,39 @@ class Servers:
     def runserver(self, **kwargs) -> RunserverServer:
         return self._start(RunserverServer, kwargs)
 
+    def uvicorn(self, **kwargs) -> UvicornServer:
+        return self._start(UvicornServer, kwargs)
+
+    def daphne(self, **kwargs) -> DaphneServer:
+        return self._start(DaphneServer, kwargs)
+
+    def uvicorn_worker(self, **kwargs) -> GunicornServer:
+        """gunicorn with uvicorn's worker class (``-k uvicorn_worker.UvicornWorker``) on the ASGI app."""
+        kwargs = {"app": "tests.asgi:application", **kwargs}
+        return self.gunicorn(worker_class="uvicorn_worker.UvicornWorker", **kwargs)
+
+    def http(self, kind: str = "gunicorn", **kwargs) -> GunicornServer | UvicornServer:
+        """Start the test project on ``kind`` (a ``server_kind``: "gunicorn" or "uvicorn")."""
+        if kind == "uvicorn":
+            kwargs.pop("worker_class", None)
+            return self.uvicorn(**kwargs)
+        return self.gunicorn(**kwargs)
+
     def site(
         self,
         redis_url: str,
         heartbeat: str | None = None,
         settings: dict | None = None,
         env: dict[str, str] | None = None,
+        kind: str = "gunicorn",
         **kwargs,
-    ) -> GunicornServer:
-        """Start gunicorn (gevent) of the test project on ``redis_url`` ("" for the memory broker)."""
+    ) -> GunicornServer | UvicornServer:
+        """Start the test project on ``redis_url`` ("" for the memory broker), gunicorn (gevent) by default.
+
+        ``kind`` is a ``server_kind`` ("gunicorn" or "uvicorn").
+        """
         env = project_env(redis_url, heartbeat, settings, **(env or {}))
-        return self.gunicorn(env=env, **kwargs)
+        return self.http(kind, env=env, **kwargs)
 
     def _start(self, server_class, kwargs):
         server = server_class(**{"log_dir": self.log_dir, **kwargs})

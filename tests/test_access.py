@@ -2,7 +2,7 @@
 
 The streaming tests run a real site: a file SQLite database (migrated, users
 logged in through the test client, whose session cookie the raw clients
-send), redis-server, and gunicorn with two gevent workers using
+send), redis-server, and gunicorn with two gevent workers (and uvicorn with two workers) using
 ``tests.channel_manager.UserChannels``. Permissions are revoked from another
 process (``python -m django shell``), as an admin action or a Celery task
 would. The CORS tests need no server: Django's test client shows the headers.
@@ -21,7 +21,7 @@ from django.test import Client
 
 import django_sse
 from tests.redis_helpers import data_of, open_live, wait_live
-from tests.servers import REPO_TOP, GunicornServer, RedisServer, project_env
+from tests.servers import REPO_TOP, HttpServer, RedisServer, project_env
 from tests.sseclient import SseClient
 
 MANAGER = "tests.channel_manager.UserChannels"
@@ -70,17 +70,17 @@ def _django(env: dict[str, str], *args: str) -> str:
 
 
 class Site:
-    """The running site: its gunicorn, its Redis, its users (pk and session cookie)."""
+    """The running site: its server, its Redis, its users (pk and session cookie)."""
 
-    def __init__(self, gunicorn: GunicornServer, redis: RedisServer, env: dict, users: dict):
-        self.gunicorn = gunicorn
+    def __init__(self, server: HttpServer, redis: RedisServer, env: dict, users: dict):
+        self.server = server
         self.redis = redis
         self.env = env
         self.users = users
 
     def connect(self, path: str, user: str | None = None, **kwargs) -> SseClient:
         headers = {"Cookie": f"sessionid={self.users[user]['cookie']}"} if user else {}
-        return SseClient.connect(self.gunicorn.port, path, headers=headers, **kwargs)
+        return SseClient.connect(self.server.port, path, headers=headers, **kwargs)
 
     def refusal(self, path: str, user: str | None = None) -> SseClient:
         client = self.connect(path, user)
@@ -93,8 +93,8 @@ class Site:
 
 
 @pytest.fixture(scope="module")
-def site(module_servers, tmp_path_factory):
-    """Migrated file database with alice and bob in group "news", Redis, 2 gunicorn workers."""
+def site(module_servers, tmp_path_factory, server_kind):
+    """Migrated file database with alice and bob in group "news", Redis, 2 workers (gunicorn or uvicorn)."""
     redis = module_servers.redis()
     env = project_env(
         redis.url,
@@ -105,7 +105,7 @@ def site(module_servers, tmp_path_factory):
     )
     _django(env, "migrate", "-v", "0")
     users = json.loads(_django(env, "shell", "-c", _SETUP).strip().splitlines()[-1])
-    return Site(module_servers.gunicorn(env=env, workers=2), redis, env, users)
+    return Site(module_servers.http(server_kind, env=env, workers=2), redis, env, users)
 
 
 @pytest.fixture
@@ -127,7 +127,7 @@ def test_a_user_channel_is_refused_to_anonymous_and_other_users_and_streams_to_i
     anonymous = site.refusal(f"/events/{channel}/")
     other = site.refusal(f"/events/{channel}/", "bob")
     owner = open_live(
-        site.gunicorn.port,
+        site.server.port,
         f"/events/{channel}/",
         headers={"Cookie": f"sessionid={site.users['alice']['cookie']}"},
     )

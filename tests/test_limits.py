@@ -54,17 +54,17 @@ def _publish_burst(redis_client, channel: str, count: int, prefix: str = "sse:")
 
 
 @pytest.mark.integration
-def test_a_stream_beyond_sse_max_streams_gets_503_with_retry_after(servers):
+def test_a_stream_beyond_sse_max_streams_gets_503_with_retry_after(servers, server_kind):
     """With SSE_MAX_STREAMS = 3 the 4th stream gets 503 + Retry-After; a freed slot is reused."""
-    gunicorn = servers.gunicorn(env=_settings_env(SSE_MAX_STREAMS=3))
-    clients = [SseClient.connect(gunicorn.port, "/ticks/?interval=0.5") for _ in range(3)]
+    server = servers.http(server_kind, env=_settings_env(SSE_MAX_STREAMS=3))
+    clients = [SseClient.connect(server.port, "/ticks/?interval=0.5") for _ in range(3)]
     try:
         statuses = [client.status for client in clients]
-        refused = _refusal(gunicorn.port, "/ticks/?interval=0.5")
-        plain = _refusal(gunicorn.port, "/plain/")  # ordinary requests are not limited
+        refused = _refusal(server.port, "/ticks/?interval=0.5")
+        plain = _refusal(server.port, "/plain/")  # ordinary requests are not limited
         clients.pop().close()
-        eventually(lambda: get_stats(gunicorn.port)["streams"] == 2)
-        again = SseClient.connect(gunicorn.port, "/ticks/?interval=0.5")
+        eventually(lambda: get_stats(server.port)["streams"] == 2)
+        again = SseClient.connect(server.port, "/ticks/?interval=0.5")
         clients.append(again)
         [tick] = again.read_events(1)
     finally:
@@ -127,19 +127,19 @@ class _User:
 
 
 @pytest.mark.integration
-def test_per_user_limit_under_gunicorn_refuses_only_that_owners_extra_stream(servers):
+def test_per_user_limit_on_a_server_refuses_only_that_owners_extra_stream(servers, server_kind):
     """SSE_MAX_STREAMS_PER_USER = 2 in a served worker: owner a's 3rd stream gets 429, b streams on."""
-    gunicorn = servers.gunicorn(env=_settings_env(SSE_MAX_STREAMS_PER_USER=2))
+    server = servers.http(server_kind, env=_settings_env(SSE_MAX_STREAMS_PER_USER=2))
     path = "/owned-ticks/?interval=0.5&owner="
-    clients = [SseClient.connect(gunicorn.port, path + "a") for _ in range(2)]
+    clients = [SseClient.connect(server.port, path + "a") for _ in range(2)]
     try:
-        refused = _refusal(gunicorn.port, path + "a")
-        other = SseClient.connect(gunicorn.port, path + "b")
+        refused = _refusal(server.port, path + "a")
+        other = SseClient.connect(server.port, path + "b")
         clients.append(other)
         [tick] = other.read_events(1)
         clients.pop(0).close()
-        eventually(lambda: get_stats(gunicorn.port)["streams"] == 2)
-        again = SseClient.connect(gunicorn.port, path + "a")
+        eventually(lambda: get_stats(server.port)["streams"] == 2)
+        again = SseClient.connect(server.port, path + "a")
         clients.append(again)
         again.read_events(1)
     finally:
@@ -155,17 +155,19 @@ def test_per_user_limit_under_gunicorn_refuses_only_that_owners_extra_stream(ser
 
 
 @pytest.mark.integration
-def test_max_lifetime_set_on_the_view_ends_the_stream_cleanly_with_a_retry_hint(servers):
+def test_max_lifetime_set_on_the_view_ends_the_stream_cleanly_with_a_retry_hint(
+    servers, server_kind
+):
     """``as_view(max_lifetime=0.5)``: the stream ends by itself after a retry hint, not a reset."""
-    gunicorn = servers.gunicorn()
-    client = SseClient.connect(gunicorn.port, "/ticks-short-life/")
+    server = servers.http(server_kind)
+    client = SseClient.connect(server.port, "/ticks-short-life/")
     opened = time.monotonic()
     try:
         body = client.read_to_end(timeout=10)
         lasted = time.monotonic() - opened
     finally:
         client.close()
-    stats = eventually(lambda: (s := get_stats(gunicorn.port))["streams"] == 0 and s)
+    stats = eventually(lambda: (s := get_stats(server.port))["streams"] == 0 and s)
 
     print(f"a stream with max_lifetime=0.5 lasted {lasted:.2f} s")
     assert client.status == 200
@@ -177,21 +179,24 @@ def test_max_lifetime_set_on_the_view_ends_the_stream_cleanly_with_a_retry_hint(
 
 
 @pytest.mark.integration
-def test_sse_max_lifetime_ends_streams_and_clients_that_resume_lose_nothing(servers, settings):
+def test_sse_max_lifetime_ends_streams_and_clients_that_resume_lose_nothing(
+    servers, server_kind, settings
+):
     """SSE_MAX_LIFETIME = 1: streams end every second during a publish run; the resuming client gets every event once."""
     redis = servers.redis()
     settings.SSE_REDIS_URL = redis.url
-    gunicorn = servers.gunicorn(
+    server = servers.http(
+        server_kind,
         env={
             "DJANGO_SSE_TEST_REDIS_URL": redis.url,
             "DJANGO_SSE_TEST_HEARTBEAT": "0.2",
             **_settings_env(SSE_MAX_LIFETIME=1.0),
-        }
+        },
     )
     count = 250
-    open_live(gunicorn.port, "/events/life/").close()  # the channel's tip exists from here on
+    open_live(server.port, "/events/life/").close()  # the channel's tip exists from here on
     # Browser-like: each reconnects on its kept-alive connection if the server leaves it open.
-    readers = [Resuming(gunicorn.port, "/events/life/", keep_alive=True) for _ in range(3)]
+    readers = [Resuming(server.port, "/events/life/", keep_alive=True) for _ in range(3)]
 
     def publish() -> None:
         for n in range(count):
@@ -313,14 +318,14 @@ def test_a_channel_longer_than_a_configured_sse_max_channel_length_gets_400(
 
 @pytest.mark.integration
 def test_an_event_of_exactly_the_default_max_size_is_streamed_and_one_byte_more_is_never_published(
-    servers, settings
+    servers, server_kind, settings
 ):
     """1 MiB of data (the default limit) reaches a stream intact; 1 MiB + 1 raises and leaves Redis untouched."""
     redis = servers.redis()
     settings.SSE_REDIS_URL = redis.url
-    gunicorn = servers.gunicorn(env={"DJANGO_SSE_TEST_REDIS_URL": redis.url})
+    server = servers.http(server_kind, env={"DJANGO_SSE_TEST_REDIS_URL": redis.url})
     limit = 1024 * 1024
-    client = open_live(gunicorn.port, "/events/big/")
+    client = open_live(server.port, "/events/big/")
     try:
         django_sse.send_event("big", "x" * (limit - 3) + "\u00e9a", channel="big")  # 1 MiB in UTF-8
         with pytest.raises(EventTooLarge, match="SSE_MAX_EVENT_SIZE"):
@@ -343,15 +348,15 @@ def test_an_event_of_exactly_the_default_max_size_is_streamed_and_one_byte_more_
 
 @pytest.mark.integration
 def test_a_client_whose_queue_overflows_is_disconnected_and_loses_nothing_on_resuming(
-    servers, settings
+    servers, server_kind, settings
 ):
     """SSE_QUEUE_SIZE = 5 and a burst of 200: the server ends the stream; resuming gets all 200 once."""
     redis = servers.redis()
     settings.SSE_REDIS_URL = redis.url
-    gunicorn = servers.gunicorn(
-        env={"DJANGO_SSE_TEST_REDIS_URL": redis.url, "DJANGO_SSE_TEST_QUEUE_SIZE": "5"}
+    server = servers.http(
+        server_kind, env={"DJANGO_SSE_TEST_REDIS_URL": redis.url, "DJANGO_SSE_TEST_QUEUE_SIZE": "5"}
     )
-    reader = Resuming(gunicorn.port, "/events/burst/")
+    reader = Resuming(server.port, "/events/burst/")
     try:
         reader.client.read_bytes_until(lambda body: b"id: " in body, timeout=15)  # live
         with redis.client() as admin:

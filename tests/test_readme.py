@@ -61,6 +61,7 @@ PAGES_TESTED_ELSEWHERE = {
     DOCS / "guides" / "redis-security.rst": "test_redis_security",
     DOCS / "guides" / "redis-cluster.rst": "test_redis_cluster",
     DOCS / "guides" / "redis-sentinel.rst": "test_redis_sentinel",
+    DOCS / "guides" / "asgi.rst": "test_asgi",
 }
 PAGES = sorted(
     page

@@ -1,8 +1,8 @@
 """Resume over real HTTP: a client that reconnects with ``Last-Event-ID`` misses nothing.
 
-Against gunicorn -k gevent with Redis (events published by ``send_event`` in
-this process), and with the memory broker (one worker, events published
-through the test project's ``/publish/`` view). Clients are raw sockets
+Against gunicorn -k gevent and uvicorn (``server_kind``) with Redis (events
+published by ``send_event`` in this process), and with the memory broker (one
+worker, events published through the test project's ``/publish/`` view). Clients are raw sockets
 (``tests.sseclient``), so what reaches them is exactly what a browser's
 EventSource would parse.
 """
@@ -22,8 +22,8 @@ import pytest
 from django_sse import send_event
 from django_sse.positions import channel_tag, encode_positions, parse_position
 from tests.redis_helpers import connect, multi_path, wait_position
-from tests.servers import GunicornServer
 from tests.sseclient import SseClient, StreamEnded
+from tests.support.servers import HttpServer
 
 pytestmark = pytest.mark.integration
 
@@ -34,26 +34,29 @@ RESET = "stream-reset"
 
 
 @pytest.fixture(scope="module")
-def redis_gunicorn(module_servers, redis_server):
-    """One gunicorn (gevent, 2 workers) on the session's redis-server, for the whole module."""
+def redis_site(module_servers, redis_server, server_kind):
+    """One server (2 workers) on the session's redis-server, for the whole module."""
     return module_servers.site(
         redis_server.url,
         heartbeat="1",
         settings={"SSE_EPHEMERAL_CHANNELS": ["typing-*"]},
         workers=2,
+        kind=server_kind,
     )
 
 
 @pytest.fixture(scope="module")
-def memory_gunicorn(module_servers):
-    """One gunicorn (gevent, 1 worker) with the memory broker, keeping 50 events per channel."""
-    return module_servers.site("", heartbeat="1", settings={"SSE_HISTORY_MAXLEN": 50})
+def memory_site(module_servers, server_kind):
+    """One server (1 worker) with the memory broker, keeping 50 events per channel."""
+    return module_servers.site(
+        "", heartbeat="1", settings={"SSE_HISTORY_MAXLEN": 50}, kind=server_kind
+    )
 
 
 class Backend:
     """A running server and the way to publish to it; ``publish()`` returns the event's id."""
 
-    def __init__(self, name: str, server: GunicornServer) -> None:
+    def __init__(self, name: str, server: HttpServer) -> None:
         self.name = name
         self.server = server
         self.port = server.port
@@ -67,17 +70,17 @@ class Backend:
 
 
 @pytest.fixture(params=["redis", "memory"])
-def backend(request, settings):
+def backend(request, settings, server_kind):
     if request.param == "redis":
         settings.SSE_REDIS_URL = request.getfixturevalue("redis_url")
-        return Backend("redis", request.getfixturevalue("redis_gunicorn"))
-    return Backend("memory", request.getfixturevalue("memory_gunicorn"))
+        return Backend("redis", request.getfixturevalue("redis_site"))
+    return Backend("memory", request.getfixturevalue("memory_site"))
 
 
 @pytest.fixture
-def redis_backend(settings, redis_url, redis_gunicorn):
+def redis_backend(settings, redis_url, redis_site):
     settings.SSE_REDIS_URL = redis_url
-    return Backend("redis", redis_gunicorn)
+    return Backend("redis", redis_site)
 
 
 @pytest.fixture
@@ -364,16 +367,11 @@ def test_only_the_channel_whose_position_is_lost_is_reset(backend, channel, sett
 
 
 def test_a_stream_that_overflows_ends_and_its_client_resumes_without_loss(
-    servers, settings, redis_url
+    servers, settings, redis_url, server_kind
 ):
     """A client too slow for SSE_QUEUE_SIZE is cut off; resuming from its last id, it gets every event."""
     settings.SSE_REDIS_URL = redis_url
-    server = servers.gunicorn(
-        env={
-            "DJANGO_SSE_TEST_REDIS_URL": redis_url,
-            "DJANGO_SSE_TEST_SETTINGS": json.dumps({"SSE_QUEUE_SIZE": 20}),
-        }
-    )
+    server = servers.site(redis_url, settings={"SSE_QUEUE_SIZE": 20}, kind=server_kind)
     padding = "x" * 20_000
     client = connect(server.port, "/events/slow/")
     wait_position(client)
@@ -393,15 +391,10 @@ def test_a_stream_that_overflows_ends_and_its_client_resumes_without_loss(
 # --- ids of many channels ----------------------------------------------------------------------
 
 
-def test_a_stream_of_45_channels_resumes(servers, settings, redis_url):
+def test_a_stream_of_45_channels_resumes(servers, settings, redis_url, server_kind):
     """With SSE_MAX_CHANNELS raised to 45 the stream's own id still resumes it (nothing lost, no reset)."""
     settings.SSE_REDIS_URL = redis_url
-    server = servers.gunicorn(
-        env={
-            "DJANGO_SSE_TEST_REDIS_URL": redis_url,
-            "DJANGO_SSE_TEST_SETTINGS": json.dumps({"SSE_MAX_CHANNELS": 45}),
-        }
-    )
+    server = servers.site(redis_url, settings={"SSE_MAX_CHANNELS": 45}, kind=server_kind)
     channels = [f"wide-{index}" for index in range(45)]
     path = multi_path(*channels)
     first = connect(server.port, path)

@@ -6,12 +6,15 @@ stream ends with a ``retry:`` hint and the chunked body's last chunk, clients
 reconnect (to the new workers after HUP) with ``Last-Event-ID``, and the
 worker exits long before ``graceful_timeout``. Each test runs with no config
 file (``-c /dev/null``), with a site's own config file that knows nothing of
-django-sse, and with the project's optional ``gunicorn.conf.py``.
+django-sse, with the project's optional ``gunicorn.conf.py``, and with
+uvicorn's worker class on the ASGI app. The TERM test also runs on uvicorn
+itself (``--timeout-graceful-shutdown``) and daphne (``django_sse.asgi_server``).
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 
@@ -44,13 +47,27 @@ def post_worker_init(worker):
 """
 
 
-@pytest.fixture(params=["no config", "site config", "gunicorn.conf.py"])
+#: The ways gunicorn is configured; the last runs uvicorn's worker class on the ASGI app.
+GUNICORN_WAYS = ["no config", "site config", "gunicorn.conf.py", "uvicorn worker"]
+
+
+@pytest.fixture(params=GUNICORN_WAYS)
 def config_args(request, tmp_path) -> dict:
     """GunicornServer arguments for one way of configuring gunicorn."""
+    return _config_args(request.param, tmp_path)
+
+
+def _config_args(way: str, tmp_path) -> dict:
     graceful = ["--graceful-timeout", str(GRACEFUL_TIMEOUT)]
-    if request.param == "no config":
+    if way == "no config":
         return {"extra_args": graceful}  # -c /dev/null -k gevent
-    if request.param == "site config":
+    if way == "uvicorn worker":
+        return {
+            "app": "tests.asgi:application",
+            "worker_class": "uvicorn_worker.UvicornWorker",
+            "extra_args": graceful,
+        }
+    if way == "site config":
         path = tmp_path / "site_gunicorn.py"
         path.write_text(SITE_CONFIG.format(graceful=GRACEFUL_TIMEOUT))
         return {"config": path}
@@ -152,15 +169,26 @@ def test_hup_twice_ends_every_old_stream_cleanly_and_20_clients_get_the_complete
     assert len(hints) > 10, hints
 
 
+@pytest.fixture(params=[*GUNICORN_WAYS, "uvicorn", "daphne"])
+def stopping_server(request, servers, redis_url, tmp_path):
+    """A server on Redis: gunicorn (2 workers) configured one of four ways, uvicorn (2 workers), or daphne.
+
+    uvicorn gets ``--timeout-graceful-shutdown GRACEFUL_TIMEOUT``; uvicorn and
+    daphne end their streams by themselves (``django_sse.asgi_server``).
+    """
+    env = {"DJANGO_SSE_TEST_REDIS_URL": redis_url, "DJANGO_SSE_TEST_HEARTBEAT": "1"}
+    if request.param == "uvicorn":
+        return servers.uvicorn(workers=2, env=env, graceful_timeout=GRACEFUL_TIMEOUT)
+    if request.param == "daphne":
+        return servers.daphne(env=env)
+    return servers.gunicorn(workers=2, env=env, **_config_args(request.param, tmp_path))
+
+
 def test_term_ends_every_stream_cleanly_and_the_master_exits_well_within_graceful_timeout(
-    servers, redis_url, config_args
+    stopping_server,
 ):
     """TERM the master with 60 streams open (Redis, ticking and blocked views): all end with a retry hint and the last chunk."""
-    gunicorn = servers.gunicorn(
-        workers=2,
-        env={"DJANGO_SSE_TEST_REDIS_URL": redis_url, "DJANGO_SSE_TEST_HEARTBEAT": "1"},
-        **config_args,
-    )
+    gunicorn = stopping_server
     workers = gunicorn.worker_pids()
     paths = [
         "/events/term-{n}/",
@@ -187,7 +215,7 @@ def test_term_ends_every_stream_cleanly_and_the_master_exits_well_within_gracefu
         for client in clients:
             client.close()
 
-    print(f"{config_args}: master {master} exited {master_exited:.2f} s after TERM, 60 streams")
+    print(f"{gunicorn.name}: master {master} exited {master_exited:.2f} s after TERM, 60 streams")
     assert [client.status for client in clients] == [200] * 60
     not_ended_cleanly = [
         (index, client.body[-60:])
@@ -279,3 +307,53 @@ def test_a_stream_asked_of_a_stopping_worker_gets_a_retry_hint_rather_than_a_503
     assert answer.completed
     assert answer.headers.get("Connection", "").lower() == "close"
     assert after == b""  # closed: the reconnection goes to a new worker
+
+
+def test_uvicorn_restarted_while_events_flow_leaves_resuming_clients_missing_nothing(
+    servers, settings
+):
+    """TERM uvicorn while 10 browser-like clients read 50 events/s, start it again: each ends cleanly once, nothing lost."""
+    redis = servers.redis()
+    settings.SSE_REDIS_URL = redis.url
+    uvicorn = servers.uvicorn(
+        env={"DJANGO_SSE_TEST_REDIS_URL": redis.url, "DJANGO_SSE_TEST_HEARTBEAT": "1"},
+        graceful_timeout=GRACEFUL_TIMEOUT,
+    )
+    count, rate = 200, 50
+    readers = [Resuming(uvicorn.port, "/events/restart/", wait_retry=True) for _ in range(10)]
+    for reader in readers:
+        reader.client.read_bytes_until(lambda body: b"id: " in body, timeout=15)  # live
+    errors: list = []
+    publisher = _publish_in_thread("restart", count, rate, errors)
+    reading, received = read_in_threads(readers, count, event="n", timeout=60)
+    threads = [publisher, *reading]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(1.5)
+        process = uvicorn.process
+        started = time.monotonic()
+        uvicorn.term()
+        process.wait(GRACEFUL_TIMEOUT + 5)
+        stopped = time.monotonic() - started
+        uvicorn.start()  # the same port: the clients reconnect to it after their retry delay
+        for thread in threads:
+            thread.join(90)
+    finally:
+        for reader in readers:
+            reader.close()
+
+    print(
+        f"uvicorn exited {stopped:.2f} s after TERM; endings per client: "
+        f"{[len(reader.endings) for reader in readers]}"
+    )
+    assert errors == []
+    # uvicorn re-raises the TERM it caught once it has shut down (as the default handler would).
+    assert process.returncode in (0, -signal.SIGTERM)
+    expected = [str(n) for n in range(count)]
+    for index, reader in enumerate(readers):
+        assert received[index] == expected, f"client {index}"
+        assert reader.completions == [True], f"client {index}: {reader.endings}"
+        assert all(spread_retry(end) for end in reader.endings), reader.endings
+        assert reader.resets == []
+    assert stopped < GRACEFUL_TIMEOUT / 4

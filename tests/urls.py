@@ -11,6 +11,8 @@ urlpatterns = [
     path("owned-ticks/", views.OwnedTickView.as_view()),
     path("ticks-fast-heartbeat/", views.TickView.as_view(heartbeat_interval=0.2)),
     path("blocked/", views.BlockedView.as_view(heartbeat_interval=0.3)),
+    path("async-blocked/", views.AsyncBlockedView.as_view(heartbeat_interval=0.3)),
+    path("async-ticks/", views.AsyncTickView.as_view()),
     path("stream1/", RedisQueueView.as_view(redis_channel="foo"), name="stream1"),
     path("events/<str:channel>/", views.ChannelView.as_view(), name="channel"),
     path("multi/", views.MultiChannelView.as_view(), name="multi"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -16,13 +17,17 @@ from tests.support.stats import count as _count
 from tests.support.stats import counters  # noqa: F401  (what /stats/ reports the views did)
 
 
+def _tick_query(request) -> tuple[float, int | None]:
+    """Return the ``interval`` (default 0.05 s) and ``n`` (default: forever) of a ticking stream."""
+    return float(request.GET.get("interval", "0.05")), int(request.GET.get("n", "0")) or None
+
+
 class TickView(BaseSseView):
     """Send ``count`` ticks (query ``n``, default forever), ``interval`` seconds apart."""
 
     def iterator(self):
         _count("iterator_started")
-        interval = float(self.request.GET.get("interval", "0.05"))
-        count = int(self.request.GET.get("n", "0")) or None
+        interval, count = _tick_query(self.request)
         sent = 0
         try:
             while count is None or sent < count:
@@ -51,6 +56,37 @@ class BlockedView(BaseSseView):
             yield
             time.sleep(3600)
             yield
+        finally:
+            _count("iterator_finally")
+
+
+class AsyncBlockedView(BaseSseView):
+    """BlockedView with an ``async def iterator()``: it awaits for an hour on the event loop (ASGI only)."""
+
+    async def iterator(self):
+        _count("iterator_started")
+        try:
+            self.sse.add_message("hello", "blocked next")
+            yield
+            await asyncio.sleep(3600)
+            yield
+        finally:
+            _count("iterator_finally")
+
+
+class AsyncTickView(BaseSseView):
+    """TickView with an ``async def iterator()`` (ASGI only)."""
+
+    async def iterator(self):
+        _count("iterator_started")
+        interval, count = _tick_query(self.request)
+        sent = 0
+        try:
+            while count is None or sent < count:
+                self.sse.add_message("tick", str(sent))
+                sent += 1
+                yield
+                await asyncio.sleep(interval)
         finally:
             _count("iterator_finally")
 

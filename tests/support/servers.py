@@ -1,4 +1,4 @@
-"""Real servers: redis-server, gunicorn, pywsgi and runserver, for the tests and the benchmarks.
+"""Real servers: redis-server, gunicorn, pywsgi, runserver, uvicorn and daphne, for the tests and the benchmarks.
 
 Each runs as a subprocess in its own process group on a free 127.0.0.1 port.
 ``start()`` returns once the server answers (or raises ``ServerError`` with the
@@ -445,6 +445,93 @@ class RunserverServer(HttpServer):
 
     def command(self) -> list[str]:
         return [sys.executable, "-m", "django", "runserver", "--noreload", f"127.0.0.1:{self.port}"]
+
+
+class UvicornServer(HttpServer):
+    """The test project under uvicorn, as users run it: ``uvicorn tests.asgi:application``.
+
+    ``workers`` > 1 runs uvicorn's own process manager (``--workers``);
+    ``graceful_timeout`` is ``--timeout-graceful-shutdown``; ``extra_args``
+    are appended.
+    """
+
+    name = "uvicorn"
+
+    def __init__(
+        self,
+        app: str = "tests.asgi:application",
+        workers: int = 1,
+        graceful_timeout: float | None = 20,
+        extra_args: tuple[str, ...] | list[str] = (),
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.app = app
+        self.workers = workers
+        self.graceful_timeout = graceful_timeout
+        self.extra_args = list(extra_args)
+
+    def command(self) -> list[str]:
+        command = [
+            sys.executable, "-m", "uvicorn", self.app,
+            "--host", "127.0.0.1",
+            "--port", str(self.port),
+            "--no-access-log",
+        ]  # fmt: skip
+        if self.workers > 1:
+            command += ["--workers", str(self.workers)]
+        if self.graceful_timeout is not None:
+            command += ["--timeout-graceful-shutdown", str(self.graceful_timeout)]
+        return command + self.extra_args
+
+    def ready(self) -> bool:
+        return len(self.worker_pids()) >= self.workers and super().ready()
+
+    def worker_pids(self) -> list[int]:
+        """Return the PIDs of the processes that serve: the one process, or ``--workers`` children."""
+        if not self.running:
+            return []
+        if self.workers == 1:
+            return [self.pid]
+        return [pid for pid in children(self.pid) if _is_uvicorn_worker(pid)]
+
+    def term(self) -> None:
+        """Ask uvicorn for a graceful shutdown (the main process alone, as systemd would)."""
+        self.send_signal(signal.SIGTERM)
+
+
+def _is_uvicorn_worker(pid: int) -> bool:
+    """Whether ``pid`` is a worker of uvicorn's manager, not its multiprocessing helper."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"resource_tracker" not in cmdline
+
+
+class DaphneServer(HttpServer):
+    """The test project under daphne: ``daphne tests.asgi:application``."""
+
+    name = "daphne"
+
+    def __init__(self, app: str = "tests.asgi:application", **kwargs):
+        super().__init__(**kwargs)
+        self.app = app
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable, "-m", "daphne",
+            "--bind", "127.0.0.1", "--port", str(self.port),
+            self.app,
+        ]  # fmt: skip
+
+    def worker_pids(self) -> list[int]:
+        """Return the PID of the one process that serves."""
+        return [self.pid] if self.running else []
+
+    def term(self) -> None:
+        """Ask daphne to stop (it ends django-sse's streams first: ``django_sse.asgi_server``)."""
+        self.send_signal(signal.SIGTERM)
 
 
 def _gunicorn_has_control_socket() -> bool:

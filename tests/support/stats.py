@@ -38,6 +38,7 @@ def stats(request):
     from django.http import JsonResponse
 
     import django_sse
+    from django_sse import heartbeat
     from django_sse.gunicorn_worker import current_worker
     from django_sse.runtime import get_hub, streams
 
@@ -51,6 +52,8 @@ def stats(request):
         {
             "pid": os.getpid(),
             "streams": len(streams),
+            "open_responses": streams.open_responses(),
+            "wheel_entries": sum(len(wheel) for wheel in list(heartbeat._wheels.values())),
             "greenlets": greenlets,
             "greenlet_stack_bytes": stacks,
             "threads": threading.active_count(),

@@ -1,0 +1,37 @@
+"""The servers the integration suites run against, and the one list of tests that cannot run on each.
+
+A test (or a fixture it uses) that takes ``server_kind`` runs once per kind:
+``servers.site(..., kind=server_kind)`` starts the test project on it.
+Module-scoped fixtures that take it are built once per kind.
+"""
+
+from __future__ import annotations
+
+#: "gunicorn": gunicorn's gevent worker (WSGI); "uvicorn": uvicorn with Django's get_asgi_application().
+SERVER_KINDS = ["gunicorn", "uvicorn"]
+
+_MASTER = (
+    "a gunicorn master's signal (HUP, TTIN) or setting (max_requests); uvicorn has no such master"
+)
+
+#: Tests that run under gunicorn only, with the reason they cannot apply to uvicorn.
+GUNICORN_ONLY: dict[str, str] = {
+    "test_hup_twice_ends_every_old_stream_cleanly_and_20_clients_get_the_complete_sequence": _MASTER,
+    "test_max_requests_with_jitter_recycles_workers_and_resuming_clients_lose_nothing": _MASTER,
+    "test_max_lifetime_moves_streams_to_a_worker_added_later": _MASTER,
+    "test_a_stream_asked_of_a_stopping_worker_gets_a_retry_hint_rather_than_a_503": (
+        "it needs a worker that stops while its siblings serve (gunicorn's HUP)"
+    ),
+}
+
+
+def kinds_for(test_name: str) -> list[str]:
+    """Return the server kinds the test named ``test_name`` (without parameters) runs on."""
+    return ["gunicorn"] if test_name in GUNICORN_ONLY else list(SERVER_KINDS)
+
+
+def parametrize_server_kind(metafunc) -> None:
+    """``pytest_generate_tests``: parametrise ``server_kind`` (module-scoped, so shared fixtures are per kind)."""
+    if "server_kind" not in metafunc.fixturenames:
+        return
+    metafunc.parametrize("server_kind", kinds_for(metafunc.function.__name__), scope="module")

@@ -1,0 +1,413 @@
+"""ASGI: the asyncio seam, ``asend_event``, the mode a view picks, WSGI and ASGI servers on one Redis.
+
+The suites of streaming, replay, limits, access, shutdown and bad input run
+against uvicorn too (``server_kind``, tests/support/server_kinds.py); this
+module holds what is ASGI's own, and runs every sample of
+docs/guides/asgi.rst (``test_every_sample_is_exercised``, the last test).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.test import RequestFactory
+
+import django_sse
+from django_sse.concurrency import AsyncWakeup
+from django_sse.exceptions import EventTooLarge
+from django_sse.mailbox import Mailbox
+from django_sse.testing import memory_broker
+from tests.readme_samples import SampleModules, Samples, track
+from tests.redis_helpers import connect, eventually, get_stats, wait_position
+from tests.sseclient import SseClient
+from tests.support.servers import (
+    REPO_TOP,
+    HttpServer,
+    ServerError,
+    _gunicorn_has_control_socket,
+    project_env,
+)
+from tests.support.sse import spread_retry
+from tests.views import AsyncTickView
+
+PAGE = REPO_TOP / "docs" / "guides" / "asgi.rst"
+SAMPLES = Samples(PAGE)
+docs_sample_reader = track(SAMPLES)  # an autouse fixture: which test read what, and passed
+
+ASGI_PY = SAMPLES.find("python", "# mysite/asgi.py")
+COMMANDS = SAMPLES.find("console", "$ uvicorn mysite.asgi:application")
+CLOCK = SAMPLES.find("python", "class AsyncClockView")
+NOTIFY = SAMPLES.find("python", "# myapp/notify.py")
+
+# --- the asyncio wakeup -------------------------------------------------------------
+
+
+def test_a_wakeup_set_from_another_thread_wakes_the_waiting_coroutine():
+    """set() from a thread resolves the coroutine's wait() on its loop."""
+
+    async def main() -> float:
+        wakeup = AsyncWakeup()
+        started = time.monotonic()
+        threading.Timer(0.05, wakeup.set).start()
+        await asyncio.wait_for(wakeup.wait(), 5)
+        return time.monotonic() - started
+
+    waited = asyncio.run(main())
+    assert 0.04 <= waited < 5
+
+
+def test_a_set_before_the_first_wait_is_not_lost():
+    """A wakeup set (in a thread, before any loop saw it) makes the first wait() return at once."""
+    wakeup = AsyncWakeup()
+    thread = threading.Thread(target=wakeup.set)
+    thread.start()
+    thread.join()
+
+    async def main() -> None:
+        await asyncio.wait_for(wakeup.wait(), 1)
+
+    asyncio.run(main())
+    assert wakeup.is_set()
+
+
+def test_a_fan_out_from_a_thread_wakes_every_mailbox_with_one_loop_callback_per_batch():
+    """1,000 asynchronous mailboxes woken by one thread: all wake, with far fewer call_soon_threadsafe calls."""
+    calls = 0
+
+    async def main() -> list[int]:
+        nonlocal calls
+        loop = asyncio.get_running_loop()
+        original = loop.call_soon_threadsafe
+
+        def counting(*args, **kwargs):
+            nonlocal calls
+            calls += 1
+            return original(*args, **kwargs)
+
+        loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+        mailboxes = [Mailbox(10, asynchronous=True) for _ in range(1000)]
+
+        async def consume(mailbox: Mailbox) -> int:
+            await mailbox.wait_async()
+            return len(mailbox.take())
+
+        tasks = [asyncio.create_task(consume(mailbox)) for mailbox in mailboxes]
+        await asyncio.sleep(0)  # every consumer waits now
+
+        def fan_out() -> None:
+            for mailbox in mailboxes:
+                mailbox.put(b"x")
+
+        await asyncio.to_thread(fan_out)
+        return await asyncio.wait_for(asyncio.gather(*tasks), 10)
+
+    taken = asyncio.run(main())
+    print(f"1000 mailboxes woken from a thread with {calls} call_soon_threadsafe call(s)")
+    assert taken == [1] * 1000
+    assert calls < 100
+
+
+# --- the mode a view picks -------------------------------------------------------------
+
+
+def test_an_async_iterator_under_wsgi_is_refused_naming_the_view_and_the_fix():
+    """async def iterator() served through WSGI: ImproperlyConfigured before the stream starts."""
+    request = RequestFactory().get("/async-ticks/")
+    with memory_broker(), pytest.raises(ImproperlyConfigured) as caught:
+        AsyncTickView.as_view()(request)
+
+    message = str(caught.value)
+    assert "AsyncTickView.iterator()" in message
+    assert "ASGI server" in message and "plain generator" in message
+
+
+def test_an_asgi_stream_response_dropped_unsent_gives_its_slot_back():
+    """A response Django never sends (its client left while the view ran) frees its stream slot when collected."""
+    import gc
+
+    from django.test import AsyncRequestFactory
+
+    from django_sse.runtime import streams
+
+    with memory_broker():
+        response = AsyncTickView.as_view()(AsyncRequestFactory().get("/async-ticks/"))
+        held = len(streams), streams.open_responses()
+        del response
+        gc.collect()
+        left = len(streams), streams.open_responses()
+
+    assert held == (1, 1)
+    assert left == (0, 0)
+
+
+# --- asend_event ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "match"),
+    [
+        (("", "x", "news"), ValueError, "non-empty str"),
+        (("a\nb", "x", "news"), ValueError, None),
+        (("tick", object(), "news"), TypeError, None),
+        (("tick", "x", "bad channel!"), ValueError, None),
+        (("tick", "x" * (1024 * 1024 + 1), "news"), EventTooLarge, "SSE_MAX_EVENT_SIZE"),
+    ],
+    ids=["empty name", "newline in name", "unencodable data", "bad channel", "too large"],
+)
+def test_asend_event_raises_what_send_event_raises_before_publishing(args, error, match):
+    """Each bad event: asend_event raises the same exception type as send_event, and nothing is published."""
+    with memory_broker():
+        with pytest.raises(error, match=match) as sync_error:
+            django_sse.send_event(*args)
+        with pytest.raises(error, match=match) as async_error:
+            asyncio.run(django_sse.asend_event(*args))
+        from django_sse.runtime import get_broker
+
+        history = get_broker().read_history("news", (0, 0), 10)
+
+    assert type(sync_error.value) is type(async_error.value)
+    assert history.messages == []  # nothing was published to the channel
+
+
+def test_asend_event_publishes_on_the_runtimes_executor_not_a_thread_per_call():
+    """200 asend_event calls: every one gets its id, and the process holds no thread per call."""
+    with memory_broker():
+        asyncio.run(django_sse.asend_event("n", "warm-up", "warm-up"))  # the broker, its executor
+        before = threading.active_count()
+
+        async def main() -> list[str | None]:
+            return list(
+                await asyncio.gather(
+                    *(django_sse.asend_event("n", str(n), "a") for n in range(200))
+                )
+            )
+
+        started = time.perf_counter()
+        ids = asyncio.run(main())
+        elapsed = time.perf_counter() - started
+        threads = threading.active_count() - before
+        from django_sse.runtime import get_broker
+
+        history = get_broker().read_history("a", (0, 0), 500)
+
+    print(
+        f"200 asend_event calls (memory broker) in {elapsed * 1000:.1f} ms, {threads} thread(s) added"
+    )
+    assert len(set(ids)) == 200 and None not in ids
+    # Concurrent calls publish in any order (each call's own event is in order with its awaits).
+    assert sorted(int(message.data) for message in history.messages) == list(range(200))
+    assert threads <= 3  # at most the executor's other threads, however many calls
+
+
+# --- WSGI and ASGI on one Redis ------------------------------------------------------------
+
+PUBLISHER = """
+import sys
+import django
+django.setup()
+from django_sse import send_event
+for n in range(int(sys.argv[1])):
+    send_event("n", str(n), channel="both")
+"""
+
+
+@pytest.mark.integration
+def test_a_publisher_process_reaches_the_clients_of_gunicorn_and_uvicorn_exactly_once_in_order(
+    servers,
+):
+    """One Redis, gunicorn (gevent) and uvicorn, 4 clients on each: 300 events from a third process arrive once each, in order."""
+    redis = servers.redis()
+    gunicorn = servers.site(redis.url, heartbeat="1", kind="gunicorn")
+    uvicorn = servers.site(redis.url, heartbeat="1", kind="uvicorn")
+    count = 300
+    clients = [connect(server.port, "/events/both/") for server in (gunicorn, uvicorn) * 4]
+    try:
+        for client in clients:
+            wait_position(client)
+        env = {**os.environ, **project_env(redis.url), "DJANGO_SETTINGS_MODULE": "tests.settings"}
+        subprocess.run(
+            [sys.executable, "-c", PUBLISHER, str(count)],
+            cwd=REPO_TOP,
+            env=env,
+            check=True,
+            timeout=60,
+        )
+        received = [
+            [event.data for event in client.read_events(count, timeout=30) if event.type == "n"]
+            for client in clients
+        ]
+    finally:
+        for client in clients:
+            client.close()
+
+    expected = [str(n) for n in range(count)]
+    print(f"{len(clients)} clients (half on gunicorn, half on uvicorn), {count} events each")
+    for index, got in enumerate(received):
+        assert got == expected, f"client {index} ({'gunicorn' if index % 2 == 0 else 'uvicorn'})"
+
+
+@pytest.mark.integration
+def test_under_uvicorn_an_async_iterator_holds_no_thread_and_a_sync_one_holds_one(servers):
+    """200 streams each: an async iterator() adds no thread per stream; a sync one adds exactly its own."""
+    server = servers.uvicorn(env=project_env(""))
+    grown = {}
+    for path in ("/async-ticks/?interval=1", "/ticks/?interval=1"):
+        baseline = get_stats(server.port)["threads"]
+        clients = [SseClient.connect(server.port, path) for _ in range(200)]
+        try:
+            for client in clients:
+                client.read_events(1, timeout=15)
+            grown[path] = get_stats(server.port)["threads"] - baseline
+        finally:
+            for client in clients:
+                client.close()
+        eventually(lambda: get_stats(server.port)["streams"] == 0, timeout=15)
+
+    print(f"threads added by 200 streams under uvicorn: {grown}")
+    assert grown["/async-ticks/?interval=1"] < 10
+    assert 200 <= grown["/ticks/?interval=1"] < 210
+
+
+# --- start-up checks under uvicorn ----------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_uvicorn_with_a_bad_setting_exits_at_start_naming_it(servers):
+    """SSE_HEARTBEAT_INTERVAL = -1: uvicorn exits before it serves, printing django_sse.E001."""
+    with pytest.raises(ServerError) as info:
+        servers.uvicorn(env={"DJANGO_SSE_TEST_BAD_SETTING": "1"})
+
+    text = str(info.value)
+    assert "exited" in text
+    assert "django_sse.E001" in text and "SSE_HEARTBEAT_INTERVAL is -1" in text
+
+
+@pytest.mark.integration
+def test_the_memory_broker_under_two_uvicorn_workers_warns_w001_in_each(servers):
+    """The in-process broker with uvicorn --workers 2: each worker logs django_sse.W001 once, naming SSE_REDIS_URL."""
+    server = servers.uvicorn(env=project_env(""), workers=2)
+    log = eventually(
+        lambda: server.stderr_text(50_000),
+        timeout=10,
+        until=lambda text: text.count("django_sse.W001") >= 2,
+        what="W001 from both workers",
+    )
+
+    assert log.count("django_sse.W001") == 2
+    assert "SSE_REDIS_URL" in log
+
+
+# --- the samples of docs/guides/asgi.rst -------------------------------------------------
+
+
+@pytest.fixture
+def modules():
+    loaded = SampleModules("asgi.rst")
+    yield loaded
+    loaded.forget()
+
+
+def test_asgi_py_sample_is_djangos_own_handler(modules):
+    """The page's asgi.py gives Django's ASGIHandler, with nothing of django-sse around it."""
+    from django.core.handlers.asgi import ASGIHandler
+
+    module = modules.load("mysite.asgi", ASGI_PY.code)
+
+    assert type(module.application) is ASGIHandler
+
+
+class _SampleCommand(HttpServer):
+    """A server started with one of the page's command lines, on tests.asgi and a free port."""
+
+    def __init__(self, line: str, **kwargs) -> None:
+        super().__init__(**kwargs)
+        line = line.replace("mysite.asgi", "tests.asgi").replace("8000", str(self.port))
+        program, *args = shlex.split(line)
+        self.name = program
+        if program == "gunicorn":  # not the repository's gunicorn.conf.py, nor ~/.gunicorn
+            control = ["--no-control-socket"] if _gunicorn_has_control_socket() else []
+            args = ["-c", os.devnull, *control, *args]
+        self.words = [sys.executable, "-m", program, *args]
+
+    def command(self) -> list[str]:
+        return self.words
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("server", ["uvicorn", "daphne", "gunicorn"])
+def test_serving_commands_sample_streams_and_ends_streams_on_term(tmp_path, server):
+    """Each command of the page serves a stream and, on TERM, ends it with a retry hint and the last chunk."""
+    [line] = [line[2:] for line in COMMANDS.code.splitlines() if line.startswith(f"$ {server} ")]
+    process = _SampleCommand(line, env=project_env(""), log_dir=tmp_path).start()
+    try:
+        client = SseClient.connect(process.port, "/async-ticks/?interval=0.2")
+        client.read_events(2, timeout=15)
+        process.send_signal(signal.SIGTERM)
+        body = client.read_to_end(timeout=15)
+        client.close()
+        process.process.wait(15)
+    finally:
+        process.stop()
+
+    print(f"{server}: the stream's last bytes after TERM: {body[-30:]!r}")
+    assert client.status == 200
+    assert client.completed and spread_retry(body), body[-60:]
+
+
+def test_async_clock_sample_streams_under_asgi_and_is_refused_under_wsgi(modules):
+    """The async clock sends a time each second to an ASGI request; a WSGI request gets ImproperlyConfigured."""
+    from django.test import AsyncRequestFactory
+
+    from django_sse.runtime import streams
+
+    views = modules.load("myapp.views", CLOCK.code)
+    view = views.AsyncClockView.as_view()
+
+    async def read(response) -> list[bytes]:
+        chunks = []
+        content = aiter(response)
+        async for chunk in content:
+            chunks.append(chunk)
+            if len(chunks) == 3:
+                break
+        await content.aclose()
+        return chunks
+
+    with memory_broker():
+        response = view(AsyncRequestFactory().get("/clock/"))
+        chunks = asyncio.run(asyncio.wait_for(read(response), 10))
+        response.close()
+        with pytest.raises(ImproperlyConfigured, match="AsyncClockView"):
+            view(RequestFactory().get("/clock/"))
+        left = len(streams), streams.open_responses()
+
+    assert chunks[0] == b"retry: 2000\n\n:\n\n"
+    assert all(chunk.startswith(b"event: time\ndata: 20") for chunk in chunks[1:])
+    assert left == (0, 0)
+
+
+def test_notify_sample_publishes_with_asend_event(modules):
+    """``await order_shipped(7)`` publishes ``shipped`` {"order": 7} to "orders" and returns its id."""
+    from django_sse.runtime import get_broker
+
+    notify = modules.load("myapp.notify", NOTIFY.code)
+    with memory_broker():
+        event_id = asyncio.run(notify.order_shipped(7))
+        [message] = get_broker().read_history("orders", (0, 0), 10).messages
+
+    assert event_id is not None
+    assert (message.event, message.data) == ("shipped", '{"order":7}')
+
+
+def test_every_sample_is_exercised(request):
+    """Every code block of docs/guides/asgi.rst was read by a test that passed."""
+    SAMPLES.check(request)
