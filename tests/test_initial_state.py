@@ -58,10 +58,10 @@ def test_a_new_client_gets_the_snapshot_then_every_later_event_once(client):
         assert kind == "state"
         assert live == list(range(live[0], live[0] + 30))  # in order, nothing missing
         assert len(set(ids)) == 30  # no event twice
-        # No gap after the snapshot. Events whose state was written before the snapshot
-        # but published after the stream's start (in flight) may come too, just before it.
+        # No gap after the snapshot. Events published between the stream's start and the
+        # snapshot come too, just before it (at-least-once): how many depends on how long
+        # get_initial_events() waited for the CPU, so only their order is asserted.
         assert live[0] <= snapshot + 1
-        assert snapshot - live[0] < 10, (snapshot, live[:5])
 
 
 @memory_broker()

@@ -375,6 +375,14 @@ def test_sse_status_shows_both_servers_the_busiest_channels_and_a_channels_prese
     try:
         presence_is("room", Presence(3, frozenset({"alice", "bob"})))
         presence_is("lobby", Presence(1, frozenset({"carol"})))
+        # A process's first report may precede its subscription: wait for the reports after it.
+        eventually(
+            read_reports,
+            15,
+            until=lambda reports: len(reports) == 2
+            and all(report.broker_connected for report in reports),
+            what="both processes reporting their broker connected",
+        )
         text, as_json = io.StringIO(), io.StringIO()
         call_command("sse_status", "room", stdout=text)
         call_command("sse_status", "room", "--json", stdout=as_json)
