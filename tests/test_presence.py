@@ -379,8 +379,9 @@ def test_sse_status_shows_both_servers_the_busiest_channels_and_a_channels_prese
         eventually(
             read_reports,
             15,
-            until=lambda reports: len(reports) == 2
-            and all(report.broker_connected for report in reports),
+            until=lambda reports: (
+                len(reports) == 2 and all(report.broker_connected for report in reports)
+            ),
             what="both processes reporting their broker connected",
         )
         text, as_json = io.StringIO(), io.StringIO()
