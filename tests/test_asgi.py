@@ -9,6 +9,7 @@ docs/guides/asgi.rst (``test_every_sample_is_exercised``, the last test).
 from __future__ import annotations
 
 import asyncio
+import http.client
 import os
 import shlex
 import signal
@@ -18,6 +19,7 @@ import threading
 import time
 
 import pytest
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.test import RequestFactory
 
@@ -304,6 +306,69 @@ def test_the_memory_broker_under_two_uvicorn_workers_warns_w001_in_each(servers)
 
     assert log.count("django_sse.W001") == 2
     assert "SSE_REDIS_URL" in log
+
+
+@pytest.mark.integration
+def test_daphne_with_a_bad_setting_exits_at_start_naming_it(servers):
+    """SSE_HEARTBEAT_INTERVAL = -1: daphne exits before it serves, printing django_sse.E001."""
+    with pytest.raises(ServerError) as info:
+        servers.daphne(env={"DJANGO_SSE_TEST_BAD_SETTING": "1"})
+
+    text = str(info.value)
+    assert "exited" in text
+    assert "django_sse.E001" in text and "SSE_HEARTBEAT_INTERVAL is -1" in text
+
+
+#: The test project with daphne first in INSTALLED_APPS: ``manage.py runserver`` serves ASGI.
+DAPHNE_RUNSERVER = {
+    "INSTALLED_APPS": ["daphne", *settings.INSTALLED_APPS],
+    "ASGI_APPLICATION": "tests.asgi.application",
+}
+
+
+@pytest.mark.integration
+def test_runserver_with_daphne_streams_the_memory_brokers_events(servers):
+    """Development: runserver with daphne installed, the in-process broker: events sent in the server reach a stream."""
+    server = servers.runserver(env=project_env("", settings=DAPHNE_RUNSERVER))
+    client = SseClient.connect(server.port, "/events/dev/")
+    try:
+        for n in range(3):
+            _post_publish(server.port, "dev", str(n))
+        events = client.read_events(3, timeout=15)
+    finally:
+        client.close()
+
+    assert [event.data for event in events] == ["0", "1", "2"]
+    log = server.stderr_text(20_000)
+    assert "ASGI/Daphne" in log  # daphne's runserver, not Django's WSGI one
+    assert "System check identified no issues" in log
+
+
+@pytest.mark.integration
+def test_runserver_with_daphne_and_a_bad_setting_names_it(servers):
+    """runserver with daphne runs the system checks: a bad setting stops it with django_sse.E001."""
+    env = project_env("", settings=DAPHNE_RUNSERVER, DJANGO_SSE_TEST_BAD_SETTING="1")
+    with pytest.raises(ServerError) as info:
+        servers.runserver(env=env)
+
+    assert "django_sse.E001" in str(info.value)
+
+
+def _post_publish(port: int, channel: str, data: str) -> None:
+    """POST /publish/ of the test project: ``send_event`` inside the server process."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request(
+            "POST",
+            "/publish/",
+            body=f"event=n&data={data}&channel={channel}",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        response = connection.getresponse()
+        assert response.status == 200, response.read()
+        response.read()
+    finally:
+        connection.close()
 
 
 # --- the samples of docs/guides/asgi.rst -------------------------------------------------
