@@ -39,7 +39,7 @@ from tests.support.servers import (
     project_env,
 )
 from tests.support.sse import spread_retry
-from tests.views import AsyncTickView
+from tests.views import AsyncTickView, ChannelView
 
 PAGE = REPO_TOP / "docs" / "guides" / "asgi.rst"
 SAMPLES = Samples(PAGE)
@@ -149,6 +149,71 @@ def test_an_asgi_stream_response_dropped_unsent_gives_its_slot_back():
 
     assert held == (1, 1)
     assert left == (0, 0)
+
+
+def test_an_asgi_streams_unsubscribe_runs_off_the_event_loop():
+    """A RedisQueueView stream whose client left under ASGI ends while the broker's UNSUBSCRIBE still waits."""
+    from django.test import AsyncRequestFactory
+
+    from django_sse.runtime import get_hub
+
+    entered, gate = threading.Event(), threading.Event()
+    returned: list[bool] = []
+
+    async def open_then_close(response) -> float:
+        """Read as Django's ASGIHandler does; cancel the reading, as its ``http.disconnect`` does."""
+        live = asyncio.Event()
+
+        async def read() -> None:
+            body = b""
+            async for chunk in response:
+                body += chunk
+                if b"id: " in body:  # caught up: attached to the hub, subscribed
+                    live.set()
+
+        reading = asyncio.create_task(read())
+        await asyncio.wait_for(live.wait(), 10)
+        began = time.monotonic()
+        reading.cancel()
+        await asyncio.wait([reading])
+        return time.monotonic() - began
+
+    with memory_broker():
+        broker = get_hub().broker
+        unsubscribe = broker.unsubscribe
+
+        def slow_unsubscribe(channels):  # as a write to a busy Redis connection would wait
+            entered.set()
+            gate.wait(10)
+            returned.append(True)
+            return unsubscribe(channels)
+
+        broker.unsubscribe = slow_unsubscribe
+        try:
+            response = ChannelView.as_view()(
+                AsyncRequestFactory().get("/events/off-loop/"), channel="off-loop"
+            )
+
+            async def main() -> tuple[float, bool]:
+                closed_in = await open_then_close(response)
+                blocked = await asyncio.to_thread(entered.wait, 10)
+                still_waiting = not returned
+                gate.set()
+                return closed_in, blocked and still_waiting
+
+            closed_in, off_the_loop = asyncio.run(main())
+            response.close()
+        finally:
+            gate.set()
+            broker.unsubscribe = unsubscribe
+        listeners = get_hub().listener_count()
+
+    print(
+        f"the stream ended in {closed_in * 1000:.1f} ms while UNSUBSCRIBE waited; listeners left: {listeners}"
+    )
+    assert off_the_loop, "the stream's end waited for UNSUBSCRIBE: it ran on the event loop"
+    assert returned == [True]
+    assert listeners == 0
 
 
 # --- asend_event ---------------------------------------------------------------------------
