@@ -172,15 +172,14 @@ class CeilingServer(HttpServer, runners.Server):
 UVICORN_ARGS = ("--backlog", "4096", "--timeout-keep-alive", "5")
 
 
-class LibraryAsgiServer(HttpServer, runners.UvicornServer):
-    """django-sse under uvicorn, one worker: ``uvicorn benchmarks.project.asgi:application``."""
+class _UvicornKind(HttpServer, runners.UvicornServer):
+    """An ASGI application ``asgi_app`` under uvicorn, one worker, on the run's Redis."""
 
-    name = kind = "library-asgi"
-    settings_module = "benchmarks.project.settings"
+    asgi_app = ""
 
     def __init__(self, redis_url: str, log_dir: str | Path | None = None) -> None:
         super().__init__(
-            app="benchmarks.project.asgi:application",
+            app=self.asgi_app,
             graceful_timeout=10,
             extra_args=UVICORN_ARGS,
             env={"BENCH_REDIS_URL": redis_url},
@@ -189,23 +188,22 @@ class LibraryAsgiServer(HttpServer, runners.UvicornServer):
         self.redis_url = redis_url
 
 
-class StarletteServer(HttpServer, runners.UvicornServer):
+class LibraryAsgiServer(_UvicornKind):
+    """django-sse under uvicorn, one worker: ``uvicorn benchmarks.project.asgi:application``."""
+
+    name = kind = "library-asgi"
+    settings_module = "benchmarks.project.settings"
+    asgi_app = "benchmarks.project.asgi:application"
+
+
+class StarletteServer(_UvicornKind):
     """sse-starlette under uvicorn, one worker: ``uvicorn benchmarks.starlette_app:app``.
 
     Needs ``benchmarks/requirements.txt`` (sse-starlette).
     """
 
     name = kind = "sse-starlette"
-
-    def __init__(self, redis_url: str, log_dir: str | Path | None = None) -> None:
-        super().__init__(
-            app="benchmarks.starlette_app:app",
-            graceful_timeout=10,
-            extra_args=UVICORN_ARGS,
-            env={"BENCH_REDIS_URL": redis_url},
-            log_dir=log_dir,
-        )
-        self.redis_url = redis_url
+    asgi_app = "benchmarks.starlette_app:app"
 
 
 SERVERS = {
