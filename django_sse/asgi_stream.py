@@ -94,6 +94,11 @@ class _HangUp:
         if not self.finished and self._task is not None:
             self._task.cancel()
 
+    def release(self) -> None:
+        """The stream has ended: forget the task (a cancelled one holds its frames, the response's)."""
+        self.finished = True
+        self._task = None
+
 
 async def stream(view: BaseSseView, mailbox: Mailbox) -> AsyncIterator[bytes]:
     """Yield the chunks of one stream, as ``BaseSseView._stream`` does, waiting on the event loop."""
@@ -143,7 +148,7 @@ async def stream(view: BaseSseView, mailbox: Mailbox) -> AsyncIterator[bytes]:
             yield closing
     finally:
         if hang_up is not None:
-            hang_up.finished = True
+            hang_up.release()
         view._release(mailbox, client, wheel, started=False)
         if begin.started:
             stop_off_the_loop(view)

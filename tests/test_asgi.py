@@ -216,6 +216,67 @@ def test_an_asgi_streams_unsubscribe_runs_off_the_event_loop():
     assert listeners == 0
 
 
+async def _serve_until_the_first_chunk_then_leave(application, path: str) -> None:
+    """One request through Django's ASGI handler: the client leaves once the opening arrived."""
+    arrived = asyncio.Event()
+    read = []
+
+    async def receive() -> dict:
+        if not read:
+            read.append(True)
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await arrived.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        if message["type"] == "http.response.body" and message.get("body"):
+            arrived.set()
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+        "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
+        "root_path": "", "headers": [(b"host", b"testserver")],
+        "client": ("127.0.0.1", 1), "server": ("testserver", 80),
+    }  # fmt: skip
+    await asyncio.wait_for(application(scope, receive, send), 10)
+
+
+def test_streams_whose_clients_left_leave_no_object_behind():
+    """300 streams through Django's ASGIHandler, each left after its opening: no response, mailbox or task stays alive."""
+    import gc
+    from collections import Counter
+
+    from django.core.handlers.asgi import ASGIHandler
+
+    from django_sse.views import SseResponse
+
+    application = ASGIHandler()
+    count = 300
+
+    async def main() -> tuple[int, int]:
+        for i in range(20):  # warm-up: imports, caches
+            await _serve_until_the_first_chunk_then_leave(application, f"/events/warm-{i}/")
+        await asyncio.sleep(0.2)
+        gc.collect()
+        before = len(gc.get_objects())
+        for i in range(count):  # half on one channel, half on a channel of their own
+            channel = "churn" if i % 2 else f"churn-{i}"
+            await _serve_until_the_first_chunk_then_leave(application, f"/events/{channel}/")
+        await asyncio.sleep(0.5)  # stop() runs in the executor
+        gc.collect()
+        return before, len(gc.get_objects())
+
+    with memory_broker():
+        before, after = asyncio.run(main())
+        gc.collect()
+        alive = Counter(type(o).__name__ for o in gc.get_objects())
+
+    print(f"{count} streams left: {(after - before) / count:.2f} objects per stream remain")
+    assert alive["SseResponse"] == 0 and alive["Mailbox"] == 0, alive.most_common(10)
+    assert not any(isinstance(o, SseResponse) for o in gc.get_objects())
+    assert after - before < count  # fewer than one object per stream
+
+
 # --- asend_event ---------------------------------------------------------------------------
 
 
