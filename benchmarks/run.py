@@ -151,14 +151,24 @@ def run_scenario(
             line[ratio_key] = {
                 key: _ratio(value, line["ceiling"].get(key)) for key, value in line[kind].items()
             }
+    if "library-asgi" in kinds and "sse-starlette" in kinds:
+        line["asgi_vs_starlette"] = {
+            key: _ratio(value, line["sse-starlette"].get(key))
+            for key, value in line["library-asgi"].items()
+        }
     return line
 
+
+#: Servers run only when named with --server: metrics on; the ASGI ones (sse-starlette
+#: needs benchmarks/requirements.txt).
+OPT_IN = ("library-metrics", "library-asgi", "sse-starlette")
 
 #: Each library server's figures as ratios to the ceiling's, under these keys.
 RATIOS = {
     "library": "ratio",
     "library-worker": "worker_ratio",
     "library-metrics": "metrics_ratio",
+    "library-asgi": "asgi_ratio",
 }
 
 
@@ -201,6 +211,7 @@ CLUSTER_RATIOS = {
     "library": "cluster_ratio",
     "library-worker": "worker_cluster_ratio",
     "library-metrics": "metrics_cluster_ratio",
+    "library-asgi": "asgi_cluster_ratio",
 }
 
 
@@ -210,6 +221,12 @@ def table(lines: list[dict]) -> str:
         columns = ["library", "library-worker", "ceiling", "ratio", "worker_ratio"]
     if any("library-metrics" in line for line in lines):
         columns = [*columns[:-2], "library-metrics", *columns[-2:], "metrics_ratio"]
+    if any("library-asgi" in line or "sse-starlette" in line for line in lines):
+        columns += [
+            kind
+            for kind in ("library-asgi", "sse-starlette", "asgi_ratio", "asgi_vs_starlette")
+            if any(kind in line for line in lines)
+        ]
     clustered = {kind for line in lines for kind in line.get("cluster_ratio", {})}
     columns += [CLUSTER_RATIOS[kind] for kind in CLUSTER_RATIOS if kind in clustered]
     by_column = {column: kind for kind, column in CLUSTER_RATIOS.items()}
@@ -315,6 +332,40 @@ def goals(lines: list[dict]) -> str:
     return "\n".join(out)
 
 
+def asgi_goals(lines: list[dict]) -> str:
+    """The ASGI mode's goals (issue 12), against sse-starlette of the same run."""
+    out = []
+
+    def goal(text: str, figure: Any, met: bool | None) -> None:
+        verdict = "n/a" if met is None else ("met" if met else "NOT MET")
+        out.append(f"{verdict:8} {text}: {figure}")
+
+    for line in lines:
+        mine, theirs = line.get("library-asgi"), line.get("sse-starlette")
+        if not mine or "skipped" in mine:
+            continue
+        name, params = line["scenario"], line["params"]
+        label = f"{name} {_label(params)}".strip()
+        lost = mine.get("lost", mine.get("failed"))
+        if name == "idle":
+            lost = params["n"] - mine["held"]
+        if lost is not None:
+            goal(f"ASGI: 0 loss ({label})", lost, lost == 0)
+        if not theirs or "skipped" in theirs:
+            continue
+        for key, text, bound in (
+            ("cpu_us_per_delivery", "CPU per delivery <= half of sse-starlette's", 0.5),
+            ("ready_s", "ready in <= half of sse-starlette's time", 0.5),
+            ("rss_per_stream_kb", "RSS per idle stream below sse-starlette's", 1.0),
+        ):
+            if key not in mine or (key == "ready_s" and params.get("n") != 10000):
+                continue
+            ratio = _ratio(mine[key], theirs.get(key))
+            met = None if ratio is None else (ratio <= bound if bound < 1 else ratio < bound)
+            goal(f"ASGI: {text} ({label})", f"{mine[key]} vs {theirs.get(key)}: {ratio}", met)
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="django-sse benchmarks, beside a raw ceiling.")
     parser.add_argument(
@@ -353,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
 
     raise_fd_limit()
     names = arguments.scenario or list(SCENARIOS)
-    kinds = arguments.server or [kind for kind in SERVERS if kind != "library-metrics"]
+    kinds = arguments.server or [kind for kind in SERVERS if kind not in OPT_IN]
     log_dir = arguments.log_dir or tempfile.mkdtemp(prefix="django-sse-bench-")
     print(f"# logs in {log_dir}", file=sys.stderr, flush=True)
     topologies = [t for t in ("single", "cluster") if t in (arguments.redis or ["single"])]
@@ -389,6 +440,9 @@ def main(argv: list[str] | None = None) -> int:
         if len(topologies) > 1:
             print(f"# goals, {topology} Redis")
         print(goals([line for line in lines if line.get("redis", "single") == topology]))
+        asgi = asgi_goals([line for line in lines if line.get("redis", "single") == topology])
+        if asgi:
+            print(asgi)
     if arguments.profile:
         from .profiling import summarize
 

@@ -47,7 +47,7 @@ class Bench:
     log_dir: Path
     client_processes: int | None = None  # None: one per core for large runs
     profile_dir: Path | None = None  # sample the serving process with py-spy, into this folder
-    profile_kinds: tuple[str, ...] = ("library", "library-worker")
+    profile_kinds: tuple[str, ...] = ("library", "library-worker", "library-asgi", "sse-starlette")
 
     @classmethod
     @contextlib.contextmanager
@@ -83,6 +83,8 @@ class Bench:
         """Why a server of ``kind`` cannot run on this Redis, or None."""
         if kind == "ceiling" and self.topology == "cluster":
             return "the ceiling does not speak Redis Cluster"
+        if kind == "sse-starlette" and self.topology == "cluster":
+            return "the sse-starlette app does not speak Redis Cluster"
         return None
 
     def flush(self) -> None:

@@ -3,6 +3,8 @@
 ``RedisProcess`` (no persistence), ``RedisClusterProcess`` (3 masters, no
 persistence), ``LibraryServer`` (gunicorn, the project's
 ``gunicorn.conf.py``, one gevent worker, ``benchmarks.project``) and
+``LibraryAsgiServer`` (uvicorn, one worker, ``benchmarks.project.asgi``),
+``StarletteServer`` (sse-starlette on uvicorn, ``benchmarks.starlette_app``) and
 ``CeilingServer`` (``benchmarks.ceiling``) are the runners of
 ``tests.support.servers`` (own process group, free 127.0.0.1 port, stopped
 by PID) with the benchmark's command lines. ``worker_stats()`` reads the
@@ -166,10 +168,50 @@ class CeilingServer(HttpServer, runners.Server):
         ]  # fmt: skip
 
 
+#: uvicorn's options for both ASGI kinds (one worker; httptools and uvloop when installed).
+UVICORN_ARGS = ("--backlog", "4096", "--timeout-keep-alive", "5")
+
+
+class _UvicornKind(HttpServer, runners.UvicornServer):
+    """An ASGI application ``asgi_app`` under uvicorn, one worker, on the run's Redis."""
+
+    asgi_app = ""
+
+    def __init__(self, redis_url: str, log_dir: str | Path | None = None) -> None:
+        super().__init__(
+            app=self.asgi_app,
+            graceful_timeout=10,
+            extra_args=UVICORN_ARGS,
+            env={"BENCH_REDIS_URL": redis_url},
+            log_dir=log_dir,
+        )
+        self.redis_url = redis_url
+
+
+class LibraryAsgiServer(_UvicornKind):
+    """django-sse under uvicorn, one worker: ``uvicorn benchmarks.project.asgi:application``."""
+
+    name = kind = "library-asgi"
+    settings_module = "benchmarks.project.settings"
+    asgi_app = "benchmarks.project.asgi:application"
+
+
+class StarletteServer(_UvicornKind):
+    """sse-starlette under uvicorn, one worker: ``uvicorn benchmarks.starlette_app:app``.
+
+    Needs ``benchmarks/requirements.txt`` (sse-starlette).
+    """
+
+    name = kind = "sse-starlette"
+    asgi_app = "benchmarks.starlette_app:app"
+
+
 SERVERS = {
     "library": LibraryServer,
     "library-worker": LibraryWorkerServer,
     "library-metrics": LibraryMetricsServer,
+    "library-asgi": LibraryAsgiServer,
+    "sse-starlette": StarletteServer,
     "ceiling": CeilingServer,
 }
 

@@ -60,37 +60,50 @@ def uvicorn_server() -> Any | None:
 
 
 def attach() -> bool:
-    """Under uvicorn, run the library's start-up checks as the application loads; return whether it did.
+    """Under uvicorn or daphne, run the library's start-up checks as the application loads; return whether it did.
 
     Called from ``AppConfig.ready()``, which runs while uvicorn's ``Config``
-    loads the application (found on the stack, as ``gunicorn_worker`` finds
-    a preloading arbiter), before it serves. A wrong setting raises
-    ``ImproperlyConfigured``, and uvicorn exits with the message; the
-    in-process broker with ``--workers`` > 1 logs ``django_sse.W001`` in each
-    worker, as under gunicorn.
+    (or daphne's ``CommandLineInterface``) loads the application (found on
+    the stack, as ``gunicorn_worker`` finds a preloading arbiter), before it
+    serves. A wrong setting raises ``ImproperlyConfigured``, and the server
+    exits with the message; the in-process broker with uvicorn's
+    ``--workers`` > 1 logs ``django_sse.W001`` in each worker, as under
+    gunicorn. (daphne is one process; ``manage.py runserver`` with daphne
+    runs Django's system checks itself.)
     """
-    config = _loading_config()
-    if config is None:
+    loader = _loading_server()
+    if loader is None:
         return False
     from .checks import run_startup_checks
 
-    run_startup_checks(workers=getattr(config, "workers", None) or 1)
+    run_startup_checks(workers=getattr(loader, "workers", None) or 1)
     return True
 
 
-def _loading_config() -> Any | None:
-    """Return the ``uvicorn.Config`` that is loading the application, or None (not uvicorn)."""
-    if "uvicorn.config" not in sys.modules:
-        return None
-    from uvicorn.config import Config
+def _loading_server() -> Any | None:
+    """Return the ``uvicorn.Config`` or daphne ``CommandLineInterface`` loading the application, or None."""
+    config_class: type | None = None
+    if "uvicorn.config" in sys.modules:
+        from uvicorn.config import Config
 
+        config_class = Config
+    daphne = "daphne.cli" in sys.modules
+    if config_class is None and not daphne:
+        return None
     frame = inspect.currentframe()
     while frame is not None:
         owner = frame.f_locals.get("self")
-        if isinstance(owner, Config):
+        if config_class is not None and isinstance(owner, config_class):
+            return owner
+        if daphne and _is_daphne_cli(owner):
             return owner
         frame = frame.f_back
     return None
+
+
+def _is_daphne_cli(owner: object) -> bool:
+    kind = type(owner)
+    return kind.__module__ == "daphne.cli" and kind.__name__ == "CommandLineInterface"
 
 
 def watch_server() -> None:

@@ -10,8 +10,9 @@ Everything but the wait runs as under gevent: the hub, the broker's reader
 and the heartbeat wheel are threads that put into the stream's mailbox and
 set its ``AsyncWakeup``. What may block (``start()``, which subscribes; the
 opening and initial events, user code; a catch-up from history; a
-permission recheck) runs in the loop's executor, never on the loop; the
-hot path (live events, heartbeats) stays on the loop.
+permission recheck; ``stop()``, which unsubscribes) runs in the loop's
+executor, never on the loop; the hot path (live events, heartbeats) stays
+on the loop.
 """
 
 from __future__ import annotations
@@ -93,6 +94,11 @@ class _HangUp:
         if not self.finished and self._task is not None:
             self._task.cancel()
 
+    def release(self) -> None:
+        """The stream has ended: forget the task (a cancelled one holds its frames, the response's)."""
+        self.finished = True
+        self._task = None
+
 
 async def stream(view: BaseSseView, mailbox: Mailbox) -> AsyncIterator[bytes]:
     """Yield the chunks of one stream, as ``BaseSseView._stream`` does, waiting on the event loop."""
@@ -142,9 +148,35 @@ async def stream(view: BaseSseView, mailbox: Mailbox) -> AsyncIterator[bytes]:
             yield closing
     finally:
         if hang_up is not None:
-            hang_up.finished = True
-        view._release(mailbox, client, wheel, begin.started)
+            hang_up.release()
+        view._release(mailbox, client, wheel, started=False)
+        if begin.started:
+            stop_off_the_loop(view)
         view._record_end(mailbox, name, opened)
+
+
+def stop_off_the_loop(view: BaseSseView) -> None:
+    """Run ``view.stop()`` in the loop's executor: it may wait, and the loop must not.
+
+    ``RedisQueueView.stop()`` is ``hub.detach()``: it takes the hub's lock
+    (held by the hub's thread while it fans a burst out to every listener)
+    and, for a channel nobody reads any more, writes UNSUBSCRIBE to the
+    subscriber connection (which waits for its lock, and for the socket).
+    The stream has ended already (its mailbox refuses what comes after), so
+    nothing waits for this. Without a running loop or executor (the process
+    is stopping), it runs here.
+    """
+    try:
+        future = asyncio.get_running_loop().run_in_executor(None, view.stop)
+    except RuntimeError:  # no running loop, or its executor is shut down
+        view.stop()
+        return
+    future.add_done_callback(_log_failure)
+
+
+def _log_failure(future: asyncio.Future[None]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        logger.error("Releasing a stream failed.", exc_info=future.exception())
 
 
 async def run_iterator(

@@ -32,6 +32,7 @@ batch, not once per stream, when a fan-out wakes many streams at a time.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import threading
 import time
 import weakref
@@ -320,3 +321,34 @@ def release_request_thread() -> None:
     executor = executors.pop(context, None)
     if executor is not None:
         executor.shutdown(wait=False)
+
+
+def call_hook(hook: Callable[..., Any], *args: Any) -> Any:
+    """Call ``hook(*args)`` from sync code, whether it is a plain function or an ``async def``.
+
+    The library's sync code (a view's checks, a permission recheck) calls
+    user hooks that may be coroutine functions, e.g. a ``can_read_channel``
+    that awaits ``request.auser()``. Such a hook runs through asgiref's
+    ``async_to_sync``: under ASGI, from the request's thread, on the
+    server's event loop (its ORM calls then go to threads as Django's
+    ``aget_user`` sends them); elsewhere (WSGI, a recheck in an executor
+    thread) on a short-lived loop of asgiref's. Pitfall: that costs a thread
+    hop per call, so a plain function is cheaper where no ``await`` is needed.
+
+    In a gevent-patched process such a hook raises ``ImproperlyConfigured``:
+    every greenlet shares the one OS thread, so once asgiref's loop runs,
+    Django takes the greenlets' sync ORM calls for async ones and refuses them.
+    """
+    if inspect.iscoroutinefunction(hook):
+        from asgiref.sync import async_to_sync
+
+        if gevent_patched():
+            from django.core.exceptions import ImproperlyConfigured
+
+            raise ImproperlyConfigured(
+                f"{hook.__qualname__}() is a coroutine function, which a gevent worker cannot "
+                "run; make it a plain method (request.user works there), or serve under ASGI."
+            )
+
+        return async_to_sync(hook)(*args)
+    return hook(*args)

@@ -28,7 +28,12 @@ class ChannelManager:
         return None
 
     def can_read_channel(self, user: Any, channel: str) -> bool:
-        """Return whether ``user`` (possibly anonymous) may read ``channel``; default: yes."""
+        """Return whether ``user`` (possibly anonymous) may read ``channel``; default: yes.
+
+        ``user`` is ``request.user``, already resolved. It may be overridden
+        as ``async def`` (run through asgiref's ``async_to_sync``, as the
+        view's ``can_read_channel``).
+        """
         return True
 
 

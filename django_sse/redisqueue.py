@@ -16,7 +16,7 @@ from django.http import HttpRequest, HttpResponse
 from . import metrics
 from .brokers.base import Message
 from .channels import validate_channel
-from .concurrency import call_later
+from .concurrency import call_hook, call_later
 from .conf import sse_settings
 from .cursor import ChannelCursor
 from .exceptions import InvalidChannel
@@ -66,8 +66,12 @@ class RedisQueueView(BaseSseView):
     def can_read_channel(self, request: HttpRequest, channel: str) -> bool:
         """Return whether ``request`` may read ``channel`` (default: yes).
 
-        Called for every channel before the stream opens; a refusal is a 403.
-        ``SSE_CHANNEL_MANAGER``, when set, is asked too: both must allow.
+        Called for every channel before the stream opens; a refusal is a 403;
+        and again after ``channel_permission_changed()``. ``SSE_CHANNEL_MANAGER``,
+        when set, is asked too: both must allow. Override it as a plain method
+        (it runs in a thread, under ASGI too, so ``request.user`` and the ORM
+        work) or as ``async def`` (``user = await request.auser()``), which is
+        run through asgiref's ``async_to_sync``: pitfall, a thread hop per call.
         """
         return True
 
@@ -95,11 +99,13 @@ class RedisQueueView(BaseSseView):
 
     def _may_read(self, channel: str) -> bool:
         """Ask the view's hook and the project's channel manager; both must allow."""
-        if not self.can_read_channel(self.request, channel):
+        if not call_hook(self.can_read_channel, self.request, channel):
             return False
         manager = get_channel_manager()
+        if manager is None:
+            return True
         user = getattr(self.request, "user", None)
-        return manager is None or manager.can_read_channel(user, channel)
+        return bool(call_hook(manager.can_read_channel, user, channel))
 
     # The stream -------------------------------------------------------------
 

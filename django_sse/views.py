@@ -244,13 +244,21 @@ class BaseSseView(View):
                 response["Connection"] = "close"
             # Django drops a response it never sent (the client left while the view
             # ran) without closing it: give its slot back when it is collected.
-            weakref.finalize(response, streams.closed, mailbox)
+            # Detached once closed: the registry would keep the mailbox, and what
+            # it references, alive until the response is collected.
+            dropped = weakref.finalize(response, streams.closed, mailbox)
+
+            def closed() -> None:
+                dropped.detach()
+                streams.closed(mailbox)
+
+            response.on_close(closed)
         else:
             warn_if_blocking_server(self.request.META)
             response = SseResponse(self._stream(mailbox))
-        # Forgotten once the server closes the response, after its last chunk (also
-        # when it is closed before it is ever read): a graceful stop waits for that.
-        response.on_close(lambda: streams.closed(mailbox))
+            # Forgotten once the server closes the response, after its last chunk (also
+            # when it is closed before it is ever read): a graceful stop waits for that.
+            response.on_close(lambda: streams.closed(mailbox))
         response.bind_stream(lambda: mailbox.end(EndReason.CLIENT_GONE), self.join_producer)
         return response
 

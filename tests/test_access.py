@@ -33,11 +33,12 @@ from django.contrib.auth.models import Group, User
 from django.test import Client
 
 news = Group.objects.create(name="news")
+staff = Group.objects.create(name="staff")
 users = {}
 for name in ("alice", "bob", "carol"):
     user = User.objects.create_user(name)
     if name != "carol":
-        user.groups.add(news)
+        user.groups.add(news, staff)
     client = Client()
     client.force_login(user)
     users[name] = {"pk": user.pk, "cookie": client.cookies["sessionid"].value}
@@ -99,7 +100,10 @@ def site(module_servers, tmp_path_factory, server_kind):
     env = project_env(
         redis.url,
         heartbeat="0.5",
-        settings={"SSE_CHANNEL_MANAGER": MANAGER},
+        settings={
+            "SSE_CHANNEL_MANAGER": MANAGER,
+            "DEBUG_PROPAGATE_EXCEPTIONS": True,  # a 500's traceback in the server's log
+        },
         DJANGO_SETTINGS_MODULE="tests.settings",
         DJANGO_SSE_TEST_DB=str(tmp_path_factory.mktemp("site") / "db.sqlite3"),
     )
@@ -216,6 +220,57 @@ def test_channel_permission_changed_in_another_process_closes_the_users_streams_
     assert not any(client.ended for client in bob_news)
     assert alice_own_got == ["still yours"]
     assert again.status == 403
+
+
+_REVOKE_STAFF = """
+from django.contrib.auth.models import Group, User
+from django_sse import channel_permission_changed
+
+alice = User.objects.get(username="alice")
+alice.groups.remove(Group.objects.get(name="staff"))
+channel_permission_changed(alice, "staff-room")
+"""
+
+
+@pytest.mark.integration
+def test_an_async_can_read_channel_awaiting_request_auser_decides_at_open_and_on_recheck(
+    site, publish
+):
+    """``async def can_read_channel`` (``await request.auser()``): carol and anonymous get 403; revoked, alice's stream ends, bob's goes on."""
+    path = "/async-staff/staff-room/"
+    anonymous = site.refusal(path)
+    carol = site.refusal(path, "carol")
+    alice = site.connect(path, "alice")
+    bob = site.connect(path, "bob")
+    try:
+        for client in (alice, bob):
+            assert client.status == 200, client.body
+            wait_live(client)
+        _django(site.env, "shell", "-c", _REVOKE_STAFF)
+        alice.read_to_end(timeout=5)
+        publish("note", "staff only", channel="staff-room")
+        bob_got = data_of(bob, 1)
+        again = site.refusal(path, "alice")
+    finally:
+        alice.close()
+        bob.close()
+
+    assert (anonymous.status, carol.status, again.status) == (403, 403, 403)
+    assert carol.body == b"You may not read the channel 'staff-room'.\n"
+    assert alice.ended and alice.body.endswith(b"retry: 2000\n\n")
+    assert b"staff only" not in alice.body
+    assert bob_got == ["staff only"]
+
+
+@pytest.mark.integration
+def test_an_async_can_read_channel_under_gevent_is_refused_naming_it(site):
+    """gunicorn's gevent worker cannot run ``async def can_read_channel``: a 500, and the log names the hook and the fix."""
+    refused = site.refusal("/async-staff/staff-room/", "alice")
+
+    assert refused.status == 500
+    log = site.server.stderr_text(50_000)
+    assert "ImproperlyConfigured: AsyncStaffChannelView.can_read_channel() is a coroutine" in log
+    assert "make it a plain method" in log
 
 
 def test_channel_permission_changed_refuses_an_anonymous_user():

@@ -9,6 +9,7 @@ docs/guides/asgi.rst (``test_every_sample_is_exercised``, the last test).
 from __future__ import annotations
 
 import asyncio
+import http.client
 import os
 import shlex
 import signal
@@ -18,6 +19,7 @@ import threading
 import time
 
 import pytest
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.test import RequestFactory
 
@@ -37,7 +39,7 @@ from tests.support.servers import (
     project_env,
 )
 from tests.support.sse import spread_retry
-from tests.views import AsyncTickView
+from tests.views import AsyncTickView, ChannelView
 
 PAGE = REPO_TOP / "docs" / "guides" / "asgi.rst"
 SAMPLES = Samples(PAGE)
@@ -147,6 +149,132 @@ def test_an_asgi_stream_response_dropped_unsent_gives_its_slot_back():
 
     assert held == (1, 1)
     assert left == (0, 0)
+
+
+def test_an_asgi_streams_unsubscribe_runs_off_the_event_loop():
+    """A RedisQueueView stream whose client left under ASGI ends while the broker's UNSUBSCRIBE still waits."""
+    from django.test import AsyncRequestFactory
+
+    from django_sse.runtime import get_hub
+
+    entered, gate = threading.Event(), threading.Event()
+    returned: list[bool] = []
+
+    async def open_then_close(response) -> float:
+        """Read as Django's ASGIHandler does; cancel the reading, as its ``http.disconnect`` does."""
+        live = asyncio.Event()
+
+        async def read() -> None:
+            body = b""
+            async for chunk in response:
+                body += chunk
+                if b"id: " in body:  # caught up: attached to the hub, subscribed
+                    live.set()
+
+        reading = asyncio.create_task(read())
+        await asyncio.wait_for(live.wait(), 10)
+        began = time.monotonic()
+        reading.cancel()
+        await asyncio.wait([reading])
+        return time.monotonic() - began
+
+    with memory_broker():
+        broker = get_hub().broker
+        unsubscribe = broker.unsubscribe
+
+        def slow_unsubscribe(channels):  # as a write to a busy Redis connection would wait
+            entered.set()
+            gate.wait(10)
+            returned.append(True)
+            return unsubscribe(channels)
+
+        broker.unsubscribe = slow_unsubscribe
+        try:
+            response = ChannelView.as_view()(
+                AsyncRequestFactory().get("/events/off-loop/"), channel="off-loop"
+            )
+
+            async def main() -> tuple[float, bool]:
+                closed_in = await open_then_close(response)
+                blocked = await asyncio.to_thread(entered.wait, 10)
+                still_waiting = not returned
+                gate.set()
+                return closed_in, blocked and still_waiting
+
+            closed_in, off_the_loop = asyncio.run(main())
+            response.close()
+        finally:
+            gate.set()
+            broker.unsubscribe = unsubscribe
+        listeners = get_hub().listener_count()
+
+    print(
+        f"the stream ended in {closed_in * 1000:.1f} ms while UNSUBSCRIBE waited; listeners left: {listeners}"
+    )
+    assert off_the_loop, "the stream's end waited for UNSUBSCRIBE: it ran on the event loop"
+    assert returned == [True]
+    assert listeners == 0
+
+
+async def _serve_until_the_first_chunk_then_leave(application, path: str) -> None:
+    """One request through Django's ASGI handler: the client leaves once the opening arrived."""
+    arrived = asyncio.Event()
+    read = []
+
+    async def receive() -> dict:
+        if not read:
+            read.append(True)
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await arrived.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        if message["type"] == "http.response.body" and message.get("body"):
+            arrived.set()
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+        "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
+        "root_path": "", "headers": [(b"host", b"testserver")],
+        "client": ("127.0.0.1", 1), "server": ("testserver", 80),
+    }  # fmt: skip
+    await asyncio.wait_for(application(scope, receive, send), 10)
+
+
+def test_streams_whose_clients_left_leave_no_object_behind():
+    """300 streams through Django's ASGIHandler, each left after its opening: no response, mailbox or task stays alive."""
+    import gc
+    from collections import Counter
+
+    from django.core.handlers.asgi import ASGIHandler
+
+    from django_sse.views import SseResponse
+
+    application = ASGIHandler()
+    count = 300
+
+    async def main() -> tuple[int, int]:
+        for i in range(20):  # warm-up: imports, caches
+            await _serve_until_the_first_chunk_then_leave(application, f"/events/warm-{i}/")
+        await asyncio.sleep(0.2)
+        gc.collect()
+        before = len(gc.get_objects())
+        for i in range(count):  # half on one channel, half on a channel of their own
+            channel = "churn" if i % 2 else f"churn-{i}"
+            await _serve_until_the_first_chunk_then_leave(application, f"/events/{channel}/")
+        await asyncio.sleep(0.5)  # stop() runs in the executor
+        gc.collect()
+        return before, len(gc.get_objects())
+
+    with memory_broker():
+        before, after = asyncio.run(main())
+        gc.collect()
+        alive = Counter(type(o).__name__ for o in gc.get_objects())
+
+    print(f"{count} streams left: {(after - before) / count:.2f} objects per stream remain")
+    assert alive["SseResponse"] == 0 and alive["Mailbox"] == 0, alive.most_common(10)
+    assert not any(isinstance(o, SseResponse) for o in gc.get_objects())
+    assert after - before < count  # fewer than one object per stream
 
 
 # --- asend_event ---------------------------------------------------------------------------
@@ -304,6 +432,69 @@ def test_the_memory_broker_under_two_uvicorn_workers_warns_w001_in_each(servers)
 
     assert log.count("django_sse.W001") == 2
     assert "SSE_REDIS_URL" in log
+
+
+@pytest.mark.integration
+def test_daphne_with_a_bad_setting_exits_at_start_naming_it(servers):
+    """SSE_HEARTBEAT_INTERVAL = -1: daphne exits before it serves, printing django_sse.E001."""
+    with pytest.raises(ServerError) as info:
+        servers.daphne(env={"DJANGO_SSE_TEST_BAD_SETTING": "1"})
+
+    text = str(info.value)
+    assert "exited" in text
+    assert "django_sse.E001" in text and "SSE_HEARTBEAT_INTERVAL is -1" in text
+
+
+#: The test project with daphne first in INSTALLED_APPS: ``manage.py runserver`` serves ASGI.
+DAPHNE_RUNSERVER = {
+    "INSTALLED_APPS": ["daphne", *settings.INSTALLED_APPS],
+    "ASGI_APPLICATION": "tests.asgi.application",
+}
+
+
+@pytest.mark.integration
+def test_runserver_with_daphne_streams_the_memory_brokers_events(servers):
+    """Development: runserver with daphne installed, the in-process broker: events sent in the server reach a stream."""
+    server = servers.runserver(env=project_env("", settings=DAPHNE_RUNSERVER))
+    client = SseClient.connect(server.port, "/events/dev/")
+    try:
+        for n in range(3):
+            _post_publish(server.port, "dev", str(n))
+        events = client.read_events(3, timeout=15)
+    finally:
+        client.close()
+
+    assert [event.data for event in events] == ["0", "1", "2"]
+    log = server.stderr_text(20_000)
+    assert "ASGI/Daphne" in log  # daphne's runserver, not Django's WSGI one
+    assert "System check identified no issues" in log
+
+
+@pytest.mark.integration
+def test_runserver_with_daphne_and_a_bad_setting_names_it(servers):
+    """runserver with daphne runs the system checks: a bad setting stops it with django_sse.E001."""
+    env = project_env("", settings=DAPHNE_RUNSERVER, DJANGO_SSE_TEST_BAD_SETTING="1")
+    with pytest.raises(ServerError) as info:
+        servers.runserver(env=env)
+
+    assert "django_sse.E001" in str(info.value)
+
+
+def _post_publish(port: int, channel: str, data: str) -> None:
+    """POST /publish/ of the test project: ``send_event`` inside the server process."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request(
+            "POST",
+            "/publish/",
+            body=f"event=n&data={data}&channel={channel}",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        response = connection.getresponse()
+        assert response.status == 200, response.read()
+        response.read()
+    finally:
+        connection.close()
 
 
 # --- the samples of docs/guides/asgi.rst -------------------------------------------------

@@ -278,3 +278,47 @@ def test_driver_sizes_every_variant_of_a_scenario_once():
     """--n sizes each parameter set; the variants that then coincide run once."""
     assert run.parameter_sets("fanout", 50) == [{"n": 50}, {"n": 50, "channels": 3}]
     assert run.parameter_sets("idle", 50) == [{"n": 50}]
+
+
+# --- the ASGI mode (library-asgi: uvicorn, one worker) ---------------------------------------
+# sse-starlette, its comparison, needs benchmarks/requirements.txt, which the tests do not
+# install: the benchmark run exercises it.
+
+
+def test_idle_under_uvicorn_holds_every_stream_with_at_most_two_redis_connections(bench):
+    """idle, library-asgi: all streams open, stay open and get the probe; no greenlet."""
+    result = scenarios.idle(bench, "library-asgi", n=30, hold=0.2)
+    assert result["opened"] == result["held"] == result["probed"] == 30
+    assert 0 < result["ready_s"] <= result["first_event_s"]
+    assert result["greenlets"] == 0
+    assert 1 <= result["redis_connections"] <= 2
+    assert result["errors"] == {}
+
+
+def test_fanout_and_churn_under_uvicorn_lose_nothing_and_leave_nothing(bench):
+    """fanout and churn, library-asgi: every event once; after churn no stream nor fd left."""
+    fanout = scenarios.fanout(bench, "library-asgi", n=10, rate=100, seconds=0.2, burst=100)
+    churn = scenarios.churn(bench, "library-asgi", cycles=60, concurrency=10)
+    assert fanout["delivered"] == fanout["expected"] == 10 * (20 + 100)
+    assert fanout["lost"] == fanout["duplicates"] == 0
+    assert churn["cycles"] == 60 and churn["failed"] == 0
+    assert churn["streams_after"] == 0
+    assert churn["fds_after"] <= churn["fds_before"]
+
+
+def test_driver_compares_the_asgi_mode_with_sse_starlette_and_judges_its_goals():
+    """A line with library-asgi and sse-starlette: their columns, the ratio, and the ASGI goals."""
+    line = {
+        "scenario": "idle",
+        "params": {"n": 10000},
+        "library-asgi": {"held": 10000, "ready_s": 2.0, "rss_per_stream_kb": 20.0},
+        "sse-starlette": {"held": 10000, "ready_s": 5.0, "rss_per_stream_kb": 30.0},
+        "asgi_vs_starlette": {"held": 1.0, "ready_s": 0.4, "rss_per_stream_kb": 0.67},
+    }
+    header = run.table([line]).splitlines()[0].split()
+    goals = run.asgi_goals([line])
+
+    assert header[-3:] == ["library-asgi", "sse-starlette", "asgi_vs_starlette"]
+    assert "met      ASGI: 0 loss (idle n=10000): 0" in goals
+    assert "met      ASGI: ready in <= half of sse-starlette's time (idle n=10000)" in goals
+    assert "met      ASGI: RSS per idle stream below sse-starlette's (idle n=10000)" in goals

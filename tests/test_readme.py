@@ -44,7 +44,7 @@ from django_sse.conf import DEFAULTS, sse_settings
 from django_sse.redisqueue import RedisQueueView
 from django_sse.runtime import streams
 from django_sse.testing import close_response, memory_broker
-from tests.browser.fixtures import WAIT, browser, example  # noqa: F401  (fixtures)
+from tests.browser.fixtures import WAIT, browser, example, example_kind  # noqa: F401  (fixtures)
 from tests.readme_samples import SampleModules, Samples, read_blocks, track
 from tests.servers import REPO_TOP, GunicornServer, HttpServer
 from tests.sse_parser import SseParser

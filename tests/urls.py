@@ -17,6 +17,7 @@ urlpatterns = [
     path("events/<str:channel>/", views.ChannelView.as_view(), name="channel"),
     path("multi/", views.MultiChannelView.as_view(), name="multi"),
     path("owned-events/<str:channel>/", views.OwnedChannelView.as_view()),
+    path("async-staff/<str:channel>/", views.AsyncStaffChannelView.as_view()),
     path("state/<str:channel>/", views.InitialStateView.as_view()),
     path("guarded/", views.GuardedChannelView.as_view()),
     path("worker-events/<str:channel>/", views.WorkerChannelView.as_view()),

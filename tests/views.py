@@ -98,6 +98,16 @@ class ChannelView(RedisQueueView):
         return self.kwargs["channel"]
 
 
+class AsyncStaffChannelView(ChannelView):
+    """The URL's channel; ``staff-*`` ones only to members of the group "staff", asked with ``await request.auser()``."""
+
+    async def can_read_channel(self, request, channel):
+        if not channel.startswith("staff-"):
+            return True
+        user = await request.auser()
+        return user.is_authenticated and await user.groups.filter(name="staff").aexists()
+
+
 class OwnedChannelView(ChannelView):
     """Stream the URL's channel for the owner named by the ``owner`` query parameter (a stand-in for a login)."""
 

@@ -7,7 +7,6 @@ it, a number sets the generation-0 threshold. ``BENCH_TRACEMALLOC=1`` traces
 allocations for ``/stats/?trace=N`` (see ``benchmarks/introspect.py``).
 """
 
-import gc
 import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.project.settings")
@@ -15,15 +14,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.project.settings")
 from django.core.wsgi import get_wsgi_application  # noqa: E402
 
 from benchmarks import introspect  # noqa: E402
+from benchmarks.project import apply_bench_gc  # noqa: E402
 
 introspect.install()  # /stats/ reports the time spent collecting garbage
 introspect.start_tracing()  # with BENCH_TRACEMALLOC=1
 application = get_wsgi_application()
-
-_gc = os.environ.get("BENCH_GC", "")
-if _gc == "freeze":
-    gc.freeze()
-elif _gc == "off":
-    gc.disable()
-elif _gc.isdigit():
-    gc.set_threshold(int(_gc), *gc.get_threshold()[1:])
+apply_bench_gc()

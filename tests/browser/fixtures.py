@@ -1,10 +1,16 @@
-"""Fixtures for the browser tests (also used by tests/test_readme.py): the example project under gunicorn + Redis, and headless Chromium."""
+"""Fixtures for the browser tests (also used by tests/test_readme.py): the example project under gunicorn or uvicorn + Redis, and headless Chromium.
+
+``example`` serves the project on the server named by ``example_kind``:
+"gunicorn" here (tests/test_readme.py), each of ``EXAMPLE_KINDS`` in
+tests/browser/ (its conftest.py parametrises ``example_kind``).
+"""
 
 from __future__ import annotations
 
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -15,6 +21,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.wait import WebDriverWait
 
 from tests.servers import REPO_TOP, GunicornServer, RedisServer
+from tests.support.servers import UvicornServer
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -31,18 +38,28 @@ CHROME_ARGUMENTS = [
 ]
 # Every wait for the page is bounded by this: generous, for a loaded 2-core machine.
 WAIT = 20
+#: The servers the browser tests run the example on: as ./scripts/example and ./scripts/example-asgi do.
+EXAMPLE_KINDS = ["gunicorn", "uvicorn"]
 
 
 @dataclass
 class Example:
-    """The example project served by gunicorn (gevent worker) on a real Redis."""
+    """The example project served by gunicorn (gevent worker) or uvicorn on a real Redis."""
 
     redis: RedisServer
-    gunicorn: GunicornServer
+    server: GunicornServer | UvicornServer
 
     @property
     def url(self) -> str:
-        return self.gunicorn.url
+        return self.server.url
+
+    def crash(self) -> None:
+        """SIGKILL the process that serves, as a crash would; a new one serves on the same port.
+
+        gunicorn's master starts a new worker; uvicorn (one process, no
+        master) is started again, as its supervisor (systemd) would.
+        """
+        crash(self.server)
 
     def manage(self, *args: str, timeout: float = 60) -> str:
         """Run ``python example/manage.py ARGS`` in its own process; return its stdout."""
@@ -72,25 +89,51 @@ def example_env(redis_url: str) -> dict[str, str]:
     return env
 
 
-@pytest.fixture
-def example(servers) -> Example:
-    """The example project under ``gunicorn -c gunicorn.conf.py`` (gevent) on its own redis-server.
+def serve_example(servers, kind: str, redis_url: str) -> GunicornServer | UvicornServer:
+    """Start the example project on ``kind`` ("gunicorn" or "uvicorn"), as its script does.
 
-    The access log records the ``Last-Event-ID`` header of every request.
+    gunicorn: ``gunicorn -c gunicorn.conf.py`` (./scripts/example), its access
+    log recording the ``Last-Event-ID`` header of every request; uvicorn:
+    ``uvicorn example.asgi:application --app-dir example`` (./scripts/example-asgi).
+    ``redis_url`` "" is the in-process broker.
     """
-    redis = servers.redis()
-    gunicorn = servers.gunicorn(
+    env = {"DJANGO_SETTINGS_MODULE": "example.settings", "REDIS_URL": redis_url, "DEBUG": "0"}
+    if kind == "uvicorn":
+        return servers.uvicorn(
+            app="example.asgi:application",
+            env=env,
+            graceful_timeout=10,
+            extra_args=["--app-dir", "example"],
+        )
+    return servers.gunicorn(
         config=REPO_TOP / "gunicorn.conf.py",  # as ./scripts/example serves it
         app="example.wsgi:application",
-        env={
-            "DJANGO_SETTINGS_MODULE": "example.settings",
-            "REDIS_URL": redis.url,
-            "DEBUG": "0",
-            "SSE_ACCESS_LOG": "-",
-        },
+        env={**env, "SSE_ACCESS_LOG": "-"},
         extra_args=["--access-logformat", '"%(r)s" %(s)s last-event-id=%({last-event-id}i)s'],
     )
-    return Example(redis=redis, gunicorn=gunicorn)
+
+
+def crash(server: GunicornServer | UvicornServer) -> None:
+    """SIGKILL the process that serves; see ``Example.crash``."""
+    if isinstance(server, UvicornServer):
+        server.kill()
+        server.start()
+        return
+    (worker,) = server.worker_pids()
+    os.kill(worker, signal.SIGKILL)
+
+
+@pytest.fixture
+def example_kind() -> str:
+    """The server ``example`` runs on: gunicorn, unless a conftest.py parametrises this."""
+    return "gunicorn"
+
+
+@pytest.fixture
+def example(servers, example_kind) -> Example:
+    """The example project on ``example_kind`` (see ``serve_example``) on its own redis-server."""
+    redis = servers.redis()
+    return Example(redis=redis, server=serve_example(servers, example_kind, redis.url))
 
 
 @pytest.fixture

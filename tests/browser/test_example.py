@@ -1,4 +1,4 @@
-"""The example project in headless Chromium: what a person sees, served by gunicorn + Redis.
+"""The example project in headless Chromium: what a person sees, served by gunicorn or uvicorn + Redis.
 
 Each test saves a screenshot of every window it opened under
 test-output/screenshots/ (see conftest.py), pass or fail.
@@ -7,8 +7,6 @@ test-output/screenshots/ (see conftest.py), pass or fail.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 
@@ -78,19 +76,18 @@ def test_message_sent_from_another_process_appears_on_two_pages(example, browser
 
 
 def cut_by_killing_the_worker(example):
-    """SIGKILL gunicorn's worker, as a crash would; the master starts a new one."""
-    (worker,) = example.gunicorn.worker_pids()
-    os.kill(worker, signal.SIGKILL)
+    """SIGKILL the serving process, as a crash would; a new one serves (``Example.crash``)."""
+    example.crash()
 
 
-def cut_by_restarting_gunicorn(example):
-    """Stop gunicorn gracefully (SIGTERM: streams end with a retry hint) and start it again."""
-    example.gunicorn.restart()
+def cut_by_restarting_the_server(example):
+    """Stop the server gracefully (SIGTERM: streams end with a retry hint) and start it again."""
+    example.server.restart()
 
 
 @pytest.mark.parametrize(
     "cut",
-    [cut_by_killing_the_worker, cut_by_restarting_gunicorn],
+    [cut_by_killing_the_worker, cut_by_restarting_the_server],
     ids=["worker-killed", "graceful-restart"],
 )
 def test_eventsource_reconnects_after_the_connection_is_cut_and_misses_nothing(

@@ -6,8 +6,6 @@ Screenshots of every window go to test-output/screenshots/ (see fixtures.py).
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import urllib.error
@@ -18,17 +16,16 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.select import Select
 
 from tests.browser.fixtures import (
+    crash,
     example_env,
     logged,
+    serve_example,
     text_of,
     wait_for,
     wait_open,
     wait_subscribed,
 )
 from tests.servers import REPO_TOP
-
-# The example is served as ./scripts/example serves it.
-EXAMPLE_CONFIG = REPO_TOP / "gunicorn.conf.py"
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -58,10 +55,11 @@ def test_job_run_from_another_process_moves_the_progress_bar(example, browser):
     assert "nightly-report: step 5/5 (100%)" in output
 
 
-def test_without_redis_the_job_page_says_so_and_runs_the_job_in_the_server(servers, browser):
+def test_without_redis_the_job_page_says_so_and_runs_the_job_in_the_server(
+    servers, browser, example_kind
+):
     """On the in-process broker the page explains why, its button runs the job in the server, and the command refuses."""
-    env = {"DJANGO_SETTINGS_MODULE": "example.settings", "REDIS_URL": "", "DEBUG": "0"}
-    server = servers.gunicorn(app="example.wsgi:application", env=env, config=EXAMPLE_CONFIG)
+    server = serve_example(servers, example_kind, "")
     driver = browser()
     driver.get(server.url + "/jobs/local-job/")
     wait_open(driver)
@@ -121,10 +119,11 @@ def test_each_object_page_gets_its_own_channel_and_its_history(example, browser)
     assert refused.value.code == 403
 
 
-def test_reconnect_page_shows_stream_reset_when_the_server_lost_the_history(servers, browser):
+def test_reconnect_page_shows_stream_reset_when_the_server_lost_the_history(
+    servers, browser, example_kind
+):
     """On the in-process broker a crashed worker takes the history along: the page flags stream-reset."""
-    env = {"DJANGO_SETTINGS_MODULE": "example.settings", "REDIS_URL": "", "DEBUG": "0"}
-    server = servers.gunicorn(app="example.wsgi:application", env=env, config=EXAMPLE_CONFIG)
+    server = serve_example(servers, example_kind, "")
     driver = browser()
     driver.get(server.url + "/reconnect/")
     wait_open(driver)
@@ -132,8 +131,7 @@ def test_reconnect_page_shows_stream_reset_when_the_server_lost_the_history(serv
     wait_for(driver, lambda d: int(text_of(d, "received")) >= 2, message="no sequence arrived")
     last_id = text_of(driver, "last-event-id")
 
-    (worker,) = server.worker_pids()
-    os.kill(worker, signal.SIGKILL)  # the master starts a new worker, with an empty history
+    crash(server)  # a new process serves, with an empty history
 
     wait_for(driver, lambda d: text_of(d, "resets") == "1", message="no stream-reset shown")
     [reset] = logged(driver, "stream-reset")

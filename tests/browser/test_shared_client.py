@@ -51,9 +51,9 @@ def texts(driver, handle):
 
 def connections_to_server(example) -> int:
     """Established TCP connections the example's worker holds on its listening port."""
-    [worker] = example.gunicorn.worker_pids()
+    [worker] = example.server.worker_pids()
     inodes = socket_inodes(worker)
-    port = example.gunicorn.port
+    port = example.server.port
     count = 0
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in open(table).read().splitlines()[1:]:

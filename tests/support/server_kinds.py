@@ -22,12 +22,27 @@ GUNICORN_ONLY: dict[str, str] = {
     "test_a_stream_asked_of_a_stopping_worker_gets_a_retry_hint_rather_than_a_503": (
         "it needs a worker that stops while its siblings serve (gunicorn's HUP)"
     ),
+    "test_an_async_can_read_channel_under_gevent_is_refused_naming_it": (
+        "under ASGI the hook runs (the test above it)"
+    ),
+}
+
+
+#: Tests that run under uvicorn only, with the reason they cannot apply to gunicorn's gevent worker.
+ASGI_ONLY: dict[str, str] = {
+    "test_an_async_can_read_channel_awaiting_request_auser_decides_at_open_and_on_recheck": (
+        "a gevent worker refuses an async can_read_channel (its own test says so)"
+    ),
 }
 
 
 def kinds_for(test_name: str) -> list[str]:
     """Return the server kinds the test named ``test_name`` (without parameters) runs on."""
-    return ["gunicorn"] if test_name in GUNICORN_ONLY else list(SERVER_KINDS)
+    if test_name in GUNICORN_ONLY:
+        return ["gunicorn"]
+    if test_name in ASGI_ONLY:
+        return ["uvicorn"]
+    return list(SERVER_KINDS)
 
 
 def parametrize_server_kind(metafunc) -> None:
