@@ -97,6 +97,25 @@ def _publish_in_thread(
     return threading.Thread(target=publish)
 
 
+def _publish_to_live_readers(
+    readers: list[Resuming], channel: str, count: int, per_second: float
+) -> tuple[list[threading.Thread], list[list[str]], list]:
+    """Once every reader is live, start publishing ``count`` events and reading them all.
+
+    Returns the started threads (the publisher first), what each reader
+    received, and the publisher's errors.
+    """
+    for reader in readers:
+        reader.client.read_bytes_until(lambda body: b"id: " in body, timeout=15)  # live
+    errors: list = []
+    publisher = _publish_in_thread(channel, count, per_second, errors)
+    reading, received = read_in_threads(readers, count, event="n", timeout=60)
+    threads = [publisher, *reading]
+    for thread in threads:
+        thread.start()
+    return threads, received, errors
+
+
 def _wait_all_on(readers: list[Resuming], pids: list[int], timeout: float = 20) -> None:
     """Wait until every reader's current stream is served by one of ``pids``."""
     deadline = time.monotonic() + timeout
@@ -123,14 +142,8 @@ def test_hup_twice_ends_every_old_stream_cleanly_and_20_clients_get_the_complete
         Resuming(gunicorn.port, "/worker-events/hup/", keep_alive=True, wait_retry=True)
         for _ in range(20)
     ]
-    for reader in readers:
-        reader.client.read_bytes_until(lambda body: b"id: " in body, timeout=15)  # live
-    errors: list = []
-    publisher = _publish_in_thread("hup", count, rate, errors)
-    reading, received = read_in_threads(readers, count, event="n", timeout=60)
-    threads = [publisher, *reading]
-    for thread in threads:
-        thread.start()
+    threads, received, errors = _publish_to_live_readers(readers, "hup", count, rate)
+    publisher = threads[0]
     exit_times = []
     try:
         for _ in range(2):
@@ -248,14 +261,8 @@ def test_max_requests_with_jitter_recycles_workers_and_resuming_clients_lose_not
     readers = [
         Resuming(gunicorn.port, "/worker-events/recycle/", wait_retry=True) for _ in range(16)
     ]
-    for reader in readers:
-        reader.client.read_bytes_until(lambda body: b"id: " in body, timeout=15)
-    errors: list = []
-    publisher = _publish_in_thread("recycle", count, 100, errors)
-    reading, received = read_in_threads(readers, count, event="n", timeout=60)
-    for thread in [publisher, *reading]:
-        thread.start()
-    for thread in [publisher, *reading]:
+    threads, received, errors = _publish_to_live_readers(readers, "recycle", count, 100)
+    for thread in threads:
         thread.join(90)
     for reader in readers:
         reader.close()
@@ -321,14 +328,7 @@ def test_uvicorn_restarted_while_events_flow_leaves_resuming_clients_missing_not
     )
     count, rate = 200, 50
     readers = [Resuming(uvicorn.port, "/events/restart/", wait_retry=True) for _ in range(10)]
-    for reader in readers:
-        reader.client.read_bytes_until(lambda body: b"id: " in body, timeout=15)  # live
-    errors: list = []
-    publisher = _publish_in_thread("restart", count, rate, errors)
-    reading, received = read_in_threads(readers, count, event="n", timeout=60)
-    threads = [publisher, *reading]
-    for thread in threads:
-        thread.start()
+    threads, received, errors = _publish_to_live_readers(readers, "restart", count, rate)
     try:
         time.sleep(1.5)
         process = uvicorn.process
