@@ -39,13 +39,21 @@ class HeartbeatWheel:
         tick = max(self.interval / 4, _MIN_TICK)
         while True:
             sleep(tick)
-            now = time.monotonic()
-            silent_since = now - self.interval
-            for mailbox, deadline in list(self._deadlines.items()):
-                if deadline is not None and now >= deadline:
-                    mailbox.end(EndReason.MAX_LIFETIME)
-                elif mailbox.silent_since(silent_since):
-                    mailbox.poke_idle()
+            self.tick(time.monotonic())
+
+    def tick(self, now: float) -> None:
+        """End the expired streams and poke the silent ones, as of ``now``.
+
+        A method of its own, so that between ticks the wheel's task holds no
+        reference to the last mailbox it looked at (a stream that ended must
+        be freed at once, not one tick later).
+        """
+        silent_since = now - self.interval
+        for mailbox, deadline in list(self._deadlines.items()):
+            if deadline is not None and now >= deadline:
+                mailbox.end(EndReason.MAX_LIFETIME)
+            elif mailbox.silent_since(silent_since):
+                mailbox.poke_idle()
 
 
 _wheels: dict[float, HeartbeatWheel] = {}

@@ -387,6 +387,27 @@ def test_heartbeat_interval_defaults_to_the_setting(client):
     assert chunks[2:] == [HEARTBEAT] * 3
 
 
+def test_the_heartbeat_wheel_keeps_no_mailbox_it_let_go_of():
+    """Between ticks the wheel's task holds none of the mailboxes it looked at: an ended stream is freed."""
+    import gc
+    import time
+
+    from django_sse.heartbeat import wheel_for
+    from django_sse.mailbox import Mailbox
+
+    wheel = wheel_for(0.08)  # ticks every 0.02 s
+    mailbox = Mailbox(limit=10, owner="wheel-test")
+    wheel.add(mailbox, None)
+    time.sleep(0.1)  # several ticks looked at it
+    wheel.discard(mailbox)
+    del mailbox
+    time.sleep(0.1)  # the wheel is asleep between ticks, with nothing to look at
+    gc.collect()
+
+    left = [o for o in gc.get_objects() if isinstance(o, Mailbox) and o.owner == "wheel-test"]
+    assert left == []
+
+
 # --- ending --------------------------------------------------------------------
 
 
