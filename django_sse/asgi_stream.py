@@ -8,11 +8,14 @@ generator's ``finally:``, which releases the stream at once.
 
 Everything but the wait runs as under gevent: the hub, the broker's reader
 and the heartbeat wheel are threads that put into the stream's mailbox and
-set its ``AsyncWakeup``. What may block (``start()``, which subscribes; the
-opening and initial events, user code; a catch-up from history; a
-permission recheck; ``stop()``, which unsubscribes) runs in the loop's
-executor, never on the loop; the hot path (live events, heartbeats) stays
-on the loop.
+set its ``AsyncWakeup``. What may block runs in the loop's executor, never
+on the loop: a catch-up from history, a permission recheck, user code
+(a plain ``iterator()`` and its thread, an overridden opening or initial
+events), and subscribing and unsubscribing where the broker says they may
+wait (``Broker.blocking_subscriptions``: the cluster's). The rest stays on
+the loop: the hot path (live events, heartbeats), and a ``RedisQueueView``'s
+``start()`` and ``stop()`` on one Redis or the memory broker (the hub's
+lock, a command written), which would each cost a thread hop per stream.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ logger = logging.getLogger(__name__)
 
 
 class _Begin:
-    """The stream's first step, run in a thread: ``start()``, then the opening chunk."""
+    """The stream's first step: ``start()``, then the opening chunk (in a thread if ``_opening_blocks()``)."""
 
     __slots__ = ("view", "mailbox", "started")
 
@@ -118,7 +121,7 @@ async def stream(view: BaseSseView, mailbox: Mailbox) -> AsyncIterator[bytes]:
         if view.iterator_is_async:
             view.start(mailbox)
             begin.started = True
-        opening = await run_in_thread(begin)
+        opening = await run_in_thread(begin) if view._opening_blocks() else begin()
         counts.bytes_sent += len(opening)
         yield opening
         while True:
@@ -151,18 +154,27 @@ async def stream(view: BaseSseView, mailbox: Mailbox) -> AsyncIterator[bytes]:
             hang_up.release()
         view._release(mailbox, client, wheel, started=False)
         if begin.started:
-            stop_off_the_loop(view)
+            stop(view)
         view._record_end(mailbox, name, opened)
+
+
+def stop(view: BaseSseView) -> None:
+    """Call ``view.stop()``: here if it cannot block, else in the loop's executor."""
+    if not view._stop_blocks():
+        try:
+            view.stop()
+        except Exception:
+            logger.exception("Releasing a stream failed.")
+        return
+    stop_off_the_loop(view)
 
 
 def stop_off_the_loop(view: BaseSseView) -> None:
     """Run ``view.stop()`` in the loop's executor: it may wait, and the loop must not.
 
-    ``RedisQueueView.stop()`` is ``hub.detach()``: it takes the hub's lock
-    (held by the hub's thread while it fans a burst out to every listener)
-    and, for a channel nobody reads any more, writes UNSUBSCRIBE to the
-    subscriber connection (which waits for its lock, and for the socket).
-    The stream has ended already (its mailbox refuses what comes after), so
+    E.g. a user's ``stop()``, or ``RedisQueueView.stop()`` on a cluster, whose
+    unsubscribing asks redis-py's pub/sub of a shard under its locks. The
+    stream has ended already (its mailbox refuses what comes after), so
     nothing waits for this. Without a running loop or executor (the process
     is stopping), it runs here.
     """

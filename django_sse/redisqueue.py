@@ -25,7 +25,7 @@ from .permissions import get_channel_manager
 from .publish import send_event
 from .responses import bad_request, forbidden
 from .runtime import get_hub
-from .views import BaseSseView
+from .views import BaseSseView, overrides
 
 __all__ = ["RedisQueueView", "send_event"]
 
@@ -163,6 +163,16 @@ class RedisQueueView(BaseSseView):
             if position is not None:
                 metrics.sample_lag(position[0])
         return [b"".join(out)]
+
+    def _opening_blocks(self) -> bool:
+        # start() is the hub's attach (a lock, a SUBSCRIBE written) and the opening is
+        # the library's own (initial events follow the first catch-up): no user code.
+        return get_hub().broker.blocking_subscriptions or overrides(
+            self, RedisQueueView, "start", "opening"
+        )
+
+    def _stop_blocks(self) -> bool:
+        return get_hub().broker.blocking_subscriptions or overrides(self, RedisQueueView, "stop")
 
     def _render_blocks(self, items: list[Any]) -> bool:
         # A catch-up reads history (and get_initial_events()); a recheck asks the channel manager.

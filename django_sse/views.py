@@ -480,6 +480,20 @@ class BaseSseView(View):
         channels = list(getattr(self, "channels", ()))
         metrics.record_stream_ended(name, ended, channels, time.monotonic() - opened)
 
+    def _opening_blocks(self) -> bool:
+        """Whether ``start()`` and the opening may block (under ASGI they then run in a thread).
+
+        A plain ``iterator()`` starts a thread; ``opening()`` and
+        ``get_initial_events()``, when overridden, are user code.
+        """
+        return not self.iterator_is_async or overrides(
+            self, BaseSseView, "opening", "get_initial_events"
+        )
+
+    def _stop_blocks(self) -> bool:
+        """Whether ``stop()`` may block (under ASGI it then runs in a thread, off the loop)."""
+        return overrides(self, BaseSseView, "stop")
+
     def _render_blocks(self, items: list[Any]) -> bool:
         """Whether ``render(items)`` may block (under ASGI it then runs in a thread, off the loop)."""
         return False
@@ -546,3 +560,9 @@ def hand_over(sse: Sse, mailbox: Mailbox, counted: int) -> int:
 async def _one_chunk(chunk: bytes) -> AsyncIterator[bytes]:
     if chunk:
         yield chunk
+
+
+def overrides(view: BaseSseView, base: type, *names: str) -> bool:
+    """Whether ``view``'s class replaces any of ``base``'s methods ``names`` (with user code)."""
+    cls = type(view)
+    return any(getattr(cls, name) is not getattr(base, name) for name in names)

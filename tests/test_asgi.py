@@ -151,8 +151,8 @@ def test_an_asgi_stream_response_dropped_unsent_gives_its_slot_back():
     assert left == (0, 0)
 
 
-def test_an_asgi_streams_unsubscribe_runs_off_the_event_loop():
-    """A RedisQueueView stream whose client left under ASGI ends while the broker's UNSUBSCRIBE still waits."""
+def test_an_asgi_streams_unsubscribe_runs_off_the_event_loop_when_the_broker_says_it_may_wait():
+    """A broker with ``blocking_subscriptions`` (the cluster's): the stream ends while its UNSUBSCRIBE still waits."""
     from django.test import AsyncRequestFactory
 
     from django_sse.runtime import get_hub
@@ -189,6 +189,7 @@ def test_an_asgi_streams_unsubscribe_runs_off_the_event_loop():
             return unsubscribe(channels)
 
         broker.unsubscribe = slow_unsubscribe
+        broker.blocking_subscriptions = True  # on this instance only
         try:
             response = ChannelView.as_view()(
                 AsyncRequestFactory().get("/events/off-loop/"), channel="off-loop"
@@ -206,6 +207,7 @@ def test_an_asgi_streams_unsubscribe_runs_off_the_event_loop():
         finally:
             gate.set()
             broker.unsubscribe = unsubscribe
+            del broker.blocking_subscriptions
         listeners = get_hub().listener_count()
 
     print(
@@ -214,6 +216,54 @@ def test_an_asgi_streams_unsubscribe_runs_off_the_event_loop():
     assert off_the_loop, "the stream's end waited for UNSUBSCRIBE: it ran on the event loop"
     assert returned == [True]
     assert listeners == 0
+
+
+def test_an_asgi_stream_opens_and_ends_on_the_loop_when_subscribing_cannot_wait():
+    """The memory broker (and one Redis): start() and stop() run on the loop, no thread hop per stream.
+
+    The stream is attached to the hub once its first chunk is out, and has
+    left it by the time its reading task is done; a hop to the executor
+    would leave it attached a moment longer.
+    """
+    from django.test import AsyncRequestFactory
+
+    from django_sse.runtime import get_hub
+
+    with memory_broker():
+        hub = get_hub()
+        assert hub.broker.blocking_subscriptions is False
+        response = ChannelView.as_view()(
+            AsyncRequestFactory().get("/events/on-loop/"), channel="on-loop"
+        )
+        threads: list[str] = []
+        detach = hub.detach
+
+        def detach_here(*args):
+            threads.append(threading.current_thread().name)
+            return detach(*args)
+
+        hub.detach = detach_here
+        try:
+
+            async def main() -> tuple[int, int]:
+                chunks = response.__aiter__()
+                body = b""
+                while b"id: " not in body:  # the opening, then the catch-up: live now
+                    body += await asyncio.wait_for(chunks.__anext__(), 10)
+                attached = hub.listener_count()
+                reading = asyncio.create_task(chunks.__anext__())  # waits: nothing is published
+                await asyncio.sleep(0.05)
+                reading.cancel()  # as Django's handler does on http.disconnect
+                await asyncio.wait([reading])
+                return attached, hub.listener_count()
+
+            attached, left = asyncio.run(main())
+            response.close()
+        finally:
+            del hub.detach
+
+    assert (attached, left) == (1, 0)
+    assert threads == [threading.main_thread().name]  # asyncio.run's loop runs in this thread
 
 
 async def _serve_until_the_first_chunk_then_leave(application, path: str) -> None:

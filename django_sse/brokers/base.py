@@ -144,6 +144,9 @@ class Broker(ABC):
     shared: bool = False
     #: Whether history reads wait on the network (then the hub reads off its reader).
     blocking_reads: bool = True
+    #: Whether ``subscribe``/``unsubscribe`` may wait (a connection to open, a lock held
+    #: across I/O); under ASGI a stream then opens and closes in a thread, off the loop.
+    blocking_subscriptions: bool = False
 
     @abstractmethod
     def publish(self, channel: str, event: str, data: str, history: bool) -> str | None:

@@ -46,6 +46,9 @@ class RedisClusterBroker(RedisBrokerBase):
     """Publishes through a Redis Cluster and feeds the hub from one subscriber connection per shard."""
 
     publish_command = "SPUBLISH"
+    # Placing a channel may make the cluster client (which connects) and asks redis-py's
+    # pub/sub of its shard, under locks held across I/O.
+    blocking_subscriptions = True
     _publish_args = ("SPUBLISH",)
     _publish_commands = "TIME, XADD, XTRIM, PEXPIRE and SPUBLISH"
 
