@@ -124,7 +124,7 @@ def run_scenario(
     function = SCENARIOS[name][0]
     line: dict[str, Any] = {"scenario": name, "params": params, "redis": bench.topology}
     for kind in kinds:
-        reason = bench.unsupported(kind)
+        reason = bench.unsupported(kind, name)
         if reason:
             line[kind] = {"skipped": reason}
             print(f"# {name} {_label(params)} {kind}: left out, {reason}", file=sys.stderr)
@@ -156,12 +156,17 @@ def run_scenario(
             key: _ratio(value, line["sse-starlette"].get(key))
             for key, value in line["library-asgi"].items()
         }
+    if "library-asgi" in kinds and "django-floor" in kinds:
+        line["asgi_vs_django_floor"] = {
+            key: _ratio(value, line["django-floor"].get(key))
+            for key, value in line["library-asgi"].items()
+        }
     return line
 
 
 #: Servers run only when named with --server: metrics on; the ASGI ones (sse-starlette
 #: needs benchmarks/requirements.txt).
-OPT_IN = ("library-metrics", "library-asgi", "sse-starlette")
+OPT_IN = ("library-metrics", "library-asgi", "sse-starlette", "django-floor")
 
 #: Each library server's figures as ratios to the ceiling's, under these keys.
 RATIOS = {
@@ -221,12 +226,16 @@ def table(lines: list[dict]) -> str:
         columns = ["library", "library-worker", "ceiling", "ratio", "worker_ratio"]
     if any("library-metrics" in line for line in lines):
         columns = [*columns[:-2], "library-metrics", *columns[-2:], "metrics_ratio"]
-    if any("library-asgi" in line or "sse-starlette" in line for line in lines):
-        columns += [
-            kind
-            for kind in ("library-asgi", "sse-starlette", "asgi_ratio", "asgi_vs_starlette")
-            if any(kind in line for line in lines)
-        ]
+    asgi_columns = (
+        "library-asgi",
+        "sse-starlette",
+        "django-floor",
+        "asgi_ratio",
+        "asgi_vs_starlette",
+        "asgi_vs_django_floor",
+    )
+    if any(kind in line for kind in asgi_columns[:3] for line in lines):
+        columns += [kind for kind in asgi_columns if any(kind in line for line in lines)]
     clustered = {kind for line in lines for kind in line.get("cluster_ratio", {})}
     columns += [CLUSTER_RATIOS[kind] for kind in CLUSTER_RATIOS if kind in clustered]
     by_column = {column: kind for kind, column in CLUSTER_RATIOS.items()}

@@ -79,8 +79,10 @@ class Bench:
     def topology(self) -> str:
         return self.redis.topology
 
-    def unsupported(self, kind: str) -> str | None:
-        """Why a server of ``kind`` cannot run on this Redis, or None."""
+    def unsupported(self, kind: str, scenario: str | None = None) -> str | None:
+        """Why a server of ``kind`` cannot run on this Redis (or ``scenario`` at all), or None."""
+        if kind == "django-floor" and scenario not in (None, "idle"):
+            return "the Django floor serves the idle scenario only"
         if kind == "ceiling" and self.topology == "cluster":
             return "the ceiling does not speak Redis Cluster"
         if kind == "sse-starlette" and self.topology == "cluster":
@@ -150,6 +152,9 @@ def warm_up(bench: Bench, server: HttpServer, pool: ClientPool, streams: int = 2
     """Serve a few streams and events once, then let the server settle."""
     pool.open(["/events/warm-up/"] * streams)
     probe_until(bench, pool, ["warm-up"], streams, timeout=20)
+    if not server.delivers_events:
+        pool.close()
+        return
     pool.target(0, 10)
     bench.publisher.call("publish", channels=["warm-up"], count=10)
     pool.wait(lambda s: s["done"] >= streams, 20)

@@ -4,7 +4,8 @@
 persistence), ``LibraryServer`` (gunicorn, the project's
 ``gunicorn.conf.py``, one gevent worker, ``benchmarks.project``) and
 ``LibraryAsgiServer`` (uvicorn, one worker, ``benchmarks.project.asgi``),
-``StarletteServer`` (sse-starlette on uvicorn, ``benchmarks.starlette_app``) and
+``StarletteServer`` (sse-starlette on uvicorn, ``benchmarks.starlette_app``),
+``DjangoFloorServer`` (Django's ASGI handler alone, ``benchmarks.project.floor``) and
 ``CeilingServer`` (``benchmarks.ceiling``) are the runners of
 ``tests.support.servers`` (own process group, free 127.0.0.1 port, stopped
 by PID) with the benchmark's command lines. ``worker_stats()`` reads the
@@ -92,6 +93,8 @@ class HttpServer:
 
     kind = "server"
     worker_pid = 0
+    #: Whether it streams the publisher's events (every server but ``django-floor``).
+    delivers_events = True
     start_timeout = START_TIMEOUT
     port: int
 
@@ -196,6 +199,20 @@ class LibraryAsgiServer(_UvicornKind):
     asgi_app = "benchmarks.project.asgi:application"
 
 
+class DjangoFloorServer(_UvicornKind):
+    """Django's ASGI handler alone under uvicorn, one worker: the floor of any Django view.
+
+    ``benchmarks.project.floor``: the project's middleware, an ``async def``
+    view that streams its opening and a probe; idle scenario only.
+    """
+
+    name = kind = "django-floor"
+    settings_module = "benchmarks.project.floor_settings"
+    asgi_app = "benchmarks.project.asgi:application"
+    #: It sends no tick events: nothing to warm up with, no scenario but idle.
+    delivers_events = False
+
+
 class StarletteServer(_UvicornKind):
     """sse-starlette under uvicorn, one worker: ``uvicorn benchmarks.starlette_app:app``.
 
@@ -212,6 +229,7 @@ SERVERS = {
     "library-metrics": LibraryMetricsServer,
     "library-asgi": LibraryAsgiServer,
     "sse-starlette": StarletteServer,
+    "django-floor": DjangoFloorServer,
     "ceiling": CeilingServer,
 }
 
