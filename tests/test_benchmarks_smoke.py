@@ -306,6 +306,17 @@ def test_fanout_and_churn_under_uvicorn_lose_nothing_and_leave_nothing(bench):
     assert churn["fds_after"] <= churn["fds_before"]
 
 
+def test_the_django_floor_holds_every_stream_without_the_library_and_serves_idle_only(bench):
+    """django-floor: Django's handler alone opens and holds every stream, with no Redis connection."""
+    result = scenarios.idle(bench, "django-floor", n=30, hold=0.2)
+    line = run.run_scenario(bench, "fanout", {"n": 10}, 1, ["django-floor"])
+
+    assert result["opened"] == result["held"] == result["probed"] == 30
+    assert result["redis_connections"] == 0  # no hub: the library is not installed
+    assert result["errors"] == {}
+    assert line["django-floor"] == {"skipped": "the Django floor serves the idle scenario only"}
+
+
 def test_driver_compares_the_asgi_mode_with_sse_starlette_and_judges_its_goals():
     """A line with library-asgi and sse-starlette: their columns, the ratio, and the ASGI goals."""
     line = {
