@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import django_sse
-from tests.support.server_kinds import parametrize_server_kind
+from tests.support.server_kinds import deselect_disabled_kinds, parametrize_server_kind
 from tests.support.servers import (
     DaphneServer,
     GunicornServer,
@@ -26,6 +26,11 @@ from tests.support.servers import (
 def pytest_generate_tests(metafunc) -> None:
     """Run every test that asks for ``server_kind`` once per server (see tests/support/server_kinds.py)."""
     parametrize_server_kind(metafunc)
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Leave out the server kinds ``SSE_TEST_SERVER_KINDS`` does not name (scripts/test's part combinations)."""
+    deselect_disabled_kinds(config, items)
 
 
 def pytest_configure(config) -> None:

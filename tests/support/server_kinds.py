@@ -3,12 +3,33 @@
 A test (or a fixture it uses) that takes ``server_kind`` runs once per kind:
 ``servers.site(..., kind=server_kind)`` starts the test project on it.
 Module-scoped fixtures that take it are built once per kind.
+
+``SSE_TEST_SERVER_KINDS`` (e.g. ``gunicorn``) deselects the copies of the
+other kinds: scripts/test sets it for the "part" combinations, whose uvicorn
+copies would repeat those of the oldest and newest combinations.
 """
 
 from __future__ import annotations
 
+import os
+
 #: "gunicorn": gunicorn's gevent worker (WSGI); "uvicorn": uvicorn with Django's get_asgi_application().
 SERVER_KINDS = ["gunicorn", "uvicorn"]
+
+
+def enabled_kinds() -> list[str]:
+    """The kinds ``SSE_TEST_SERVER_KINDS`` (comma-separated) keeps; all when unset."""
+    value = os.environ.get("SSE_TEST_SERVER_KINDS", "").strip()
+    if not value:
+        return list(SERVER_KINDS)
+    kinds = [kind.strip() for kind in value.split(",")]
+    unknown = sorted(set(kinds) - set(SERVER_KINDS))
+    if unknown:
+        raise ValueError(
+            f"SSE_TEST_SERVER_KINDS names {unknown}; write a comma-separated subset of {SERVER_KINDS}."
+        )
+    return kinds
+
 
 _MASTER = (
     "a gunicorn master's signal (HUP, TTIN) or setting (max_requests); uvicorn has no such master"
@@ -43,6 +64,19 @@ def kinds_for(test_name: str) -> list[str]:
     if test_name in ASGI_ONLY:
         return ["uvicorn"]
     return list(SERVER_KINDS)
+
+
+def deselect_disabled_kinds(config, items: list) -> None:
+    """``pytest_collection_modifyitems``: deselect the copies of kinds ``SSE_TEST_SERVER_KINDS`` leaves out."""
+    enabled = enabled_kinds()
+    kept, dropped = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        kind = callspec.params.get("server_kind") if callspec is not None else None
+        (kept if kind is None or kind in enabled else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 def parametrize_server_kind(metafunc) -> None:
