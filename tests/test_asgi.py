@@ -465,10 +465,11 @@ def test_under_uvicorn_an_async_iterator_holds_no_thread_and_a_sync_one_holds_on
 
 
 @pytest.mark.integration
-def test_uvicorn_with_a_bad_setting_exits_at_start_naming_it(servers):
-    """SSE_HEARTBEAT_INTERVAL = -1: uvicorn exits before it serves, printing django_sse.E001."""
+@pytest.mark.parametrize("server", ["uvicorn", "daphne"])
+def test_an_asgi_server_with_a_bad_setting_exits_at_start_naming_it(servers, server):
+    """SSE_HEARTBEAT_INTERVAL = -1: uvicorn and daphne exit before they serve, printing django_sse.E001."""
     with pytest.raises(ServerError) as info:
-        servers.uvicorn(env={"DJANGO_SSE_TEST_BAD_SETTING": "1"})
+        getattr(servers, server)(env={"DJANGO_SSE_TEST_BAD_SETTING": "1"})
 
     text = str(info.value)
     assert "exited" in text
@@ -488,17 +489,6 @@ def test_the_memory_broker_under_two_uvicorn_workers_warns_w001_in_each(servers)
 
     assert log.count("django_sse.W001") == 2
     assert "SSE_REDIS_URL" in log
-
-
-@pytest.mark.integration
-def test_daphne_with_a_bad_setting_exits_at_start_naming_it(servers):
-    """SSE_HEARTBEAT_INTERVAL = -1: daphne exits before it serves, printing django_sse.E001."""
-    with pytest.raises(ServerError) as info:
-        servers.daphne(env={"DJANGO_SSE_TEST_BAD_SETTING": "1"})
-
-    text = str(info.value)
-    assert "exited" in text
-    assert "django_sse.E001" in text and "SSE_HEARTBEAT_INTERVAL is -1" in text
 
 
 #: The test project with daphne first in INSTALLED_APPS: ``manage.py runserver`` serves ASGI.
