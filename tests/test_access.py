@@ -22,7 +22,7 @@ from django.test import Client
 import django_sse
 from tests.redis_helpers import data_of, open_live, wait_live
 from tests.servers import REPO_TOP, HttpServer, RedisServer, project_env
-from tests.sseclient import SseClient
+from tests.sseclient import SseClient, streams_on_every_worker
 
 MANAGER = "tests.channel_manager.UserChannels"
 ORIGIN = "https://app.example.com"
@@ -177,16 +177,9 @@ def test_channel_permission_changed_in_another_process_closes_the_users_streams_
     """Revoked from a shell: alice's group-news streams on both workers end within 1 s; bob's go on."""
 
     def streams_on_both_workers(user: str) -> list[SseClient]:
-        clients, pids = [], set()
-        for _ in range(40):
-            client = site.connect("/worker-events/group-news/", user)
-            assert client.status == 200, client.body
-            clients.append(client)
-            pids.add(client.headers["X-Worker-Pid"])
-            if len(pids) == 2 and len(clients) >= 3:
-                break
-        assert len(pids) == 2, f"every stream of {user} landed on worker {pids}"
-        return clients
+        return streams_on_every_worker(
+            lambda: site.connect("/worker-events/group-news/", user), workers=2, at_least=3
+        )
 
     alice_news = streams_on_both_workers("alice")
     bob_news = streams_on_both_workers("bob")

@@ -28,7 +28,7 @@ from tests.redis_helpers import (
     stats_when,
     wait_live,
 )
-from tests.sseclient import SseClient
+from tests.sseclient import SseClient, streams_on_every_worker
 
 
 class RecordingBroker(MemoryBroker):
@@ -478,13 +478,10 @@ def test_every_client_on_two_workers_gets_every_event_exactly_once(servers, sett
     redis = servers.redis()
     gunicorn = servers.gunicorn(workers=2, env={"DJANGO_SSE_TEST_REDIS_URL": redis.url})
     workers = set(gunicorn.worker_pids())
-    clients = []
+    clients = streams_on_every_worker(
+        lambda: SseClient.connect(gunicorn.port, "/worker-events/everyone/"), workers=2, at_least=20
+    )
     try:
-        for _ in range(500):  # bounded: until 20 clients, and both workers serve some
-            client = SseClient.connect(gunicorn.port, "/worker-events/everyone/")
-            clients.append(client)
-            if len(clients) >= 20 and len({c.headers["X-Worker-Pid"] for c in clients}) == 2:
-                break
         serving = {int(c.headers["X-Worker-Pid"]) for c in clients}
         for client in clients:
             wait_live(client)

@@ -281,3 +281,35 @@ def spread_retry(body: bytes, retry: int = 2000, jitter: float = 0.5) -> int | N
         return None
     value = int(match.group(1))
     return value if retry <= value <= retry * (1 + jitter) else None
+
+
+def streams_on_every_worker(
+    connect: Callable[[], SseClient], workers: int, at_least: int, timeout: float = 30.0
+) -> list[SseClient]:
+    """Open streams with ``connect`` until ``workers`` distinct ``X-Worker-Pid`` serve them.
+
+    Returns at least ``at_least`` open streams, every worker serving one.
+    A worker still loading the app after its fork accepts nothing, so this
+    waits for it (up to ``timeout`` seconds) instead of giving up after a
+    number of tries; streams beyond ``at_least`` that land on a worker already
+    served are closed, so the wait piles up nothing. Raises ``AssertionError``
+    naming the workers seen when the time runs out.
+    """
+    clients: list[SseClient] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        client = connect()
+        assert client.status == 200, client.body
+        pids = {c.headers["X-Worker-Pid"] for c in clients}
+        if len(clients) >= at_least and client.headers["X-Worker-Pid"] in pids:
+            client.close()
+        else:
+            clients.append(client)
+            pids.add(client.headers["X-Worker-Pid"])
+        if len(pids) >= workers and len(clients) >= at_least:
+            return clients
+        if time.monotonic() > deadline:
+            for opened in clients:
+                opened.close()
+            raise AssertionError(f"after {timeout} s, every stream landed on workers {pids}")
+        time.sleep(0.02)
