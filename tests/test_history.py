@@ -74,7 +74,13 @@ def _read_all(broker, channel: str, after, limit: int = 100):
 
 
 def _forget(broker, kind: str, request):
-    """Lose every channel's history, as a restart without persistence does; return the broker to use."""
+    """Lose every channel's history, as a restart without persistence does; return the broker to use.
+
+    A restart takes longer than a millisecond: ids begin with the millisecond
+    they were made in, and one made again in the old last id's millisecond
+    could repeat that id, which no real restart does.
+    """
+    time.sleep(0.002)
     if kind == "memory":
         return MemoryBroker(maxlen=broker.maxlen, ttl=broker.ttl)  # a new process
     request.getfixturevalue("redis_server").client().flushall()

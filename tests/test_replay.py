@@ -415,7 +415,7 @@ def test_a_stream_of_45_channels_resumes(servers, settings, redis_url, server_ki
 # --- the race ---------------------------------------------------------------------------------
 
 
-RACE_EVENTS = 5000
+RACE_EVENTS = 2400  # about 17 connections per client: the mean read is ~140 events
 RACE_CLIENTS = 20
 
 
@@ -497,11 +497,11 @@ class RaceClient:
         return all(values == [count - 1] for values in last.values())
 
 
-@pytest.mark.timeout(300)  # publishing alone takes 40 s or more on a loaded machine
+@pytest.mark.timeout(300)  # publishing alone takes 20 s or more on a loaded machine
 def test_clients_reconnecting_at_random_during_a_burst_get_every_event_once_in_order(
     redis_backend, channel
 ):
-    """5,000 events on 2 channels at full speed; 20 clients drop and resume at random: none misses any."""
+    """2,400 events on 2 channels at full speed; 20 clients drop and resume at random: none misses any."""
     channels = [f"{channel}-a", f"{channel}-b"]
     per_channel = RACE_EVENTS // 2
     deadline = RaceDeadline(grace=30)
