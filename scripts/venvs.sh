@@ -6,7 +6,7 @@ prepare_venv() {
     local name=$1 interpreter=$2 stamp
     shift 2
     venv=.venvs/$name
-    stamp=$(cat setup.cfg pyproject.toml <("$interpreter" -VV) <(echo "$@") | sha256sum)
+    stamp=$(cat setup.cfg pyproject.toml requirements/*.txt <("$interpreter" -VV) <(echo "$@") | sha256sum)
     stamp=${stamp%% *}
     if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c '' 2>/dev/null; then
         echo "${0##*/}: creating $venv"
@@ -20,9 +20,23 @@ prepare_venv() {
     fi
 }
 
-# The tools venv (.venvs/tools) for interpreter $1: build, lint, types and the docs.
+# The tools venv (.venvs/tools), on Python 3.12: build, lint, types and the docs,
+# installed from the lock (requirements/tools.txt, exact versions; ./scripts/lock-tools
+# updates it), so the verdict depends on the commit, not on what was published since.
 prepare_tools_venv() {
-    prepare_venv tools "$1" build twine ruff==0.17.6 mypy==2.4.1 django-stubs==6.1.2 \
-        'Django~=5.2.0' 'redis>=5.0' 'gevent>=24.10.1' 'gunicorn>=23' \
-        'prometheus_client>=0.20' 'sphinx~=9.0' 'furo>=2025.12.19'
+    prepare_venv tools "$(find_python 3.12)" --no-deps -r requirements/tools.txt
+}
+
+# Print the path of an interpreter for Python $1 (e.g. 3.12), or fail saying so.
+find_python() {
+    local want=$1 candidate root
+    root=$(pyenv root 2>/dev/null || echo "${PYENV_ROOT:-$HOME/.pyenv}")
+    for candidate in "$root"/versions/"$want".*/bin/python"$want" "$(command -v "python$want" || true)"; do
+        if [ -x "$candidate" ] && "$candidate" -c "import sys; assert sys.version_info[:2] == tuple(map(int, '$want'.split('.')))" 2>/dev/null; then
+            echo "$candidate"
+            return 0
+        fi
+    done
+    echo "${0##*/}: Python $want is not installed on this machine (${0##*/} needs it${matrix:+ for the matrix $matrix}). Install it (e.g. pyenv install $want) or set SSE_TEST_MATRIX." >&2
+    return 1
 }

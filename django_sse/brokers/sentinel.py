@@ -66,7 +66,7 @@ class SentinelMaster:
     ) -> None:
         self.sentinels = list(sentinels)
         self.service = service
-        self._sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        self._sentinel = Sentinel(
             self.sentinels,
             sentinel_kwargs={
                 "socket_timeout": timeout,
