@@ -3,18 +3,21 @@
 Run it with ``gunicorn -k django_sse.worker.GeventWorker mysite.wsgi``; plain
 ``-k gevent`` stays fully supported. It *is* gunicorn's gevent worker (the
 same master, signals, graceful shutdown, ``max_requests``, limits and
-settings) with one change: a plain bodiless ``GET`` or ``HEAD`` (what
-``EventSource`` sends, see ``http1.py``) is read and answered by a short
-path of its own, the response headers going out in the same write as the
-first chunk. Every other request, and every connection of a configuration
-the short path does not cover (TLS, the PROXY protocol, HTTP/2, an access
-log, ``pre_request``/``post_request`` hooks), goes through gunicorn's own
-code unchanged, with the bytes already read handed back to it.
+settings) with one change: a plain bodiless HTTP/1.1 ``GET`` or ``HEAD``
+(what ``EventSource`` sends, recognised by ``http1.py``) is answered by a
+short path of its own, the response headers going out in the same write as
+the first chunk. The response itself is gunicorn's (``gunicorn.http.wsgi.
+Response``: its status and header checks, its framing, never more than
+``Content-Length`` bytes). Every other request, and every connection of a
+configuration the short path does not cover (see ``short_path_refusal``),
+goes through gunicorn's own code unchanged, with the bytes already read
+handed back to it exactly as received.
 
-Measured (``benchmarks/README.rst``): a stream opens with about a third less
-worker CPU, and the worker keeps less memory per idle stream.
-Pitfall: the short path writes no access log line; with ``accesslog`` set
-every request takes gunicorn's path and the saving is gone.
+Measured (``benchmarks/README.rst``): a stream opens with less worker CPU,
+and the worker keeps less memory per idle stream.
+Pitfall: the short path writes no access log line; with ``accesslog``,
+``statsd_host`` or a ``logger_class`` set every request takes gunicorn's
+path and the saving is gone.
 """
 
 from __future__ import annotations
@@ -24,25 +27,26 @@ import os
 from typing import Any
 
 import gevent
-from gunicorn import SERVER
 from gunicorn import util as gunicorn_util
 from gunicorn.config import Config
-from gunicorn.http.wsgi import base_environ
+from gunicorn.http import wsgi as gunicorn_wsgi
 from gunicorn.workers import ggevent
 
-from .http1 import Limits, SimpleHead, http_date, parse_simple_head, response_head
+from .http1 import Limits, SimpleHead, head_is_doomed, parse_simple_head
 
-_MAX_HEAD = 64 * 1024  # more than gunicorn's limits allow; past it, gunicorn refuses
+# Heads longer than this are gunicorn's to read (and to refuse, past its limits);
+# no EventSource request comes close.
+_MAX_HEAD = 64 * 1024
 _RECV = 8192
-_NO_BODY_STATUS = ("1", "204", "304")
-# Hop-by-hop headers belong to this connection, not to the application.
-_HOP_BY_HOP = frozenset(
-    {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te"}
-)
 
 
 def short_path_refusal(cfg: Config) -> str | None:
-    """Return why gunicorn's settings keep every request on gunicorn's path, or None."""
+    """Return why gunicorn's settings keep every request on gunicorn's path, or None.
+
+    The short path covers what a plain request meets under these settings;
+    any setting that changes how such a request is read, logged or answered
+    beyond that sends every request through gunicorn's code instead.
+    """
     settings = cfg.settings
     for name in ("pre_request", "post_request"):
         if settings[name].value is not settings[name].default:
@@ -55,6 +59,11 @@ def short_path_refusal(cfg: Config) -> str | None:
         return "HTTP/2 cleartext is on"
     if cfg.accesslog:
         return "an access log is written"
+    if cfg.statsd_host:
+        return "statsd_host is set (every request is counted)"
+    logger_class = settings["logger_class"]
+    if logger_class.value != logger_class.default:
+        return "a logger_class is set (it may log every request)"
     return None
 
 
@@ -79,7 +88,9 @@ class GeventWorker(ggevent.GeventWorker):  # type: ignore[misc]  # gunicorn has 
             self.cfg.limit_request_field_size,
             frozenset(excluded),
         )
-        self.environ_base = base_environ(self.cfg)
+        # As gunicorn reads it, per request, from the environment (raw_env sets it there).
+        self.script_name = os.environ.get("SCRIPT_NAME", "")
+        self.environ_base = gunicorn_wsgi.base_environ(self.cfg)
         self.environ_base["wsgi.multithread"] = True
         if "GEVENT_TRACK_GREENLET_TREE" not in os.environ:
             # A debugging aid that keeps, per greenlet (one per stream), the stack that
@@ -133,113 +144,175 @@ class _Connection:
             self.client.sendall(data[sent:])
 
     def serve(self) -> bytes | None:
-        """Answer plain requests; return the unread bytes of one that is not (None: done)."""
+        """Answer plain requests; return the unread bytes of one that is not (None: done).
+
+        The bytes returned are exactly those received and not yet answered,
+        in order: gunicorn reads them as if it had read them itself.
+        """
         keepalive = self.worker.cfg.keepalive
         while True:
             with gevent.Timeout(keepalive or None, False):
-                head = self._read_head()
-            if head is None:
+                complete = self._read_head()
+            if complete is None:
                 return None  # closed, or silent past keepalive
-            exchange = self._exchange(*head)
-            # The head is not kept for the hours a stream may last.
-            head = None
-            if isinstance(exchange, bytes):
-                return exchange
+            if not complete:
+                return self.buffer
+            exchange = self._exchange()
+            if exchange is None:
+                return self.buffer
             if not exchange.run():
                 return None
 
-    def _exchange(self, raw: bytes, rest: bytes) -> _Exchange | bytes:
-        """Return the exchange for a plain request's head, or the bytes to hand to gunicorn."""
+    def _exchange(self) -> _Exchange | None:
+        """Return the exchange for the plain request at the buffer's start, or None."""
+        buffer = self.buffer
+        end = buffer.find(b"\r\n\r\n")
         worker = self.worker
-        request = parse_simple_head(raw, worker.limits)
+        request = parse_simple_head(buffer[:end], worker.limits)
         if request is None:
-            return raw + b"\r\n\r\n" + rest
-        self.buffer = rest
+            return None
+        # gunicorn's own split of the target (a "//" path is a path, not a host).
+        target = gunicorn_util.split_request_uri(request.target)
+        if not target.path.startswith(worker.script_name):
+            return None  # gunicorn's answer to a path outside SCRIPT_NAME
+        # The head is not kept for the hours a stream may last.
+        self.buffer = buffer[end + 4 :]
         worker.short_path_requests += 1
         worker.nr += 1
         if worker.nr >= worker.max_requests and worker.alive:
             worker.log.info("Autorestarting worker after current request.")
             worker.alive = False
-        return _Exchange(self, request)
+        return _Exchange(self, request, target.path, target.query)
 
-    def _read_head(self) -> tuple[bytes, bytes] | None:
+    def _read_head(self) -> bool | None:
+        """Read until the buffer holds a whole head (True) or one that is not plain (False).
+
+        None: the client closed the connection before a request began.
+        """
         buffer = self.buffer
         while True:
-            end = buffer.find(b"\r\n\r\n")
-            if end >= 0:
-                return buffer[:end], buffer[end + 4 :]
-            if len(buffer) > _MAX_HEAD:
-                return buffer, b""  # not plain: gunicorn answers 431/400
+            if buffer.find(b"\r\n\r\n") >= 0:
+                return True
+            if buffer and (len(buffer) > _MAX_HEAD or head_is_doomed(buffer)):
+                return False
             data = self.client.recv(_RECV)
             if not data:
-                self.buffer = b""
+                if buffer:
+                    return False  # a partial request: gunicorn's to answer
                 return None
             buffer += data
             self.buffer = buffer
 
 
+class _PlainRequest:
+    """What gunicorn's ``Response`` reads of a request: its method, version and wish to close."""
+
+    __slots__ = ("method", "close_asked")
+
+    version = (1, 1)  # the short path serves HTTP/1.1 only
+
+    def __init__(self, method: str, close_asked: bool) -> None:
+        self.method = method
+        self.close_asked = close_asked
+
+    def should_close(self) -> bool:
+        return self.close_asked
+
+
+class _Response(gunicorn_wsgi.Response):  # type: ignore[misc]  # gunicorn has no type hints
+    """gunicorn's own response (status and header checks, framing, ``Content-Length``).
+
+    Two changes: the head goes out in the same write as the first chunk, and
+    a write is one non-blocking ``send()`` when the socket takes it all.
+    """
+
+    headers_sent: bool
+    chunked: bool
+
+    def __init__(self, connection: _Connection, request: _PlainRequest) -> None:
+        super().__init__(request, connection.client, connection.worker.cfg)
+        self.connection = connection
+        self.pending = b""
+
+    def send_headers(self) -> None:
+        if self.headers_sent:
+            return
+        lines = self.default_headers()
+        lines.extend(f"{name}: {value}\r\n" for name, value in self.headers)
+        lines.append("\r\n")
+        self.pending = "".join(lines).encode("latin-1")
+        self.headers_sent = True
+
+    def _emit_body(self, data: bytes) -> None:
+        if self.chunked:
+            data = b"%x\r\n%s\r\n" % (len(data), data)
+        if self.pending:
+            data, self.pending = self.pending + data, b""
+        self.connection.send(data)
+
+    def finish(self) -> None:
+        """Send what is still due: the head of an empty body, the last chunk."""
+        self.send_headers()
+        tail = self.pending + (b"0\r\n\r\n" if self.chunked else b"")
+        self.pending = b""
+        if tail:
+            self.connection.send(tail)
+
+
 class _Exchange:
     """One request and its response on the short path."""
 
-    def __init__(self, connection: _Connection, request: SimpleHead) -> None:
+    def __init__(self, connection: _Connection, request: SimpleHead, path: str, query: str) -> None:
         self.connection = connection
         # What the response needs of the request; its head is not kept for the
         # hours a stream may last (the environ holds what the application reads).
         self.target = request.target
-        self.head_only = request.method == "HEAD"
-        self.close_asked = request.protocol == "HTTP/1.0" or (
-            (request.header("CONNECTION") or "").lower() == "close"
-        )
-        self.environ: dict[str, Any] | None = self._environ(request)
-        self.head = b""  # the response head, until written with the first chunk
-        self.started = False
-        self.chunked = False
-        self.body = not self.head_only
-        self.keep_alive = False
+        close_asked = (request.header("CONNECTION") or "").lower() == "close"
+        self.response = _Response(connection, _PlainRequest(request.method, close_asked))
+        worker = connection.worker
+        if not worker.alive or not worker.cfg.keepalive:
+            self.response.force_close()
+        self.environ: dict[str, Any] | None = self._environ(request, path, query)
 
     def run(self) -> bool:
         """Answer the request; return whether the connection stays open for another."""
-        connection = self.connection
-        worker = connection.worker
+        worker = self.connection.worker
+        response = self.response
         environ, self.environ = self.environ, None
         try:
-            result = worker.wsgi(environ, self.start_response)
-        except Exception:
-            worker.log.exception("Error handling request %s", self.target)
-            self._fail()
+            result = worker.wsgi(environ, response.start_response)
+        except Exception as exc:
+            self._fail(exc)
             return False
         try:
             for chunk in result:
-                if chunk:
-                    self._write(chunk)
-            if not self.started and not self.head:
+                response.write(chunk)
+            if response.status is None:
                 raise AssertionError("the application did not call start_response()")
-            tail = self.head + (b"0\r\n\r\n" if self.chunked else b"")
-            self.head = b""
-            self.started = True
-            if tail:
-                connection.send(tail)
+            response.finish()
         except (OSError, gevent.GreenletExit, SystemExit):
             return False
-        except Exception:
-            worker.log.exception("Error handling request %s", self.target)
-            self._fail()
+        except Exception as exc:
+            self._fail(exc)
             return False
         finally:
             close = getattr(result, "close", None)
             if close is not None:
                 close()
-        return self.keep_alive and worker.alive
+        return not response.should_close()
 
-    def _environ(self, request: SimpleHead) -> dict[str, Any]:
+    def _environ(self, request: SimpleHead, path: str, query: str) -> dict[str, Any]:
         connection = self.connection
-        environ = dict(connection.worker.environ_base)
-        path, _, query = request.target.partition("?")
+        worker = connection.worker
+        environ = dict(worker.environ_base)
         environ["REQUEST_METHOD"] = request.method
         environ["RAW_URI"] = request.target
-        environ["PATH_INFO"] = gunicorn_util.unquote_to_wsgi_str(path) if "%" in path else path
         environ["QUERY_STRING"] = query
-        environ["SCRIPT_NAME"] = ""
+        path_info = path[len(worker.script_name) :]
+        environ["PATH_INFO"] = (
+            gunicorn_util.unquote_to_wsgi_str(path_info) if "%" in path_info else path_info
+        )
+        environ["SCRIPT_NAME"] = worker.script_name
         environ["SERVER_PROTOCOL"] = request.protocol
         environ["wsgi.url_scheme"] = "http"
         environ["wsgi.input"] = _EMPTY_INPUT
@@ -269,68 +342,14 @@ class _Exchange:
             environ["SERVER_PORT"] = port or ("80" if host else "")
         return environ
 
-    def start_response(
-        self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
-    ) -> Any:
-        if exc_info is not None and self.started:
-            raise exc_info[1].with_traceback(exc_info[2])
-        close = self.close_asked
-        length = False
-        kept = []
-        for name, value in headers:
-            lowered = name.lower()
-            if lowered in _HOP_BY_HOP:
-                if lowered == "connection" and value.lower() == "close":
-                    close = True
-                continue
-            if lowered == "content-length":
-                length = True
-            kept.append((name, value))
-        if status.startswith(_NO_BODY_STATUS) or self.head_only:
-            self.body = False
-        elif not length and not close:
-            self.chunked = True  # else the body ends when the connection closes
-        worker = self.connection.worker
-        close = close or not worker.alive or not worker.cfg.keepalive
-        self.keep_alive = not close
-        extra = _server_headers()
-        extra += "Connection: close\r\n" if close else "Connection: keep-alive\r\n"
-        if self.chunked:
-            extra += "Transfer-Encoding: chunked\r\n"
-        self.head = response_head(status, kept, extra)
-        return self._write
-
-    def _write(self, chunk: bytes) -> None:
-        if not self.body:
+    def _fail(self, exc: Exception) -> None:
+        """Answer as gunicorn does (its 500 page) if nothing was sent yet, and log ``exc``."""
+        response = self.response
+        connection = self.connection
+        if response.headers_sent and not response.pending:
+            connection.worker.log.exception("Error handling request %s", self.target)
             return
-        data = b"%x\r\n%s\r\n" % (len(chunk), chunk) if self.chunked else chunk
-        if not self.started:
-            if not self.head:
-                raise AssertionError("the application wrote before start_response()")
-            data = self.head + data
-            self.head = b""
-            self.started = True
-        self.connection.send(data)
-
-    def _fail(self) -> None:
-        """Answer 500 if nothing was sent yet; either way the connection closes."""
-        if self.started:
-            return
-        body = b"Internal Server Error\n"
-        head = response_head(
-            "500 Internal Server Error",
-            [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))],
-            _server_headers() + "Connection: close\r\n",
-        )
-        try:
-            self.connection.client.sendall(head + body)
-        except OSError:
-            pass
-
-
-def _server_headers() -> str:
-    """Return the ``Server`` and ``Date`` lines every response of the short path carries."""
-    return f"Server: {SERVER}\r\nDate: {http_date()}\r\n"
+        connection.worker.handle_error(None, connection.client, connection.addr, exc)
 
 
 class _EmptyInput:

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from django_sse.http1 import Limits, parse_simple_head, response_head
+from django_sse.http1 import Limits, head_is_doomed, parse_simple_head
 from tests.redis_helpers import connect, get_stats, stats_when, wait_position
 from tests.support.sse import SseClient
 
@@ -52,15 +52,40 @@ def test_a_plain_get_is_parsed_with_upper_cased_header_names():
         b"GET /a#b HTTP/1.1\r\nHost: a",
         b"GET /x HTTP/1.1\r\nX-Forwarded-Proto: https",  # excluded below: a trusted-proxy header
         b"GET /" + b"a" * 5000 + b" HTTP/1.1",  # longer than limit_request_line
+        b"GET /x HTTP/1.0\r\nHost: a",  # HTTP/1.0: keep-alive rules of its own
+        b"GET /x HTTP/1.1\r\nHost: a\r\nHost: b",  # a repeated singleton field
+        b"GET /x HTTP/1.1\r\nConnection: close, te",  # a Connection list
+        b"GET /x HTTP/1.1\r\nTE: trailers",
+        b"GET /x HTTP/1.1\r\nX-A: a\x0bb",  # VT
+        b"GET /x HTTP/1.1\r\nX-A: a\x7fb",  # DEL
+        b"GET /x HTTP/1.1\r\nX-A: a\rb",  # a bare CR
+        b"GET /x HTTP/1.1\r\nX-A: " + b"a" * (8190 - 5 - 2),  # a field at gunicorn's limit
+        b"GET /x HTTP/1.1" + b"\r\nX-A: 1" * 100,  # 101 fields with Host: at the limit
     ],
 )
 def test_anything_but_a_plain_bodiless_get_is_left_to_gunicorn(raw):
     assert parse_simple_head(raw, Limits(excluded=frozenset({"X-FORWARDED-PROTO"}))) is None
 
 
-def test_a_response_header_holding_a_line_break_is_refused():
-    with pytest.raises(ValueError, match="X-Bad"):
-        response_head("200 OK", [("X-Bad", "a\r\nSet-Cookie: x=1")], "")
+def test_requests_just_short_of_gunicorns_limits_are_plain():
+    """A field one byte short of limit_request_field_size, and 99 fields besides Host."""
+    field = b"X-A: " + b"a" * (8190 - 5 - 3)
+    assert parse_simple_head(b"GET /x HTTP/1.1\r\n" + field, Limits()) is not None
+    assert parse_simple_head(b"GET /x HTTP/1.1" + b"\r\nX-A: 1" * 99, Limits()) is not None
+
+
+@pytest.mark.parametrize(
+    ("buffer", "doomed"),
+    [
+        (b"GET / HTTP/1.1\r\nHost: a\r", False),  # a CRLF cut in two
+        (b"GET / HTTP/1.1\r\nHost", False),
+        (b"GET / HTTP/1.1\nHost: a", True),  # a bare LF
+        (b"GET / HTTP/1.1\r\nX: a\rb", True),  # a bare CR
+        (b"GET / HTTP/1.1\r\r\n", True),
+    ],
+)
+def test_a_head_that_can_never_be_plain_is_handed_over_before_it_ends(buffer, doomed):
+    assert head_is_doomed(buffer) is doomed
 
 
 # The worker, as users run it -------------------------------------------------
@@ -297,3 +322,18 @@ def _responses(received: bytes) -> list[bytes]:
         parts.append(head + b"\r\n\r\n" + rest[:length])
         received = rest[length:]
     return parts
+
+
+def test_with_statsd_every_request_takes_gunicorns_path(servers, redis_url):
+    """statsd counts every request in gunicorn's access(): the short path would lose them."""
+    site = servers.site(redis_url, worker_class=WORKER, extra_args=["--statsd-host", "127.0.0.1:9"])
+    connection = http.client.HTTPConnection("127.0.0.1", site.port, timeout=10)
+    try:
+        assert _echo(connection)["method"] == "GET"
+    finally:
+        connection.close()
+
+    assert get_stats(site.port)["short_path_requests"] == 0
+    assert "answers every request by gunicorn's path: statsd_host is set" in site.stderr_text(
+        100_000
+    )

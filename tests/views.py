@@ -108,6 +108,13 @@ class AsyncStaffChannelView(ChannelView):
         return user.is_authenticated and await user.groups.filter(name="staff").aexists()
 
 
+class StaffChannelView(ChannelView):
+    """The URL's channel; ``staff-*`` ones only while ``request.user.is_staff`` (an attribute, no query)."""
+
+    def can_read_channel(self, request, channel):
+        return not channel.startswith("staff-") or request.user.is_staff
+
+
 class OwnedChannelView(ChannelView):
     """Stream the URL's channel for the owner named by the ``owner`` query parameter (a stand-in for a login)."""
 
@@ -191,3 +198,17 @@ class LateView(BaseSseView):
         time.sleep(float(self.request.GET.get("delay", "2")))
         self.sse.add_message("late", "after the delay")
         yield
+
+
+def overlong(request):
+    """Declare ``Content-Length: 5`` and give more: a server must send five bytes, no more."""
+    response = HttpResponse(b"hello" + b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled")
+    response["Content-Length"] = "5"
+    return response
+
+
+def header_from_query(request):
+    """Answer with ``X-Echo`` set to the query's ``value``, control characters and all."""
+    response = HttpResponse(b"ok")
+    response.headers._store["x-echo"] = ("X-Echo", request.GET.get("value", ""))
+    return response
