@@ -9,6 +9,7 @@ Blocking socket calls only, so gevent (patched sockets) and threads both work.
 
 from __future__ import annotations
 
+import re
 import socket
 import ssl
 from collections.abc import Iterator
@@ -17,6 +18,11 @@ from typing import Any
 from ..concurrency import new_lock
 
 _CRLF = b"\r\n"
+# A RESP number as hiredis reads it: canonical decimal, a 64-bit signed value
+# (int() would take "1_0", " 12", "+3" or "007").
+_NUMBER = re.compile(rb"0|-?[1-9][0-9]{0,18}")
+_INT64 = range(-(2**63), 2**63)
+_KINDS = frozenset(b"$*:+-")
 
 
 class RespError(Exception):
@@ -54,15 +60,22 @@ class RespParser:
         return replies
 
     def _parse(self, buffer: bytearray, position: int) -> tuple[Any, int]:
+        if position >= len(buffer):
+            raise _Incomplete
+        kind = buffer[position]
+        if kind not in _KINDS:
+            raise RespProtocolError(f"Unexpected RESP type byte {bytes([kind])!r} from Redis.")
         end = buffer.find(_CRLF, position)
         if end < 0:
             raise _Incomplete
-        kind = buffer[position]
         line = bytes(buffer[position + 1 : end])
+        if b"\r" in line or b"\n" in line:
+            raise RespProtocolError(f"A line from Redis holds a bare CR or LF: {line!r}.")
         position = end + 2
         if kind == 0x24:  # $ bulk string
             length = _number(line, "bulk string length")
             if length < 0:
+                _check_null(length, "bulk string length")
                 return None, position
             if len(buffer) < position + length + 2:
                 raise _Incomplete
@@ -75,6 +88,7 @@ class RespParser:
         if kind == 0x2A:  # * array
             count = _number(line, "array length")
             if count < 0:
+                _check_null(count, "array length")
                 return None, position
             items = []
             for _ in range(count):
@@ -96,10 +110,15 @@ class RespParser:
 
 
 def _number(line: bytes, what: str) -> int:
-    try:
-        return int(line)
-    except ValueError:
-        raise RespProtocolError(f"The {what} from Redis is not an integer: {line!r}.") from None
+    if not _NUMBER.fullmatch(line) or (number := int(line)) not in _INT64:
+        raise RespProtocolError(f"The {what} from Redis is not a 64-bit integer: {line!r}.")
+    return number
+
+
+def _check_null(length: int, what: str) -> None:
+    """Accept a length of -1 (the null reply); refuse any other negative one."""
+    if length != -1:
+        raise RespProtocolError(f"The {what} from Redis is negative: {length}.")
 
 
 def encode_command(*args: str | bytes) -> bytes:
