@@ -41,6 +41,12 @@ _NUMBERS = {
     "SSE_RETRY_JITTER": ("E012", False, 0, "a non-negative fraction, e.g. 0.5 (0: no spread)"),
     "SSE_MAX_STREAMS_PER_USER": ("E013", True, 1, "a positive integer, e.g. 10, or None"),
     "SSE_PRESENCE_INTERVAL": ("E014", False, 0.001, "a positive number of seconds, e.g. 2"),
+    "SSE_STREAM_BUFFER_BYTES": (
+        "E053",
+        False,
+        1,
+        "a positive integer of bytes, e.g. 4194304 (4 MiB)",
+    ),
     "SSE_PUBLISH_REPLICAS": (
         "E044",
         False,
@@ -51,6 +57,7 @@ _NUMBERS = {
 _INTEGERS = {
     "SSE_RETRY",
     "SSE_QUEUE_SIZE",
+    "SSE_STREAM_BUFFER_BYTES",
     "SSE_HISTORY_MAXLEN",
     "SSE_MAX_STREAMS",
     "SSE_MAX_STREAMS_PER_USER",

@@ -28,6 +28,7 @@ DEFAULTS: dict[str, Any] = {
     "SSE_RETRY_JITTER": 0.5,  # shutdown/lifetime hints: SSE_RETRY x (1 + up to this)
     "SSE_PUBLISH_TIMEOUT": 5.0,
     "SSE_QUEUE_SIZE": 2000,
+    "SSE_STREAM_BUFFER_BYTES": 4 * 1024 * 1024,  # what one stream may hold for its client
     "SSE_HISTORY": True,
     "SSE_EPHEMERAL_CHANNELS": (),
     "SSE_LATEST_VALUE_CHANNELS": (),  # a new client first gets the newest event of these

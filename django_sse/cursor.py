@@ -5,6 +5,10 @@ those the client already has, and catches up from history: after a
 reconnection (``Last-Event-ID``) and whenever the hub resubscribes after an
 outage. Live messages that arrive while it is not in sync are held and
 delivered, in order and without duplicates, once the catch-up is done.
+Given a byte budget, a catch-up goes in batches: each ``catch_up()`` returns
+at most that many bytes of history (at least one event), and the stream
+writes them before it asks for the next, so a client that does not read
+holds back the reads instead of piling history up in memory.
 It performs no I/O of its own beyond the reads from its ``HistorySource``
 (the hub) in ``catch_up()``.
 """
@@ -28,12 +32,18 @@ class HistorySource(Protocol):
     """Where a cursor reads history: the hub, which reads through the broker."""
 
     def read_history(
-        self, name: str, after: Position, limit: int, mark: AttachMark | None = None
+        self,
+        name: str,
+        after: Position,
+        limit: int,
+        mark: AttachMark | None = None,
+        max_bytes: int | None = None,
     ) -> History:
         """Return up to ``limit`` messages after ``after``; raise ``BrokerUnavailable``.
 
         ``mark``: what the source had delivered of the channel when the stream
-        attached (see ``attached()``), which lets it share reads.
+        attached (see ``attached()``), which lets it share reads. ``max_bytes``:
+        at most about that many bytes of messages, and at least one.
         """
 
     def current_tip(self, name: str) -> Position:
@@ -58,6 +68,8 @@ class ChannelCursor:
         "sent_id",
         "synced",
         "held",
+        "held_bytes",
+        "pending",
         "fresh",
         "resets",
         "failures",
@@ -91,6 +103,10 @@ class ChannelCursor:
         self.sent_id = last_event_id
         self.synced = not history
         self.held: list[Message] = []
+        #: The bytes of ``held`` (``Message.size``), which count against the stream's budget.
+        self.held_bytes = 0
+        #: The channels the catch-up under way has still to read (None: none under way).
+        self.pending: list[str] | None = None
         #: A new client's channels awaiting their first live event (see ``deliver``).
         self.fresh: set[str] = set()
         #: Channels found without their position, to announce with the next stream-reset.
@@ -107,12 +123,21 @@ class ChannelCursor:
         #: The source's marks of the channels when the stream attached (None: none).
         self.marks: dict[str, AttachMark] | None = None
 
-    def receive(self, message: Message, limit: int) -> bytes | None:
-        """Return the bytes for a live message; hold it while not in sync (None on overflow)."""
+    def receive(self, message: Message, limit: int, max_bytes: int | None = None) -> bytes | None:
+        """Return the bytes for a live message; hold it while not in sync (None on overflow).
+
+        Holding more than ``limit`` messages, or more than ``max_bytes`` bytes
+        of them (one message alone is always held), is an overflow.
+        """
         if self.synced:
             return self.deliver(message)
         self.held.append(message)
-        return b"" if len(self.held) <= limit else None
+        self.held_bytes += message.size
+        if len(self.held) > limit:
+            return None
+        if max_bytes is not None and self.held_bytes > max_bytes and len(self.held) > 1:
+            return None
+        return b""
 
     def deliver(self, message: Message) -> bytes:
         """Return ``message`` as the client should get it, or b"" if it already has it."""
@@ -132,33 +157,60 @@ class ChannelCursor:
         self.sent_id = encode_positions(self.positions)
         return b"id: %s\n%s" % (self.sent_id.encode(), message.body)
 
-    def catch_up(self, source: HistorySource) -> tuple[bytes, bool]:
+    def catch_up(self, source: HistorySource, max_bytes: int | None = None) -> tuple[bytes, bool]:
         """Replay what the client missed, then what was held; return the bytes and success.
 
-        On failure (the broker unreachable) what was replayed so far is still
-        returned; positions have moved past it, so a retry goes on from there,
-        and a reset found before the failure is announced by the retry.
+        With ``max_bytes``, return one batch of history: at most that many
+        bytes (``Message.size``), or one event if the first is larger. The
+        catch-up is done when ``synced`` is True; until then the stream writes
+        the batch and calls again, which goes on from there. On failure (the
+        broker unreachable) what was replayed so far is still returned;
+        positions have moved past it, so a retry goes on from there, and a
+        reset found before the failure is announced by the retry.
         """
         self.synced = False
+        if self.pending is None:
+            self.pending = list(self.history)
         out: list[bytes] = []
+        size = 0
         try:
-            for channel in self.history:
-                out.extend(self._catch_up_channel(source, channel))
+            while self.pending:
+                room = None
+                if max_bytes is not None:
+                    room = max_bytes - size
+                    if room <= 0 and size:
+                        break  # this batch is full: the stream writes it first
+                    room = max(room, 1)
+                chunks, done, used = self._catch_up_channel(source, self.pending[0], room)
+                out.extend(chunks)
+                size += used
+                if done:
+                    del self.pending[0]
+                elif room is not None:
+                    break
         except BrokerUnavailable:
             self.failures += 1
+            self.pending = None  # the retry reads every channel again, from its position
             return b"".join(out), False
         self.failures = 0
-        self.started_live = None
-        self.synced = True
-        self.resuming = True
         if self.resets:
             out.insert(0, self._reset_event(self.resets))
             metrics.record_stream_reset(self.reset_causes)
             self.resets, self.reset_causes = [], []
-        held, self.held = self.held, []
+        if self.pending:
+            return b"".join(out), True  # more to read: synced stays False
+        self.pending = None
+        self.started_live = None
+        self.synced = True
+        self.resuming = True
+        held, self.held, self.held_bytes = self.held, [], 0
         out.extend(self._deliver_all(held))
         out.append(self.id_update())
         return b"".join(out), True
+
+    def restart(self) -> None:
+        """Read every channel again at the next ``catch_up()`` (the source resubscribed)."""
+        self.pending = None
 
     def attached(self, marks: dict[str, AttachMark]) -> None:
         """Keep the marks the source gave when the stream attached (for shared reads)."""
@@ -176,7 +228,7 @@ class ChannelCursor:
     def flush_held(self) -> bytes:
         """Deliver what was held (a stream without history has nothing to catch up)."""
         self.synced = True
-        held, self.held = self.held, []
+        held, self.held, self.held_bytes = self.held, [], 0
         return b"".join(self._deliver_all(held))
 
     def id_update(self) -> bytes:
@@ -189,18 +241,25 @@ class ChannelCursor:
         self.sent_id = current
         return b"id: %s\n\n" % current.encode()
 
-    def _catch_up_channel(self, source: HistorySource, channel: str) -> list[bytes]:
+    def _catch_up_channel(
+        self, source: HistorySource, channel: str, room: int | None
+    ) -> tuple[list[bytes], bool, int]:
+        """Read ``channel`` once; return the bytes, whether it is done, and their size.
+
+        ``room``: the bytes left in this batch (None: no bound).
+        """
         after = self.positions.get(channel)
         if self.started_live is not None and channel in self.started_live:
-            return []  # a retry after a failed catch-up: this channel starts with its held event
+            # A retry after a failed catch-up: this channel starts with its held event.
+            return [], True, 0
         if after is None and not self.resuming and channel in self.latest:
             # A latest-value channel: the newest retained event, then what follows it.
             newest = source.read_latest(channel)
             if newest is None or newest.position is None:
                 self._start_now(source, channel)
-                return []
+                return [], True, 0
             self.positions[channel] = _before(newest.position)
-            return [self.deliver(newest)]
+            return [self.deliver(newest)], True, newest.size
         if after is None and not self.resuming:
             # A new client starts now: with the first live event it got, or at the tip.
             first = next((m for m in self.held if m.channel == channel and m.position), None)
@@ -210,29 +269,36 @@ class ChannelCursor:
                 if self.started_live is None:
                     self.started_live = set()
                 self.started_live.add(channel)
-                return []
+                return [], True, 0
             self._start_now(source, channel)
-            return []
+            return [], True, 0
         if after is None:
             # A Last-Event-ID that says nothing usable of this channel.
             self.positions[channel] = source.current_tip(channel)
             unusable = GapCause.UNKNOWN_POSITION.value if self.id_well_formed else "malformed id"
             self._reset(channel, unusable)
-            return []
-        out: list[bytes] = []
-        while True:
-            mark = self._mark(channel)
-            history = source.read_history(channel, self.positions[channel], _HISTORY_BATCH, mark)
-            if history.gap:
-                self.positions[channel] = history.tip
-                cause = history.cause or GapCause.UNKNOWN_POSITION
-                self._reset(channel, cause.value)
-                return out
-            replayed = self._deliver_all(history.messages)
-            metrics.counts.replayed += len(replayed)
-            out.extend(replayed)
-            if not history.more:
-                return out
+            return [], True, 0
+        mark = self._mark(channel)
+        history = source.read_history(
+            channel, self.positions[channel], _HISTORY_BATCH, mark, max_bytes=room
+        )
+        if history.gap:
+            self.positions[channel] = history.tip
+            cause = history.cause or GapCause.UNKNOWN_POSITION
+            self._reset(channel, cause.value)
+            return [], True, 0
+        messages = history.messages
+        size = 0
+        for count, message in enumerate(messages):
+            # A read shared with another stream may hold more than this batch's room:
+            # the rest is read again next time (positions have not moved past it).
+            if room is not None and count and size + message.size > room:
+                messages = messages[:count]
+                break
+            size += message.size
+        replayed = self._deliver_all(messages)
+        metrics.counts.replayed += len(replayed)
+        return replayed, not history.more and messages is history.messages, size
 
     def _deliver_all(self, messages: list[Message]) -> list[bytes]:
         """Return the bytes of ``messages`` the client does not have yet; count them as delivered.

@@ -132,17 +132,23 @@ class Hub:
         )
 
     def read_history(
-        self, name: str, after: Position, limit: int, mark: AttachMark | None = None
+        self,
+        name: str,
+        after: Position,
+        limit: int,
+        mark: AttachMark | None = None,
+        max_bytes: int | None = None,
     ) -> History:
         """Return up to ``limit`` retained messages of ``name`` after ``after``.
 
         Streams resuming from the same position share one broker read (see
-        ``shared_reads``; ``mark`` is the stream's from ``attach()``). Raises
+        ``shared_reads``; ``mark`` is the stream's from ``attach()``).
+        ``max_bytes`` bounds the read (see ``Broker.read_history``). Raises
         ``BrokerUnavailable`` when the broker cannot be reached.
         """
         channel = self._channels.get(name)
         generation = self._generation if channel is None else channel.generation
-        return self.reads.read(name, after, limit, generation, mark)
+        return self.reads.read(name, after, limit, generation, mark, max_bytes)
 
     def read_latest(self, name: str) -> Message | None:
         """Return the newest retained message of ``name`` (a latest-value channel's snapshot).

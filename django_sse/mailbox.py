@@ -1,8 +1,8 @@
 """The handle of one stream: producers leave items in its mailbox, the stream waits and takes them.
 
 Besides encoded events, a mailbox carries control items (``SYNC``,
-``UNSYNCED``, ``Recheck``, ``END``) that tell the stream what happened
-elsewhere, and the ``EndReason`` once something asked it to finish.
+``UNSYNCED``, ``NEXT_BATCH``, ``Recheck``, ``END``) that tell the stream what
+happened elsewhere, and the ``EndReason`` once something asked it to finish.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .brokers.base import Message
 from .concurrency import AsyncWakeup, Wakeup, new_wakeup
 
 
@@ -54,6 +55,9 @@ SYNC = _Marker("SYNC")
 UNSYNCED = _Marker("UNSYNCED")
 #: What the view's own producer (``iterator()``) had to say is all said.
 END = _Marker("END")
+#: A catch-up wrote one batch of history: read the next. Put by the stream itself, so
+#: the next read waits until the client has taken the batch (which bounds its memory).
+NEXT_BATCH = _Marker("NEXT_BATCH")
 
 
 class Recheck:
@@ -72,19 +76,26 @@ class Mailbox:
     """A bounded inbox that one stream waits on, and the stream's state as others see it.
 
     Producers (the hub's fan-out, a task running user code) call ``put()``,
-    which never blocks: past ``limit`` items the mailbox overflows instead
-    (``overflow()``), and the stream ends so that the client reconnects and
-    replays rather than silently losing events. The stream takes every
+    which never blocks: past ``limit`` items, or past ``max_bytes`` bytes
+    (what it holds plus what the stream holds aside, see ``hold()``), the
+    mailbox overflows instead (``overflow()``), and the stream ends so that
+    the client reconnects and replays rather than silently losing events.
+    One item larger than ``max_bytes`` is taken when nothing else is held:
+    the bound is on what piles up, never on a single event. The stream takes every
     waiting item at once, which lets several events go out in one write.
     The heartbeat wheel calls ``poke_idle()`` when the stream has been silent
     for an interval. Any greenlet or thread may call any method but
-    ``wait()``, ``take()``, ``heartbeat_sent()`` and ``mark_sent()``, which are
-    the stream's. The public attributes are for reading: only the mailbox's
+    ``wait()``, ``take()``, ``hold()``, ``heartbeat_sent()`` and ``mark_sent()``,
+    which are the stream's. The byte count takes no lock: with producers in
+    real threads (ASGI) it may be off by the items put during a ``take()``,
+    until the next one. The public attributes are for reading: only the mailbox's
     own methods write them (the stream loop reads them on its hot path).
     """
 
     __slots__ = (
         "_items",
+        "_bytes",
+        "_aside",
         "_wakeup",
         "_on_overflow",
         "_last_sent",
@@ -92,13 +103,23 @@ class Mailbox:
         "overflowed",
         "heartbeat_due",
         "limit",
+        "max_bytes",
         "owner",
     )
 
-    def __init__(self, limit: int, owner: str | None = None, asynchronous: bool = False) -> None:
+    def __init__(
+        self,
+        limit: int,
+        owner: str | None = None,
+        asynchronous: bool = False,
+        max_bytes: int | None = None,
+    ) -> None:
         # A list, never replaced: append() and the slice/del in take() are each
         # atomic under the GIL, so no lock is needed even with real threads.
         self._items: list[Any] = []
+        #: The bytes of the events in ``_items`` (see ``item_size``), and those held aside.
+        self._bytes = 0
+        self._aside = 0
         # asynchronous: the stream is a coroutine (ASGI), which awaits wait_async().
         self._wakeup: Wakeup | AsyncWakeup = AsyncWakeup() if asynchronous else new_wakeup()
         self._on_overflow: Callable[[], None] | None = None
@@ -110,16 +131,23 @@ class Mailbox:
         #: The heartbeat wheel found the stream silent for an interval (see ``heartbeat_sent``).
         self.heartbeat_due = False
         self.limit = limit
+        #: The bytes the stream may hold for its client (None: no bound).
+        self.max_bytes = max_bytes
         #: Who the stream serves (the user's primary key), for permission changes.
         self.owner = owner
 
     # Producers ---------------------------------------------------------------
 
     def put(self, item: Any) -> None:
-        """Leave ``item``; overflow instead when the mailbox is full."""
-        if len(self._items) >= self.limit:
+        """Leave ``item``; overflow instead when the mailbox is full (in items or in bytes)."""
+        size = item.size if type(item) is Message else item_size(item)
+        held = self._bytes + self._aside
+        if len(self._items) >= self.limit or (
+            held and self.max_bytes is not None and held + size > self.max_bytes
+        ):
             self.overflow()
         else:
+            self._bytes += size
             self._items.append(item)
             self._wakeup.set()
 
@@ -164,6 +192,11 @@ class Mailbox:
         """Whether the stream was asked to finish (or overflowed)."""
         return self.end_reason is not None
 
+    @property
+    def bytes_held(self) -> int:
+        """The bytes of the events waiting here and of those the stream holds aside."""
+        return self._bytes + self._aside
+
     def silent_since(self, moment: float) -> bool:
         """Return whether the stream has written nothing since ``moment`` (``time.monotonic()``)."""
         return self._last_sent <= moment
@@ -185,9 +218,14 @@ class Mailbox:
         count = len(items)
         taken = items[:count]
         del items[:count]
+        self._bytes = 0
         if self.end_reason is not None:
             self._wakeup.set()  # keep the consumer awake until it acts on it
         return taken
+
+    def hold(self, size: int) -> None:
+        """Count ``size`` bytes the stream keeps aside now (live events held during a catch-up)."""
+        self._aside = size
 
     def heartbeat_sent(self) -> None:
         """Record that the heartbeat the wheel asked for was dealt with."""
@@ -199,3 +237,10 @@ class Mailbox:
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+def item_size(item: Any) -> int:
+    """Return the bytes an item of a mailbox counts: an event's (``Message.size``), a chunk's."""
+    if isinstance(item, Message):
+        return item.size
+    return len(item) if isinstance(item, bytes) else 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 from typing import Any
 
@@ -30,7 +31,8 @@ class ChannelManager:
     def can_read_channel(self, user: Any, channel: str) -> bool:
         """Return whether ``user`` (possibly anonymous) may read ``channel``; default: yes.
 
-        ``user`` is ``request.user``, already resolved. It may be overridden
+        ``user`` is ``request.user``, already resolved (on a recheck, resolved
+        again from the session: see ``current_request()``). It may be overridden
         as ``async def`` (run through asgiref's ``async_to_sync``, as the
         view's ``can_read_channel``).
         """
@@ -44,13 +46,55 @@ def user_key(user: Any) -> str | None:
     return str(getattr(user, "pk", user))
 
 
+def current_request(request: HttpRequest) -> HttpRequest:
+    """Return ``request`` with its session and user loaded again, as a new request would have them.
+
+    A permission recheck asks with this rather than with the stream's own
+    request, whose ``user`` was loaded when the stream opened. As Django's
+    ``SessionMiddleware`` and ``AuthenticationMiddleware`` would for a new
+    request from the same client: the session is read again from its store
+    (by its key) and the user resolved from it by ``django.contrib.auth.get_user``,
+    a fresh instance from the database. A logged-out (deleted or flushed)
+    session, a password changed since the login (the session's hash) or a
+    user the backend refuses (``is_active=False`` with ``ModelBackend``)
+    gives ``AnonymousUser``. The stream's request is left untouched: the
+    result is a shallow copy with its own ``session``, ``user`` and ``auser()``.
+
+    Pitfall: a user that did not come from the session (no sessions or no
+    ``django.contrib.auth``, a token scheme that sets ``request.user``
+    itself) cannot be resolved again here; the request is returned as it
+    is, and the hooks see the user as it was loaded at the opening.
+    """
+    session = getattr(request, "session", None)
+    key = user_key(getattr(request, "user", None))
+    if session is None or key is None:
+        return request
+    from django.contrib.auth import SESSION_KEY, get_user
+
+    if str(session.get(SESSION_KEY)) != key:
+        return request  # the user came from elsewhere (e.g. a token)
+    fresh = copy.copy(request)
+    fresh.session = type(session)(session.session_key)
+    user = get_user(fresh)
+
+    async def auser() -> Any:
+        return user
+
+    # As the middleware leaves them (``_cached_user`` is what its lazy ``user`` reads).
+    fresh.user = fresh._cached_user = fresh._acached_user = user  # type: ignore[attr-defined]
+    fresh.auser = auser
+    return fresh
+
+
 def channel_permission_changed(user: Any, channel: str) -> None:
     """Re-check, on every worker and host, the streams of ``user`` that read ``channel``.
 
-    Call it after revoking access (e.g. removing a user from a group): each
+    Call it after revoking access (e.g. removing a user from a group,
+    clearing ``is_staff``, deactivating the user, logging them out): each
     such stream asks its view's ``can_read_channel`` (and the channel
-    manager) again and ends at once when refused. ``user`` is a user object
-    or its primary key.
+    manager) again, for the user as a new request would load them now
+    (see ``current_request()``), and ends at once when refused. ``user`` is
+    a user object or its primary key.
     """
     validate_channel(channel)
     key = user_key(user)

@@ -27,8 +27,14 @@ def send_event(
 
     Everything is checked before anything is published: a bad name or channel
     raises ``ValueError``, data that cannot be encoded ``TypeError``, data
-    over ``SSE_MAX_EVENT_SIZE`` ``EventTooLarge``; a broker that cannot be
-    reached within ``SSE_PUBLISH_TIMEOUT`` raises ``PublishError``.
+    over ``SSE_MAX_EVENT_SIZE`` ``EventTooLarge``. A broker failure raises a
+    ``PublishError`` that says whether the event went out:
+    ``PublishRefused`` when nothing was published (Redis unreachable, no
+    connection within ``SSE_PUBLISH_TIMEOUT``, a refusal): safe to retry;
+    ``PublishOutcomeUnknown`` when the event was sent but no answer came
+    within ``SSE_PUBLISH_TIMEOUT`` (a hung Redis may still run it): it may be
+    delivered, and a plain retry may deliver it twice (see that exception for
+    how to retry without duplicates).
     """
     channel, text, history = _prepare(event_name, data, channel, history)
     return _publish(channel, event_name, text, history)
@@ -42,6 +48,8 @@ async def asend_event(
     Everything is checked on the loop, before anything is published; the
     broker is then called on the process's publishing executor (a few
     threads the runtime owns, shared by every call), not a thread per call.
+    Pitfall: cancelling the await does not stop a publish under way (its
+    thread goes on); the event may be published all the same.
     """
     channel, text, history = _prepare(event_name, data, channel, history)
     loop = asyncio.get_running_loop()

@@ -19,9 +19,10 @@ from .channels import validate_channel
 from .concurrency import call_hook, call_later
 from .conf import sse_settings
 from .cursor import ChannelCursor
+from .database import release_connections
 from .exceptions import InvalidChannel
-from .mailbox import SYNC, UNSYNCED, EndReason, Mailbox, Recheck
-from .permissions import get_channel_manager
+from .mailbox import NEXT_BATCH, SYNC, UNSYNCED, EndReason, Mailbox, Recheck
+from .permissions import current_request, get_channel_manager
 from .publish import send_event
 from .responses import bad_request, forbidden
 from .runtime import get_hub
@@ -67,7 +68,10 @@ class RedisQueueView(BaseSseView):
         """Return whether ``request`` may read ``channel`` (default: yes).
 
         Called for every channel before the stream opens; a refusal is a 403;
-        and again after ``channel_permission_changed()``. ``SSE_CHANNEL_MANAGER``,
+        and again after ``channel_permission_changed()``, with ``request.user``
+        loaded anew from the session and the database (see
+        ``permissions.current_request()``: a user set by other means than the
+        session, e.g. a token, is the one loaded at the opening). ``SSE_CHANNEL_MANAGER``,
         when set, is asked too: both must allow. Override it as a plain method
         (it runs in a thread, under ASGI too, so ``request.user`` and the ORM
         work) or as ``async def`` (``user = await request.auser()``), which is
@@ -92,20 +96,27 @@ class RedisQueueView(BaseSseView):
                 f"The stream asks for {len(channels)} channels; SSE_MAX_CHANNELS allows {limit}."
             )
         for channel in channels:
-            if not self._may_read(channel):
+            if not self._may_read(self.request, channel):
                 return forbidden(f"You may not read the channel {channel!r}.")
         self.channels = channels
         return None
 
-    def _may_read(self, channel: str) -> bool:
+    def _may_read(self, request: HttpRequest, channel: str) -> bool:
         """Ask the view's hook and the project's channel manager; both must allow."""
-        if not call_hook(self.can_read_channel, self.request, channel):
+        if not call_hook(self.can_read_channel, request, channel):
             return False
         manager = get_channel_manager()
         if manager is None:
             return True
-        user = getattr(self.request, "user", None)
+        user = getattr(request, "user", None)
         return bool(call_hook(manager.can_read_channel, user, channel))
+
+    def _may_still_read(self, channel: str) -> bool:
+        """Ask again, for the user as a new request would load them now; then let go of the database."""
+        try:
+            return self._may_read(current_request(self.request), channel)
+        finally:
+            release_connections()  # this greenlet's (the stream's) or executor thread's
 
     # The stream -------------------------------------------------------------
 
@@ -126,6 +137,8 @@ class RedisQueueView(BaseSseView):
         self._cursor = ChannelCursor(self.channels, history, self.last_event_id, resuming, latest)
         # A new client's initial events follow its first catch-up (see _catch_up).
         self._initial_pending = not self.last_event_id_sent
+        #: A NEXT_BATCH is in the mailbox (at most one: one batch of history per write).
+        self._next_batch_queued = False
         self._cursor.attached(self._hub.attach(mailbox, self.channels))
         mailbox.put_control(SYNC)
 
@@ -137,22 +150,35 @@ class RedisQueueView(BaseSseView):
         cursor = self._cursor
         out = []
         delivered = 0
+        caught_up = False  # one batch of history per write, so that the client paces the reads
         for item in items:
-            if item is SYNC:
-                out.append(self._catch_up(mailbox))
+            if item is SYNC or item is NEXT_BATCH:
+                if item is SYNC:
+                    cursor.restart()  # (re)subscribed: every channel may have missed events
+                else:
+                    self._next_batch_queued = False
+                    if cursor.synced:
+                        continue  # a SYNC's catch-up finished it meanwhile
+                if caught_up:
+                    self._next_batch(mailbox)
+                else:
+                    caught_up = True
+                    out.append(self._catch_up(mailbox))
             elif item is UNSYNCED:
                 # Live events of the next subscription wait for the catch-up from history.
                 cursor.lose_sync()
             elif isinstance(item, Recheck):
-                if not self._may_read(item.channel):
+                if not self._may_still_read(item.channel):
                     mailbox.end(EndReason.PERMISSION_REVOKED)
                     break  # nothing queued after the revocation reaches the client
             else:
-                chunk = cursor.receive(item, mailbox.limit)
+                chunk = cursor.receive(item, mailbox.limit, mailbox.max_bytes)
                 if chunk:
                     out.append(chunk)
                     delivered += 1
-                elif chunk is None:
+                    continue
+                mailbox.hold(cursor.held_bytes)  # held during a catch-up: it counts
+                if chunk is None:
                     # Too much held during a catch-up: end after writing what was caught
                     # up (and the id), so the client resumes from there. No hang-up: the
                     # stream is not blocked on its client, as overflow() assumes.
@@ -176,27 +202,45 @@ class RedisQueueView(BaseSseView):
 
     def _render_blocks(self, items: list[Any]) -> bool:
         # A catch-up reads history (and get_initial_events()); a recheck asks the channel manager.
-        return any(item is SYNC or isinstance(item, Recheck) for item in items)
+        return any(
+            item is SYNC or item is NEXT_BATCH or isinstance(item, Recheck) for item in items
+        )
 
     def _idle_blocks(self) -> bool:
-        return not self._cursor.synced
+        return not self._cursor.synced and not self._next_batch_queued
 
     def idle(self, mailbox: Mailbox) -> bytes:
-        # A catch-up that failed (Redis away) is retried at the latest at each heartbeat.
-        return b"" if self._cursor.synced else self._catch_up(mailbox)
+        # A catch-up that failed (Redis away) is retried at the latest at each heartbeat;
+        # one going in batches has its NEXT_BATCH waiting already.
+        if self._cursor.synced or self._next_batch_queued:
+            return b""
+        return self._catch_up(mailbox)
 
     def closing(self, mailbox: Mailbox) -> bytes:
         return self._cursor.id_update() + super().closing(mailbox)
 
     def _catch_up(self, mailbox: Mailbox) -> bytes:
-        """Catch up from history once every channel is subscribed; then go live."""
+        """Catch up from history once every channel is subscribed; then go live.
+
+        History comes in batches within the stream's byte budget
+        (``SSE_STREAM_BUFFER_BYTES``, less what it holds already): one per
+        write, the next read once the client has taken it.
+        """
         cursor = self._cursor
         if not cursor.history:
-            return self._take_initial() + cursor.flush_held()
+            chunk = self._take_initial() + cursor.flush_held()
+            mailbox.hold(0)
+            return chunk
         if mailbox.ending or not self._hub.ready(self.channels):
             return b""  # the client left, or the hub sends SYNC again once subscribed
-        chunk, done = cursor.catch_up(self._hub)
-        if done:
+        room = mailbox.max_bytes
+        if room is not None:
+            room = max(room - mailbox.bytes_held, 1)
+        chunk, read = cursor.catch_up(self._hub, room)
+        mailbox.hold(cursor.held_bytes)
+        if read and not cursor.synced:
+            self._next_batch(mailbox)
+        elif read:
             # The stream's start is fixed now: whatever the initial events were read
             # from, every event published after it follows them.
             chunk = self._take_initial() + chunk
@@ -205,6 +249,12 @@ class RedisQueueView(BaseSseView):
             logger.debug("History read failed; retrying in %.2fs.", delay)
             call_later(delay, _sync_unless_ending, mailbox)
         return chunk
+
+    def _next_batch(self, mailbox: Mailbox) -> None:
+        """Have the stream read the next batch of history after this write."""
+        if not self._next_batch_queued:
+            self._next_batch_queued = True
+            mailbox.put_control(NEXT_BATCH)
 
     def _take_initial(self) -> bytes:
         if not self._initial_pending:

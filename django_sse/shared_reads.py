@@ -139,6 +139,8 @@ class SharedReads:
         #: Reads sent to the broker, and reads served from a shared one (for tests, metrics).
         self.broker_reads = 0
         self.shared = 0
+        #: The bytes (``Message.size``) of the largest read the broker answered (for tests).
+        self.largest_read = 0
 
     def read(
         self,
@@ -147,11 +149,15 @@ class SharedReads:
         limit: int,
         generation: int,
         mark: AttachMark | None = None,
+        max_bytes: int | None = None,
     ) -> History:
         """Return up to ``limit`` messages of ``name`` after ``after``, shared where exact.
 
         ``mark`` is the stream's ``AttachMark`` of the channel, if it has one.
-        Raises ``BrokerUnavailable`` when the broker must be asked and cannot be reached.
+        ``max_bytes`` bounds a read sent to the broker (see ``Broker.read_history``);
+        a shared read was bounded by its own stream's, and the reader trims
+        what it takes. Raises ``BrokerUnavailable`` when the broker must be
+        asked and cannot be reached.
         """
         recent = self._recent.get(name)
         if recent:
@@ -173,20 +179,24 @@ class SharedReads:
                 if history is not None:
                     self.shared += 1
                     return history
-        return self._read(name, after, limit, generation)
+        return self._read(name, after, limit, generation, max_bytes)
 
     def forget(self, name: str) -> None:
         """Drop what is kept of ``name`` (nobody reads it any more)."""
         self._recent.pop(name, None)
 
-    def _read(self, name: str, after: Position, limit: int, generation: int) -> History:
+    def _read(
+        self, name: str, after: Position, limit: int, generation: int, max_bytes: int | None
+    ) -> History:
         flight = _Flight(after, generation)
         self._flights[name] = flight
         result = None
         try:
             self.broker_reads += 1
-            history = self._broker.read_history(name, after, limit)
+            history = self._broker.read_history(name, after, limit, max_bytes)
             result = _Read(after, history, generation)
+            size = sum(message.size for message in history.messages)
+            self.largest_read = max(self.largest_read, size)
         finally:
             if self._flights.get(name) is flight:
                 del self._flights[name]

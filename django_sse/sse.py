@@ -71,7 +71,9 @@ def encode_data(data: Any, json_encoder: type[json.JSONEncoder] | None = None) -
 
     ``str`` is sent as is, ``bytes`` are decoded as UTF-8, anything else is
     JSON-encoded (with Django's ``DjangoJSONEncoder`` when Django is installed,
-    so dates, Decimals and UUIDs work). Raise ``TypeError`` when it cannot be.
+    so dates, Decimals and UUIDs work). Raise ``TypeError`` when it cannot be:
+    a type JSON lacks, a circular reference, or nesting deeper than Python's
+    recursion limit.
     """
     if isinstance(data, str):
         _check_utf8(data, "event data")
@@ -89,6 +91,11 @@ def encode_data(data: Any, json_encoder: type[json.JSONEncoder] | None = None) -
     except (TypeError, ValueError) as exc:
         raise TypeError(
             f"The event data of type {type(data).__name__} cannot be encoded as JSON: {exc}"
+        ) from None
+    except RecursionError:
+        raise TypeError(
+            f"The event data of type {type(data).__name__} cannot be encoded as JSON: "
+            "it is nested too deeply (Python's recursion limit)."
         ) from None
     _check_utf8(text, "event data")
     return text

@@ -220,7 +220,10 @@ class BaseSseView(View):
             )
         attach_to_gunicorn_worker()  # once per worker; here for apps loaded with --preload
         mailbox = Mailbox(
-            sse_settings.SSE_QUEUE_SIZE, owner=self.get_owner(), asynchronous=asynchronous
+            sse_settings.SSE_QUEUE_SIZE,
+            owner=self.get_owner(),
+            asynchronous=asynchronous,
+            max_bytes=sse_settings.SSE_STREAM_BUFFER_BYTES,
         )
         refused = streams.add(
             mailbox, sse_settings.SSE_MAX_STREAMS, sse_settings.SSE_MAX_STREAMS_PER_USER

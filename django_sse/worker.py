@@ -47,6 +47,8 @@ def short_path_refusal(cfg: Config) -> str | None:
     any setting that changes how such a request is read, logged or answered
     beyond that sends every request through gunicorn's code instead.
     """
+    if not hasattr(gunicorn_wsgi.Response, "_emit_body"):
+        return "gunicorn is older than 27.0 (its Response frames the body itself)"
     settings = cfg.settings
     for name in ("pre_request", "post_request"):
         if settings[name].value is not settings[name].default:
@@ -228,11 +230,26 @@ class _Response(gunicorn_wsgi.Response):  # type: ignore[misc]  # gunicorn has n
 
     headers_sent: bool
     chunked: bool
+    sent: int
 
     def __init__(self, connection: _Connection, request: _PlainRequest) -> None:
         super().__init__(request, connection.client, connection.worker.cfg)
         self.connection = connection
         self.pending = b""
+
+    def write(self, data: bytes) -> None:
+        """Write a body chunk: gunicorn's ``write()``, with a shortcut for a stream's chunks.
+
+        Once a chunked response's head is out there is no length to count
+        down and no body to drop (gunicorn never chunks those), so a chunk
+        goes straight out, as gunicorn's own ``write()`` would send it.
+        """
+        if self.chunked and self.headers_sent and type(data) is bytes:
+            if data:  # gunicorn skips an empty chunk: it would end the body
+                self.sent += len(data)
+                self._emit_body(data)
+            return
+        super().write(data)
 
     def send_headers(self) -> None:
         if self.headers_sent:

@@ -266,6 +266,105 @@ def test_an_async_can_read_channel_under_gevent_is_refused_naming_it(site):
     assert "make it a plain method" in log
 
 
+_STAFF_USERS = """
+import json
+from django.contrib.auth.models import User
+from django.test import Client
+
+users = {}
+for name in (CHANGED, KEPT):
+    user = User.objects.create_user(name, password="old password", is_staff=True)
+    client = Client()
+    client.force_login(user)
+    users[name] = {"pk": user.pk, "cookie": client.cookies["sessionid"].value}
+print(json.dumps(users))
+"""
+
+#: What happens to the user elsewhere (an admin, another tab) before ``channel_permission_changed``.
+_CHANGES = {
+    "is_staff": "user.is_staff = False\nuser.save()",
+    "is_active": "user.is_active = False\nuser.save()",
+    "logout": """
+from importlib import import_module
+from django.conf import settings
+from django.contrib.auth import logout
+from django.test import RequestFactory
+
+request = RequestFactory().get("/")
+request.session = import_module(settings.SESSION_ENGINE).SessionStore(COOKIE)
+request.user = user
+logout(request)  # as the user's logout view does: the session is flushed
+""",
+    "password": "user.set_password('new password')\nuser.save()",
+}
+
+_CHANGED_USER = """
+from django.contrib.auth.models import User
+from django_sse import channel_permission_changed
+
+user = User.objects.get(username=CHANGED)
+"""
+
+_NOTIFY = """
+channel_permission_changed(user, "staff-news")
+channel_permission_changed(User.objects.get(username=KEPT), "staff-news")  # still staff
+"""
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("change", list(_CHANGES))
+def test_a_recheck_sees_the_user_as_a_new_request_would_load_them(site, publish, change):
+    """Rule on ``request.user.is_staff``: after the change and a recheck, the stream ends before the next event; the unchanged user's goes on."""
+    changed, kept = f"{change}-changed", f"{change}-kept"
+    names = f"CHANGED, KEPT = {changed!r}, {kept!r}\n"
+    output = _django(site.env, "shell", "-c", names + _STAFF_USERS)
+    users = json.loads(output.strip().splitlines()[-1])
+    site.users.update(users)
+    path = "/staff-events/staff-news/"
+    streams = {name: site.connect(path, name) for name in (changed, kept)}
+    try:
+        for client in streams.values():
+            assert client.status == 200, client.body
+            wait_live(client)
+        cookie = f"COOKIE = {users[changed]['cookie']!r}\n"
+        script = names + cookie + _CHANGED_USER + _CHANGES[change] + _NOTIFY
+        _django(site.env, "shell", "-c", script)
+        publish("note", "staff only", channel="staff-news")
+        streams[changed].read_to_end(timeout=5)
+        kept_got = data_of(streams[kept], 1)
+        again = site.refusal(path, changed)
+    finally:
+        for client in streams.values():
+            client.close()
+
+    ended = streams[changed]
+    assert ended.ended and not ended.reset
+    assert ended.body.endswith(b"retry: 2000\n\n")
+    assert b"staff only" not in ended.body
+    assert kept_got == ["staff only"]
+    assert not streams[kept].ended
+    assert again.status == 403
+
+
+def test_a_recheck_keeps_a_user_that_did_not_come_from_the_session():
+    """A user set by other means (a token middleware) or a request without a session is asked about as it was loaded."""
+    from types import SimpleNamespace
+
+    from django.contrib.sessions.backends.db import SessionStore
+    from django.test import RequestFactory
+
+    from django_sse.permissions import current_request
+
+    token_user = SimpleNamespace(pk=7, is_anonymous=False, is_staff=True)
+    with_session = RequestFactory().get("/")
+    with_session.session, with_session.user = SessionStore(), token_user
+    without_session = RequestFactory().get("/")
+    without_session.user = token_user
+
+    assert current_request(with_session) is with_session
+    assert current_request(without_session) is without_session
+
+
 def test_channel_permission_changed_refuses_an_anonymous_user():
     """It needs an authenticated user or a primary key: AnonymousUser raises ValueError."""
     from django.contrib.auth.models import AnonymousUser

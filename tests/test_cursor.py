@@ -35,12 +35,14 @@ class StillClockBroker(MemoryBroker):
         now = self.clock_ms
         return (now, 0) if now > last[0] else (last[0], last[1] + 1)
 
-    def read_history(self, channel: str, after: Position | None, limit: int) -> History:
+    def read_history(
+        self, channel: str, after: Position | None, limit: int, max_bytes: int | None = None
+    ) -> History:
         self.reads.append((channel, after, limit))
         if self.failing.get(channel):
             self.failing[channel] -= 1
             raise BrokerUnavailable(f"Could not read the history of {channel!r}.")
-        return super().read_history(channel, after, limit)
+        return super().read_history(channel, after, limit, max_bytes)
 
 
 class FakeHub:
@@ -60,8 +62,10 @@ class FakeHub:
         self.learned: list[tuple[str, Position]] = []
         self.live: list[Message] = []
 
-    def read_history(self, name: str, after: Position, limit: int, mark=None) -> History:
-        return self.broker.read_history(name, after, limit)
+    def read_history(
+        self, name: str, after: Position, limit: int, mark=None, max_bytes=None
+    ) -> History:
+        return self.broker.read_history(name, after, limit, max_bytes)
 
     def start_position(self, name: str, mark=None) -> Position | None:
         self.asked.append((name, mark))
@@ -112,8 +116,8 @@ class Stage:
         resuming = last_event_id is not None if resuming is None else resuming
         return ChannelCursor(list(channels), history, last_event_id, resuming)
 
-    def catch_up(self, cursor: ChannelCursor) -> tuple[bytes, bool]:
-        return cursor.catch_up(self.hub)
+    def catch_up(self, cursor: ChannelCursor, max_bytes: int | None = None) -> tuple[bytes, bool]:
+        return cursor.catch_up(self.hub, max_bytes)
 
     def synced(self, channels: list[str], last_event_id: str | None = None) -> ChannelCursor:
         """Return a cursor that has caught up (asserting that it did)."""
@@ -296,6 +300,81 @@ def test_catch_up_pages_through_long_histories():
         ("news", (1000, 499), 500),
         ("news", (1000, 999), 500),
     ]
+
+
+# --- a byte budget -----------------------------------------------------------------
+
+
+def batches(stage: Stage, cursor: ChannelCursor, max_bytes: int) -> list[bytes]:
+    """Catch ``cursor`` up one batch at a time, as a stream does between its writes."""
+    out = []
+    while True:
+        chunk, read = stage.catch_up(cursor, max_bytes)
+        assert read
+        out.append(chunk)
+        if cursor.synced:
+            return out
+
+
+def test_a_catch_up_within_a_byte_budget_goes_in_batches_that_fit_it():
+    """1,200 missed events of 100 bytes, 1,000 bytes a batch: batches of 8 events, the same bytes."""
+    stage = Stage(maxlen=2000)
+    for index in range(1200):
+        stage.publish("news", f"{index:<100}")
+    size = stage.hub.live[0].size  # 121 bytes: "event: update\ndata: " and the data
+    cursor = stage.cursor(["news"], "0-0")
+    out = batches(stage, cursor, 1000)
+    expected = [frame(f"1000-{index}", f"{index:<100}") for index in range(1200)]
+    assert b"".join(out) == b"".join(expected)
+    assert 8 * size <= 1000 < 9 * size  # (the budget counts events without their id lines)
+    assert [chunk.count(b"\nevent: ") for chunk in out] == [8] * 150
+    # The broker read no more than a batch at a time.
+    assert len(stage.broker.reads) == 150
+
+
+def test_an_event_larger_than_the_byte_budget_is_replayed_alone():
+    """A budget of 10 bytes still replays each event, one per batch."""
+    stage = Stage()
+    publish_news(stage, 3)
+    cursor = stage.cursor(["news"], "0-0")
+    out = batches(stage, cursor, 10)
+    assert out == [frame(f"1000-{index}", f"e{index}") for index in range(3)]
+
+
+def test_live_events_held_during_a_batched_catch_up_follow_its_last_batch(stage):
+    """Held events are sent once, after the last batch; ids never go back."""
+    publish_news(stage, 4)
+    cursor = stage.cursor(["news"], "0-0")
+    first, read = stage.catch_up(cursor, 30)
+    assert (first, read, cursor.synced) == (frame("1000-0", "e0"), True, False)
+    held = [stage.publish("news", "e4"), stage.publish("news", "e5")]
+    assert [cursor.receive(message, 10, 1000) for message in held] == [b"", b""]
+    assert cursor.held_bytes == sum(message.size for message in held)
+    rest = batches(stage, cursor, 30)
+    assert b"".join(rest) == b"".join(frame(f"1000-{index}", f"e{index}") for index in range(1, 6))
+    assert (cursor.held, cursor.held_bytes) == ([], 0)
+
+
+def test_receive_returns_none_when_held_events_exceed_the_byte_budget(stage):
+    """While not synced, held events past ``max_bytes`` overflow; one alone never does."""
+    cursor = stage.cursor(["news"], "0-0")
+    big = [live("news", (1000, index), "x" * 100) for index in range(3)]
+    assert cursor.receive(big[0], 10, 50) == b""  # larger than the budget, but alone
+    assert cursor.receive(big[1], 10, 250) == b""
+    assert cursor.receive(big[2], 10, 250) is None
+
+
+def test_a_restart_reads_every_channel_again(stage):
+    """``restart()`` in a batched catch-up: the next batch reads the channels done already too."""
+    publish_both(stage)
+    cursor = stage.cursor(BOTH, f"{ALERTS}:1000-0,{NEWS}:1000-0")
+    stage.catch_up(cursor, 10)  # one event of news
+    stage.catch_up(cursor, 10)  # the other: news is done
+    assert cursor.pending == ["alerts"]
+    cursor.restart()
+    stage.broker.reads.clear()
+    stage.catch_up(cursor, 10)
+    assert [read[0] for read in stage.broker.reads] == ["news", "alerts"]
 
 
 @pytest.mark.parametrize("event", ["stream-reset", "resync"])

@@ -11,13 +11,17 @@ real Redis.
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import json
 import re
 import shlex
 
 import pytest
+from django.contrib.auth.models import AnonymousUser, Group
+from django.core.handlers.exception import convert_exception_to_response
 from django.core.management import call_command
+from django.http import HttpRequest
 from django.test import RequestFactory
 
 from django_sse import runtime
@@ -105,25 +109,84 @@ def attached_readers(channel: str, owners: list[str | None]) -> list[Mailbox]:
 # --- the views -------------------------------------------------------------------
 
 
-def test_the_view_sample_answers_with_the_rooms_streams_and_users(modules):
+@pytest.fixture
+def member(django_user_model):
+    """A user in the group of room 7, the sample's rule for who may read it."""
+    user = django_user_model.objects.create_user("member")
+    user.groups.add(Group.objects.create(name="room-7"))
+    return user
+
+
+@pytest.fixture
+def outsider(django_user_model):
+    """A logged-in user of no room."""
+    return django_user_model.objects.create_user("outsider")
+
+
+def request_of(user) -> HttpRequest:
+    """A GET as the authentication middleware leaves it for ``user``."""
+    request = RequestFactory().get("/")
+
+    async def auser():
+        return user
+
+    request.user = user
+    request.auser = auser
+    return request
+
+
+@pytest.mark.django_db(transaction=True)  # the async sample asks the database from a thread
+def test_the_view_sample_answers_with_the_rooms_streams_and_users(modules, member):
     """room_presence counts the streams of ``room-<room>`` and lists their owners, sorted."""
     views = modules.load("myapp.views", VIEW.code)
     with memory_broker():
         attached_readers("room-7", [BOB, ALICE, ALICE, None])
         attached_readers("room-8", [CAROL])
-        response = views.room_presence(RequestFactory().get("/"), 7)
+        response = views.room_presence(request_of(member), 7)
 
     assert json.loads(response.content) == {"streams": 4, "online": [ALICE, BOB]}
 
 
-def test_the_async_view_sample_awaits_the_same_answer(modules):
+@pytest.mark.django_db(transaction=True)
+def test_the_async_view_sample_awaits_the_same_answer(modules, member):
     """The async room_presence, awaited, says what the sync one says."""
+    modules.load("myapp.views", VIEW.code)
     views = modules.load("myapp.async_views", ASYNC_VIEW.code)
     with memory_broker():
         attached_readers("room-7", [DAVE, None])
-        response = asyncio.run(views.room_presence(RequestFactory().get("/"), "7"))
+        response = asyncio.run(views.room_presence(request_of(member), "7"))
 
     assert json.loads(response.content) == {"streams": 2, "online": [DAVE]}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_view_samples_refuse_who_may_not_read_the_room(modules, member, outsider):
+    """A user outside the room, or anonymous, gets 403 from presence, sync or async, as from the stream."""
+    views = modules.load("myapp.views", VIEW.code)
+    async_views = modules.load("myapp.async_views", ASYNC_VIEW.code)
+    # As Django's handler calls them: PermissionDenied becomes a 403.
+    presence = convert_exception_to_response(functools.partial(views.room_presence, room=7))
+    async_presence = convert_exception_to_response(
+        functools.partial(async_views.room_presence, room=7)
+    )
+    stream = views.RoomEventsView.as_view()
+    with memory_broker():
+        attached_readers("room-7", [ALICE])
+        answers = [
+            response
+            for user in [outsider, AnonymousUser()]
+            for response in [
+                presence(request_of(user)),
+                asyncio.run(async_presence(request_of(user))),
+                stream(request_of(user), room=7),
+            ]
+        ]
+        opened = stream(request_of(member), room=7)  # the rule lets a member in
+        opened.close()
+
+    assert opened.status_code == 200
+    assert [response.status_code for response in answers] == [403] * 6
+    assert not any(ALICE.encode() in response.content for response in answers)
 
 
 # --- sse_status ------------------------------------------------------------------

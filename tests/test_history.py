@@ -156,6 +156,21 @@ def test_a_limited_read_says_when_more_follow(make_broker):
     assert ([m.id for m in last.messages], last.more) == (ids[8:], False)
 
 
+def test_a_read_bounded_in_bytes_stops_before_the_event_that_would_pass_the_bound(make_broker):
+    """``max_bytes`` cuts a read (``more`` set) but always returns one event, however large."""
+    broker = make_broker()
+    ids = [broker.publish("a", "tick", str(index) * 1000, True) for index in range(5)]
+    broker.publish("b", "tick", "x" * 5000, True)
+
+    bounded = broker.read_history("a", ZERO, 100, max_bytes=3500)
+    rest = broker.read_history("a", parse_position(ids[2]), 100, max_bytes=3500)
+    large = broker.read_history("b", ZERO, 100, max_bytes=10)
+
+    assert ([m.id for m in bounded.messages], bounded.more) == (ids[:3], True)
+    assert ([m.id for m in rest.messages], rest.more) == (ids[3:], False)
+    assert ([len(m.data) for m in large.messages], large.more) == ([5000], False)
+
+
 def test_reading_only_the_tip_gives_the_newest_id(make_broker):
     """``after=None`` returns no events and the channel's newest id (0-0 for an unknown channel)."""
     broker = make_broker()

@@ -312,6 +312,36 @@ def test_a_full_mailbox_is_marked_overflowed_and_the_others_are_not_slowed():
     assert [m.data for m in slow_items[:3]] == ["0", "1", "2"] and slow_items[3:] == [SYNC]
 
 
+def test_a_mailbox_counts_the_bytes_it_holds_and_overflows_past_its_byte_budget():
+    """Events count their encoded bytes, and so do those held aside; one too many overflows."""
+    broker = MemoryBroker(maxlen=100, ttl=0)
+    hub = Hub(broker)
+    mailbox = Mailbox(100, max_bytes=3000)
+    hub.attach(mailbox, ["a"])
+    mailbox.take()
+    for _ in range(2):
+        broker.publish("a", "e", "x" * 1000, history=False)  # 1,017 bytes each
+    mailbox.put_control(SYNC)  # control items count nothing
+    assert (mailbox.bytes_held, mailbox.end_reason) == (2034, None)
+
+    assert [m.size for m in _messages(mailbox)] == [1017, 1017]
+    assert mailbox.bytes_held == 0
+    mailbox.hold(2034)  # the stream keeps them aside (a catch-up is under way)
+    broker.publish("a", "e", "x" * 900, history=False)  # 917 bytes: 2,951 in all
+    assert (mailbox.bytes_held, mailbox.end_reason) == (2951, None)
+    broker.publish("a", "e", "x" * 100, history=False)  # 117 more: past 3,000
+    assert (mailbox.end_reason, len(mailbox)) == (EndReason.OVERFLOW, 1)
+
+
+def test_a_mailbox_takes_one_event_larger_than_its_byte_budget_when_it_holds_nothing():
+    """The byte budget bounds what piles up, not an event: alone, a large one is delivered."""
+    mailbox = Mailbox(100, max_bytes=100)
+    mailbox.put(Message("a", "e", "x" * 500, None))
+    assert (mailbox.bytes_held, mailbox.end_reason) == (517, None)
+    mailbox.put(b"more")
+    assert mailbox.end_reason is EndReason.OVERFLOW
+
+
 def test_concurrent_attach_and_detach_leave_no_listener_and_no_subscription():
     """8 threads attaching and detaching at random leave the hub and the broker empty."""
     broker = RecordingBroker()

@@ -433,3 +433,27 @@ def test_sse_status_says_when_redis_cannot_be_reached(settings):
 
     with pytest.raises(CommandError, match="Could not read presence from Redis"):
         call_command("sse_status")
+
+
+def test_sse_status_counts_one_stream_and_one_user_in_the_singular():
+    """'1 stream', '1 user': the text report says what it counted."""
+    from django_sse.management.commands.sse_status import _text
+
+    status = {
+        "processes": [
+            {
+                "host": "h",
+                "pid": 1,
+                "streams": 1,
+                "channels": 1,
+                "broker": "connected",
+                "since": "-",
+            }
+        ],
+        "busiest_channels": [],
+        "presence": {"channel": "room", "streams": 1, "users": ["alice"]},
+    }
+    lines = _text(status).splitlines()
+
+    assert lines[0] == "Processes serving streams: 1 (1 stream)"
+    assert lines[-1] == "Presence on 'room': 1 stream, 1 user: alice"

@@ -7,6 +7,7 @@ published" is an observation, not an assumption.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import decimal
 import json
@@ -25,9 +26,16 @@ from django.core.management import CommandError, call_command
 import django_sse
 import django_sse.publish
 import django_sse.redisqueue
-from django_sse.exceptions import EventTooLarge, PublishError
+from django_sse.exceptions import (
+    EventTooLarge,
+    PublishError,
+    PublishOutcome,
+    PublishOutcomeUnknown,
+    PublishRefused,
+)
 from tests.redis_helpers import open_live, other_redis_clients
 from tests.servers import REPO_TOP, free_port
+from tests.test_sse import deeply_nested
 
 PUBLISH_TIMEOUT = 0.5
 # Beyond SSE_PUBLISH_TIMEOUT: connecting and one command may each take it, on a loaded machine.
@@ -157,6 +165,7 @@ BAD_CALLS = [
     ("e", object(), "c", TypeError),
     ("e", {"nested": object()}, "c", TypeError),
     ("e", {1, 2}, "c", TypeError),
+    ("e", deeply_nested(dict), "c", TypeError),  # not RecursionError
     ("e", float("nan"), "c", (TypeError, ValueError)),
     ("e", "lone \ud800 surrogate", "c", (TypeError, ValueError)),
     ("", "d", "c", ValueError),
@@ -241,6 +250,21 @@ def test_send_event_to_a_port_nobody_listens_on_raises_publish_error(settings):
 
 
 @pytest.mark.integration
+def test_a_refused_connection_is_publish_refused_from_send_event_and_asend_event(settings):
+    """Connection refused: nothing was sent, so both raise PublishRefused (safe to retry), saying so."""
+    settings.SSE_REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
+    settings.SSE_PUBLISH_TIMEOUT = PUBLISH_TIMEOUT
+
+    with pytest.raises(PublishRefused, match="nothing was published") as refused:
+        django_sse.send_event("e", "d", channel="down")
+    with pytest.raises(PublishRefused) as refused_async:
+        asyncio.run(django_sse.asend_event("e", "d", channel="down"))
+
+    assert refused.value.outcome is refused_async.value.outcome is PublishOutcome.NOT_PUBLISHED
+    assert isinstance(refused.value, PublishError)  # ``except PublishError`` still catches it
+
+
+@pytest.mark.integration
 def test_send_event_to_a_server_that_never_answers_raises_within_the_timeout(settings):
     """A server that accepts but never replies makes send_event raise, not hang."""
     with socket.create_server(("127.0.0.1", 0)) as silent:  # never accepts: the backlog does
@@ -262,9 +286,10 @@ def test_send_event_to_a_stopped_redis_raises_then_works_once_it_is_back(setting
     django_sse.send_event("e", "before", channel="down")  # the pool now holds a connection
 
     redis.stop()
-    elapsed, _ = _timed_publish_error()
+    elapsed, error = _timed_publish_error()
     elapsed_again, _ = _timed_publish_error()
     redis.start()
+    assert isinstance(error, PublishRefused)  # the pooled connection's reconnect was refused
     event_id = django_sse.send_event("e", "after", channel="down")
 
     assert elapsed < PUBLISH_TIMEOUT + SLACK and elapsed_again < PUBLISH_TIMEOUT + SLACK
@@ -287,6 +312,51 @@ def test_send_event_to_a_hung_redis_raises_within_the_timeout(settings, servers)
         redis.send_signal(signal.SIGCONT)
 
     assert elapsed < PUBLISH_TIMEOUT + SLACK
+
+
+@pytest.mark.integration
+def test_a_publish_to_a_hung_redis_has_an_unknown_outcome_and_is_delivered_later(settings, servers):
+    """SIGSTOP past SSE_PUBLISH_TIMEOUT: PublishOutcomeUnknown, and after SIGCONT Redis records and announces it."""
+    redis = servers.redis()
+    settings.SSE_REDIS_URL = redis.url
+    settings.SSE_PUBLISH_TIMEOUT = PUBLISH_TIMEOUT
+    with redis.client() as client:
+        watcher = Watcher(client)
+        before = django_sse.send_event("e", "before", channel="hung")  # the pool holds a connection
+        assert watcher.next() == ("sse:hung", f"1\n{before}\ne\nbefore".encode())
+
+        redis.send_signal(signal.SIGSTOP)
+        try:
+            with pytest.raises(PublishOutcomeUnknown, match="may have been published") as unknown:
+                django_sse.send_event("e", "during", channel="hung")
+        finally:
+            redis.send_signal(signal.SIGCONT)
+        announced = watcher.next(timeout=10)
+        recorded = [fields[b"data"] for _, fields in client.xrange("sse:hung")]
+        watcher.close()
+
+    assert unknown.value.outcome is PublishOutcome.UNKNOWN
+    assert announced is not None and announced[1].endswith(b"\ne\nduring")
+    assert recorded == [b"before", b"during"]  # a retry would have made it twice
+
+
+@pytest.mark.integration
+def test_an_error_reply_before_the_event_is_recorded_is_publish_refused(settings, servers):
+    """Redis out of memory refuses the script's XADD: PublishRefused, and nothing is recorded."""
+    redis = servers.redis()
+    settings.SSE_REDIS_URL = redis.url
+    settings.SSE_PUBLISH_TIMEOUT = PUBLISH_TIMEOUT
+    django_sse.send_event("e", "before", channel="full")
+    with redis.client() as client:
+        client.config_set("maxmemory", "1")
+        try:
+            with pytest.raises(PublishRefused, match="OOM|maxmemory"):
+                django_sse.send_event("e", "refused", channel="full")
+        finally:
+            client.config_set("maxmemory", "0")
+        recorded = [fields[b"data"] for _, fields in client.xrange("sse:full")]
+
+    assert recorded == [b"before"]
 
 
 @pytest.mark.integration
@@ -371,19 +441,21 @@ def test_the_send_event_command_reaches_a_stream_in_the_server(server, redis_url
         plain = _command("cmd", "greeting", "hello world", redis_url=redis_url)
         as_json = _command("cmd", "payload", '{"a": [1, 2.5, null]}', "--json", redis_url=redis_url)
         unrecorded = _command("cmd", "quiet", "not kept", "--no-history", redis_url=redis_url)
-        events = stream.read_events(3, timeout=10)
+        a_string = _command("cmd", "text", '"a string"', "--json", redis_url=redis_url)
+        events = stream.read_events(4, timeout=10)
     finally:
         stream.close()
 
-    results = (plain, as_json, unrecorded)
-    assert [r.returncode for r in results] == [0, 0, 0], [r.stderr for r in results]
+    results = (plain, as_json, unrecorded, a_string)
+    assert [r.returncode for r in results] == [0, 0, 0, 0], [r.stderr for r in results]
     assert [(e.type, e.data) for e in events[:1]] == [("greeting", "hello world")]
     assert events[0].last_event_id == plain.stdout.strip()
     assert events[1].type == "payload"
     assert json.loads(events[1].data) == {"a": [1, 2.5, None]}
     assert (events[2].type, events[2].data) == ("quiet", "not kept")
+    assert (events[3].type, json.loads(events[3].data)) == ("text", "a string")  # encoded
     with redis_server.client() as client:
-        assert client.xlen("sse:cmd") == 2  # the --no-history event is not in the history
+        assert client.xlen("sse:cmd") == 3  # the --no-history event is not in the history
 
 
 @pytest.mark.integration

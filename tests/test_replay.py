@@ -21,7 +21,7 @@ import pytest
 
 from django_sse import send_event
 from django_sse.positions import channel_tag, encode_positions, parse_position
-from tests.redis_helpers import connect, multi_path, wait_position
+from tests.redis_helpers import connect, get_stats, multi_path, wait_position
 from tests.sseclient import SseClient, StreamEnded
 from tests.support.servers import HttpServer
 
@@ -385,6 +385,58 @@ def test_a_stream_that_overflows_ends_and_its_client_resumes_without_loss(
         numbers += [int(event.data.split()[0]) for event in resumed.events]
 
     assert len(client.events) < 600  # it did overflow
+    assert numbers == list(range(600))
+
+
+# --- SSE_STREAM_BUFFER_BYTES -------------------------------------------------------------------
+
+
+def test_a_long_catch_up_is_read_in_batches_within_the_stream_buffer(
+    servers, settings, redis_url, server_kind
+):
+    """400 missed events of 16 KiB, a budget of 128 KiB: no read holds more than 128 KiB, none is lost."""
+    settings.SSE_REDIS_URL = redis_url
+    budget = 128 * 1024
+    server = servers.site(redis_url, settings={"SSE_STREAM_BUFFER_BYTES": budget}, kind=server_kind)
+    padding = "x" * 16 * 1024
+    ids = [send_event("tick", f"{index} {padding}", "long") for index in range(400)]
+
+    with connect(server.port, "/events/long/", ids[0]) as client:
+        replayed = client.read_events(399, timeout=60)
+        live_id = send_event("tick", "live", "long")
+        [live] = client.read_events(1, timeout=15)
+    stats = get_stats(server.port)
+
+    assert [int(event.data.split()[0]) for event in replayed] == list(range(1, 400))
+    assert [event.last_event_id for event in replayed] == ids[1:]
+    assert (live.data, live.last_event_id) == ("live", live_id)
+    # Old: one read of every missed event (6.4 MiB), joined into one write.
+    event_size = len(b"event: tick\ndata: 399 \n\n") + len(padding)
+    assert stats["history_read_bytes_max"] is not None
+    assert event_size <= stats["history_read_bytes_max"] <= budget
+
+
+def test_live_events_past_the_stream_buffer_end_a_slow_stream_and_its_client_resumes(
+    servers, settings, redis_url, server_kind
+):
+    """A client that stops reading is cut off past 64 KiB queued (not SSE_QUEUE_SIZE); resuming loses nothing."""
+    settings.SSE_REDIS_URL = redis_url
+    server = servers.site(
+        redis_url, settings={"SSE_STREAM_BUFFER_BYTES": 64 * 1024}, kind=server_kind
+    )
+    padding = "x" * 20_000
+    client = connect(server.port, "/events/slow-bytes/")
+    wait_position(client)
+    for index in range(600):  # ~12 MB: more than the socket buffers hold, while nobody reads
+        send_event("tick", f"{index} {padding}", "slow-bytes")
+    client.read_to_end(timeout=30)  # the server gave up on this stream
+    numbers = [int(event.data.split()[0]) for event in client.events]
+
+    with connect(server.port, "/events/slow-bytes/", client.parser.last_event_id) as resumed:
+        resumed.read_events(600 - len(numbers), timeout=30)
+        numbers += [int(event.data.split()[0]) for event in resumed.events]
+
+    assert len(client.events) < 600  # it did overflow (600 events fit SSE_QUEUE_SIZE's 2000)
     assert numbers == list(range(600))
 
 

@@ -24,9 +24,11 @@ class CountingBroker(MemoryBroker):
         super().__init__(maxlen=1000, ttl=0)
         self.reads = 0
 
-    def read_history(self, channel: str, after: Position | None, limit: int) -> History:
+    def read_history(
+        self, channel: str, after: Position | None, limit: int, max_bytes: int | None = None
+    ) -> History:
         self.reads += 1
-        return super().read_history(channel, after, limit)
+        return super().read_history(channel, after, limit, max_bytes)
 
 
 class Stage:
@@ -191,10 +193,10 @@ def test_streams_waiting_for_a_read_in_flight_share_it():
     release = threading.Event()
     read = stage.broker.read_history
 
-    def slow(channel, after, limit):
+    def slow(channel, after, limit, max_bytes=None):
         started.set()
         release.wait(5)
-        return read(channel, after, limit)
+        return read(channel, after, limit, max_bytes)
 
     stage.broker.read_history = slow
     results: list = []

@@ -300,6 +300,26 @@ def test_circular_data_raises_type_error():
         encode_data(loop)
 
 
+@pytest.mark.parametrize("outer", [list, dict], ids=["lists", "dicts"])
+def test_deeply_nested_data_raises_type_error(outer):
+    """Nesting past Python's recursion limit raises the documented TypeError, not RecursionError."""
+    data = deeply_nested(outer)
+    with pytest.raises(TypeError, match="cannot be encoded as JSON: it is nested too deeply"):
+        encode_data(data)
+    sse = Sse()
+    with pytest.raises(TypeError, match="nested too deeply"):
+        sse.add_message("x", data)
+    assert sse.take() == b""
+
+
+def deeply_nested(outer: type, depth: int = 100_000) -> object:
+    """Return ``depth`` lists (or dicts) each inside the next: far past any recursion limit."""
+    data: object = outer()
+    for _ in range(depth):
+        data = [data] if outer is list else {"a": data}
+    return data
+
+
 @pytest.mark.parametrize(
     "value", [b"\xff", b"a\xc3", bytearray(b"\xed\xa0\x80")], ids=["ff", "truncated", "surrogate"]
 )

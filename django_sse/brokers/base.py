@@ -64,6 +64,12 @@ class Message:
                 self._frame = b"id: %s\n%s" % (event_id.encode(), self.body)
         return self._frame
 
+    @property
+    def size(self) -> int:
+        """The bytes the event takes on the wire, without its ``id:`` line (what byte budgets count)."""
+        body = self._body
+        return len(self.body if body is None else body)
+
     def __repr__(self) -> str:
         return f"<Message {self.channel}/{self.id} {self.event!r}>"
 
@@ -152,7 +158,10 @@ class Broker(ABC):
     def publish(self, channel: str, event: str, data: str, history: bool) -> str | None:
         """Record (when ``history``) and announce one event; return its id, or None.
 
-        Raises ``PublishError`` when the broker cannot be reached in time.
+        Raises ``PublishRefused`` when nothing was published (the broker could
+        not be reached, or refused the event whole) and ``PublishOutcomeUnknown``
+        when the event went out and its fate is unknown (no answer in time):
+        a retry must know which.
         """
 
     @abstractmethod
@@ -160,10 +169,16 @@ class Broker(ABC):
         """Announce a control message to the listener of every process (``on_control``)."""
 
     @abstractmethod
-    def read_history(self, channel: str, after: Position | None, limit: int) -> History:
+    def read_history(
+        self, channel: str, after: Position | None, limit: int, max_bytes: int | None = None
+    ) -> History:
         """Return up to ``limit`` retained messages after ``after`` (None: only the tip).
 
-        Raises ``BrokerUnavailable`` when the broker cannot be reached.
+        ``max_bytes``: stop before the message that would take the read past
+        that many bytes (of event names and data; ``more`` is then set), but
+        return at least one: a read's memory is bounded, and an event larger
+        than the bound is still read. Raises ``BrokerUnavailable`` when the
+        broker cannot be reached.
         """
 
     @abstractmethod

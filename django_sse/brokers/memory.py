@@ -92,7 +92,9 @@ class MemoryBroker(Broker):
         if self._listener is not None:
             self._listener.on_control(payload)
 
-    def read_history(self, channel: str, after: Position | None, limit: int) -> History:
+    def read_history(
+        self, channel: str, after: Position | None, limit: int, max_bytes: int | None = None
+    ) -> History:
         with self._lock:
             log = self._logs.get(channel)
             if log is not None and self.ttl and time.time() - log.touched > self.ttl:
@@ -119,7 +121,10 @@ class MemoryBroker(Broker):
                     known = True
             if not known:  # a position this history never issued
                 return History(gap=True, tip=log.last, cause=GapCause.UNKNOWN_POSITION)
-            return History(messages=newer[:limit], tip=log.last, more=len(newer) > limit)
+            read = newer[:limit]
+            if max_bytes is not None:
+                read = _within(read, max_bytes)
+            return History(messages=read, tip=log.last, more=len(newer) > len(read))
 
     def read_latest(self, channel: str) -> Message | None:
         with self._lock:
@@ -164,3 +169,13 @@ def _logged(message: Message) -> Position:
 
 def _position_at(seconds: float) -> Position:
     return (int(seconds * 1000), 0)
+
+
+def _within(messages: list[Message], max_bytes: int) -> list[Message]:
+    """Return the first of ``messages`` that fit in ``max_bytes`` (at least one)."""
+    size = 0
+    for count, message in enumerate(messages):
+        size += message.size
+        if count and size > max_bytes:
+            return messages[:count]
+    return messages

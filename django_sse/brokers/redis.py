@@ -27,7 +27,7 @@ import time
 from typing import TYPE_CHECKING, Any, cast
 
 from ..concurrency import Task, sleep
-from ..exceptions import PublishError
+from ..exceptions import PublishOutcomeUnknown
 from .base import BrokerListener
 from .redis_common import (
     ACL_HINT,
@@ -124,8 +124,9 @@ class RedisBroker(RedisBrokerBase):
     def _publish_replicated(self, key: str, args: list[str | int]) -> bytes:
         """Run the publish script and ``WAIT`` for ``replicas`` in one round trip; return the id.
 
-        Raises ``PublishError`` when fewer replicas confirm within the timeout
-        (the event is on the master, and streams may have received it).
+        Raises ``PublishOutcomeUnknown`` when fewer replicas confirm within the
+        timeout, or ``WAIT`` fails (the event is on the master, and streams
+        may have received it); the publish's own error as it is.
         """
         import redis
 
@@ -133,17 +134,23 @@ class RedisBroker(RedisBrokerBase):
             with self._client.pipeline(transaction=False) as pipe:
                 pipe.evalsha(self._publish.sha, 1, key, *args)
                 pipe.execute_command("WAIT", self.replicas, self._wait_ms)
-                try:
-                    event_id, confirmed = pipe.execute()
-                except redis.exceptions.NoScriptError:
-                    if attempt:
-                        raise
-                    # A new or restarted master: load the script, then publish (it never ran).
-                    self._client.script_load(self._publish.script)
-                    continue
+                # Each reply apart: an error of WAIT must not hide that the event was published.
+                event_id, confirmed = pipe.execute(raise_on_error=False)
+            if isinstance(event_id, redis.exceptions.NoScriptError) and not attempt:
+                # A new or restarted master: load the script, then publish (it never ran).
+                self._client.script_load(self._publish.script)
+                continue
             break
+        if isinstance(event_id, Exception):
+            raise event_id
+        if isinstance(confirmed, Exception):
+            raise PublishOutcomeUnknown(
+                f"Event {event_id.decode()} was published on Redis at {self._safe_url()} but "
+                f"WAIT for SSE_PUBLISH_REPLICAS={self.replicas} replicas failed: {confirmed}"
+                + (f" {ACL_HINT}" if refused_by_acl(confirmed) else "")
+            ) from confirmed
         if confirmed < self.replicas:
-            raise PublishError(
+            raise PublishOutcomeUnknown(
                 f"Event {event_id.decode()} was published on Redis at {self._safe_url()} but "
                 f"only {confirmed} of SSE_PUBLISH_REPLICAS={self.replicas} replicas confirmed it "
                 f"within SSE_PUBLISH_TIMEOUT ({self.timeout}s): a failover could lose it."

@@ -126,6 +126,11 @@ class RedisClusterBroker(RedisBrokerBase):
                 self._client = client
             return self._client
 
+    def _publishing_pool(self, key: str) -> Any:
+        # The pool of the master that holds ``key``'s slot, as the cluster client picks it.
+        client = self._commands()
+        return client.get_redis_connection(client.get_node_from_key(key)).connection_pool
+
     def _presence_client(self) -> Any:
         client = self._commands()
         node = client.get_node_from_key(self.presence_key)

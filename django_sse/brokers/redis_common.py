@@ -10,12 +10,15 @@ and in docs/reference/wire-format.rst.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
+import re
 import time
 from importlib import resources
 from typing import Any, cast
 
-from ..exceptions import BrokerUnavailable, PublishError
+from ..exceptions import BrokerUnavailable, PublishError, PublishOutcomeUnknown, PublishRefused
 from ..positions import ZERO, Position, format_position, parse_position
 from .base import Broker, GapCause, History, Message
 
@@ -107,11 +110,19 @@ class RedisBrokerBase(Broker):
         """
         return self._client
 
+    def _publishing_pool(self, key: str) -> Any:
+        """Return the redis-py connection pool that commands on ``key`` use (default: the client's)."""
+        return self._commands().connection_pool
+
     # Publishing and history ------------------------------------------------
 
     def publish(self, channel: str, event: str, data: str, history: bool) -> str | None:
 
         key = self._key(channel)
+        try:
+            self._connect_publisher(key)
+        except redis_errors() as exc:
+            raise self._publish_error(exc, sent=False) from exc
         try:
             if not history:
                 payload = b"1\n\n%s\n%s" % (event.encode(), data.encode())
@@ -120,16 +131,38 @@ class RedisBrokerBase(Broker):
             args: list[str | int] = [key, event, data, self.maxlen, self.ttl_ms]
             event_id = self._run_publish(key, [*args, *self._publish_args])
         except redis_errors() as exc:
-            if refused_by_acl(exc):
-                raise PublishError(
-                    f"Redis at {self._safe_url()} refused to publish: {exc} (publishing runs "
-                    f"EVALSHA, SCRIPT LOAD, and in the script {self._publish_commands}). {ACL_HINT}"
-                ) from exc
-            raise PublishError(
-                f"Could not publish to Redis at {self._safe_url()} within SSE_PUBLISH_TIMEOUT "
-                f"({self.timeout}s): {exc}"
-            ) from exc
+            raise self._publish_error(exc, sent=True) from exc
         return event_id.decode()
+
+    def _connect_publisher(self, key: str) -> None:
+        """Open (or check) the connection that publishes to ``key``, sending no command of ours.
+
+        A redis-py error here means the event was never sent: connecting,
+        authenticating, a Sentinel's answer or the pool's wait failed.
+        """
+        pool = self._publishing_pool(key)
+        pool.release(take_connection(pool, "EVALSHA"))
+
+    def _publish_error(self, exc: Exception, sent: bool) -> PublishError:
+        """Return the ``PublishError`` for redis-py's ``exc``: refused, or outcome unknown.
+
+        ``sent``: whether the event's command may have reached Redis. It was
+        not published when it was never sent, or when Redis answered with an
+        error that wrote nothing (see ``wrote_nothing``); else its outcome is
+        unknown (a timeout, a connection lost: Redis may run it all the same).
+        """
+        refused = not sent or wrote_nothing(exc)
+        kind = PublishRefused if refused else PublishOutcomeUnknown
+        if refused_by_acl(exc):
+            return kind(
+                f"Redis at {self._safe_url()} refused to publish: {exc} (publishing runs "
+                f"EVALSHA, SCRIPT LOAD, and in the script {self._publish_commands}). {ACL_HINT}"
+            )
+        outcome = "nothing was published" if refused else "the event may have been published"
+        return kind(
+            f"Could not publish to Redis at {self._safe_url()} within SSE_PUBLISH_TIMEOUT "
+            f"({self.timeout}s), {outcome}: {exc}"
+        )
 
     def _run_publish(self, key: str, args: list[str | int]) -> bytes:
         """Run publish.lua for ``key``; return the new event's id (override to add a step)."""
@@ -139,13 +172,22 @@ class RedisBrokerBase(Broker):
     def publish_control(self, payload: str) -> None:
 
         try:
+            self._connect_publisher(self.control_key)
+        except redis_errors() as exc:
+            raise PublishRefused(
+                f"Could not publish to Redis at {self._safe_url()}: {exc}"
+            ) from exc
+        try:
             self._commands().execute_command(
                 self.publish_command, self.control_key, payload.encode()
             )
         except redis_errors() as exc:
-            raise PublishError(f"Could not publish to Redis at {self._safe_url()}: {exc}") from exc
+            kind = PublishRefused if wrote_nothing(exc) else PublishOutcomeUnknown
+            raise kind(f"Could not publish to Redis at {self._safe_url()}: {exc}") from exc
 
-    def read_history(self, channel: str, after: Position | None, limit: int) -> History:
+    def read_history(
+        self, channel: str, after: Position | None, limit: int, max_bytes: int | None = None
+    ) -> History:
 
         key = self._key(channel)
         if after == _LARGEST:
@@ -155,16 +197,15 @@ class RedisBrokerBase(Broker):
             return History(gap=True, tip=tip, cause=GapCause.UNKNOWN_POSITION)
         try:
             self._commands()
-            reply = self._read(
-                keys=[key], args=["" if after is None else format_position(after), limit]
-            )
+            start = "" if after is None else format_position(after)
+            reply = self._read(keys=[key], args=[start, limit, max_bytes or 0])
         except redis_errors() as exc:
             raise BrokerUnavailable(f"Could not read history from Redis: {exc}") from exc
         if reply[0] == 0:  # no stream: never published, expired, or Redis lost it
             if after is None or after == ZERO:
                 return History()
             return History(gap=True, cause=GapCause.HISTORY_LOST)
-        _, last, first, added, length, exists, entries = reply
+        _, last, first, added, length, exists, entries, cut = reply
         last = _position(last)
         if after is None:
             return History(tip=last)
@@ -178,7 +219,7 @@ class RedisBrokerBase(Broker):
             )
             for entry_id, fields in ((entry[0], _fields(entry[1])) for entry in entries)
         ]
-        return History(messages=messages, tip=last, more=len(messages) >= limit)
+        return History(messages=messages, tip=last, more=bool(cut) or len(messages) >= limit)
 
     def read_latest(self, channel: str) -> Message | None:
 
@@ -305,6 +346,41 @@ def _lost_after(
             return GapCause.TRIMMED
         return None if after == ZERO else GapCause.UNKNOWN_POSITION
     return None if exists else GapCause.UNKNOWN_POSITION
+
+
+def take_connection(pool: Any, command: str) -> Any:
+    """Return a connection of ``pool``, connected (redis-py before 5.3 requires a command name)."""
+    parameter = inspect.signature(pool.get_connection).parameters.get("command_name")
+    if parameter is not None and parameter.default is inspect.Parameter.empty:
+        return pool.get_connection(command)
+    return pool.get_connection()
+
+
+def wrote_nothing(exc: Exception) -> bool:
+    """Whether ``exc``, an error of a sent publish, proves that Redis wrote nothing.
+
+    Only an error reply does: Redis refused the command whole (an ACL, ``OOM``,
+    ``READONLY``, ``CLUSTERDOWN``), or publish.lua stopped at or before the
+    line that records the event (Redis names the line: ``@user_script:9``); a
+    later line failed after the event was recorded. Pitfall: an error that
+    names a script but no line counts as written (``BUSY`` among them).
+    """
+    import redis
+
+    if not isinstance(exc, redis.ResponseError):
+        return False  # a timeout or a lost connection: Redis may have run it
+    text = str(exc)
+    line = re.search(r"@user_script:\s*(\d+)", text)
+    if line is None:  # refused whole; unless a script ran that did not say where it stopped
+        return "script" not in text.lower()
+    return int(line.group(1)) <= _recording_line()
+
+
+@functools.cache
+def _recording_line() -> int:
+    """Return the line of publish.lua that records the event (its first write, ``XADD``)."""
+    lines = script("publish.lua").splitlines()
+    return next(number for number, text in enumerate(lines, 1) if "redis.call('XADD'" in text)
 
 
 def refused_by_acl(exc: Exception) -> bool:

@@ -15,7 +15,6 @@ Every field but the task's locals is guarded by the broker's lock.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import threading
 import time
@@ -29,6 +28,7 @@ from .redis_common import (
     CATCH_UP_BYTES,
     SUBSCRIBER_IDLE_PING,
     refused_by_acl,
+    take_connection,
 )
 
 if TYPE_CHECKING:
@@ -135,7 +135,7 @@ class ShardSubscriber:
                 connection: Any = None
                 try:
                     # Taken by hand, with no connect callback: redis-py cannot resubscribe.
-                    connection = pubsub.connection = _take_connection(self._pool)
+                    connection = pubsub.connection = take_connection(self._pool, "SSUBSCRIBE")
                     # Whatever was asked before is confirmed anew from now on (the listener
                     # is never called under the broker's lock: the hub calls in under its own).
                     with self._broker.lock:
@@ -254,14 +254,6 @@ class ShardSubscriber:
             data = message["data"]
             if data.startswith(CATCH_UP_BYTES):
                 broker.caught_up(data[len(CATCH_UP_BYTES) :].decode())
-
-
-def _take_connection(pool: Any) -> Any:
-    """Return a connection of ``pool`` (redis-py before 5.3 requires a command name)."""
-    parameter = inspect.signature(pool.get_connection).parameters.get("command_name")
-    if parameter is not None and parameter.default is inspect.Parameter.empty:
-        return pool.get_connection("SSUBSCRIBE")
-    return pool.get_connection()
 
 
 __all__ = ["CATCH_UP", "ShardSubscriber"]

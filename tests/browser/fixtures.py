@@ -89,15 +89,18 @@ def example_env(redis_url: str) -> dict[str, str]:
     return env
 
 
-def serve_example(servers, kind: str, redis_url: str) -> GunicornServer | UvicornServer:
+def serve_example(
+    servers, kind: str, redis_url: str, settings: str = "example.settings"
+) -> GunicornServer | UvicornServer:
     """Start the example project on ``kind`` ("gunicorn" or "uvicorn"), as its script does.
 
     gunicorn: ``gunicorn -c gunicorn.conf.py`` (./scripts/example), its access
     log recording the ``Last-Event-ID`` header of every request; uvicorn:
     ``uvicorn example.asgi:application --app-dir example`` (./scripts/example-asgi).
-    ``redis_url`` "" is the in-process broker.
+    ``redis_url`` "" is the in-process broker; ``settings`` the settings module
+    (a test's variant of the example's, e.g. ``tests.browser.one_stream_settings``).
     """
-    env = {"DJANGO_SETTINGS_MODULE": "example.settings", "REDIS_URL": redis_url, "DEBUG": "0"}
+    env = {"DJANGO_SETTINGS_MODULE": settings, "REDIS_URL": redis_url, "DEBUG": "0"}
     if kind == "uvicorn":
         return servers.uvicorn(
             app="example.asgi:application",

@@ -11,8 +11,9 @@ import time
 
 import pytest
 
-from tests.browser.fixtures import WAIT, wait_for, wait_subscribed
+from tests.browser.fixtures import WAIT, Example, serve_example, wait_for, wait_subscribed
 from tests.support.procfs import socket_inodes
+from tests.support.sse import SseClient
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -156,3 +157,40 @@ def test_a_stream_reset_reaches_the_pages_callback(example, browser):
              message="the stream-reset never reached onReset")  # fmt: skip
 
     assert driver.execute_script("return window.sseResets") == [["feed"]]
+
+
+def test_a_refused_leader_gives_the_connection_up_and_a_tab_opened_later_reads_events(
+    servers, example_kind, browser
+):
+    """SSE_MAX_STREAMS full: the leader's stream gets a 503; once a slot is free, a tab opened then reads events.
+
+    EventSource never retries after a 503: a leader that kept the Web Lock
+    would leave every later tab a follower of no connection.
+    """
+    redis = servers.redis()
+    example = Example(
+        redis=redis,
+        server=serve_example(
+            servers, example_kind, redis.url, settings="tests.browser.one_stream_settings"
+        ),
+    )
+    holder = SseClient.connect(example.server.port, "/clock/events/", timeout=WAIT)
+    assert holder.status == 200  # the one stream SSE_MAX_STREAMS = 1 allows
+    driver = browser()
+    try:
+        driver.get(example.url + "/feed/")
+        wait_for(driver, lambda d: d.execute_script("return window.feedStream?.state") == "closed",
+                 message="the full server's 503 never closed the leader's stream")  # fmt: skip
+    finally:
+        holder.close()  # the slot is free again
+    driver.switch_to.new_window("tab")
+    driver.get(example.url + "/feed/")
+    later = driver.current_window_handle
+    wait_for(driver, lambda d: d.execute_script("return window.feedStream?.state") == "open",
+             message="the tab opened later never read a stream")  # fmt: skip
+    wait_subscribed(example, "feed")
+    example.manage("send_event", "feed", "message", "after the refusal")
+
+    wait_everywhere(driver, driver.window_handles, ["after the refusal"])
+    assert texts(driver, later) == ["after the refusal"]
+    assert sorted(roles(driver, driver.window_handles).values()) == ["follower", "leader"]

@@ -63,6 +63,8 @@ def stats(request):
             # Catch-up reads sent to the broker, and those served from a shared read.
             "history_reads": hub.reads.broker_reads,
             "history_reads_shared": hub.reads.shared,
+            # The bytes of the largest of them (None: a library that does not say).
+            "history_read_bytes_max": getattr(hub.reads, "largest_read", None),
             "django_sse_file": django_sse.__file__,
             "worker_class": _worker_class(),
             "short_path_requests": getattr(current_worker(), "short_path_requests", None),

@@ -35,9 +35,12 @@ class Command(BaseCommand):
         data: Any = options["data"]
         if options["json"]:
             try:
-                data = json.loads(data)
+                parsed = json.loads(data)
             except json.JSONDecodeError as exc:
                 raise CommandError(f"DATA is not valid JSON: {exc}") from None
+            # A string is sent as data verbatim: keep its quotes, so the client's
+            # JSON.parse() gets the string back, as it gets any other value back.
+            data = json.dumps(parsed) if isinstance(parsed, str) else parsed
         try:
             event_id = send_event(
                 options["event"],

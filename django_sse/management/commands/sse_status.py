@@ -95,10 +95,15 @@ def _table(rows: list[list[str]]) -> list[str]:
     ]
 
 
+def _count(n: int, noun: str) -> str:
+    """Return "1 stream", "2 streams"."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _text(status: dict[str, Any]) -> str:
     processes = status["processes"]
     total = sum(process["streams"] for process in processes)
-    lines = [f"Processes serving streams: {len(processes)} ({total} streams)"]
+    lines = [f"Processes serving streams: {len(processes)} ({_count(total, 'stream')})"]
     if processes:
         header = ["HOST", "PID", "STREAMS", "CHANNELS", "BROKER", "SINCE"]
         lines += _table(
@@ -129,7 +134,7 @@ def _text(status: dict[str, Any]) -> str:
         users = ", ".join(presence["users"]) or "(none)"
         lines += [
             "",
-            f"Presence on {presence['channel']!r}: {presence['streams']} streams, "
-            f"{len(presence['users'])} users: {users}",
+            f"Presence on {presence['channel']!r}: {_count(presence['streams'], 'stream')}, "
+            f"{_count(len(presence['users']), 'user')}: {users}",
         ]
     return "\n".join(lines)
