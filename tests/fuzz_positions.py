@@ -1,6 +1,6 @@
 """A coverage-guided fuzz target (atheris) for the ``Last-Event-ID`` decoder.
 
-Run by test_bad_input.py for a bounded time; by hand::
+Run by test_bad_input.py for a fixed number of runs and seed; by hand::
 
     python tests/fuzz_positions.py -max_total_time=60
 

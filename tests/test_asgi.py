@@ -56,15 +56,20 @@ NOTIFY = SAMPLES.find("python", "# myapp/notify.py")
 def test_a_wakeup_set_from_another_thread_wakes_the_waiting_coroutine():
     """set() from a thread resolves the coroutine's wait() on its loop."""
 
-    async def main() -> float:
+    async def main() -> tuple[bool, bool]:
         wakeup = AsyncWakeup()
-        started = time.monotonic()
-        threading.Timer(0.05, wakeup.set).start()
-        await asyncio.wait_for(wakeup.wait(), 5)
-        return time.monotonic() - started
+        waiting = asyncio.ensure_future(wakeup.wait())
+        for _ in range(10):
+            await asyncio.sleep(0)  # the loop runs the wait, which must not return by itself
+        early = waiting.done()
+        thread = threading.Thread(target=wakeup.set)
+        thread.start()
+        await asyncio.wait_for(waiting, 5)
+        thread.join()
+        return early, waiting.done()
 
-    waited = asyncio.run(main())
-    assert 0.04 <= waited < 5
+    early, woken = asyncio.run(main())
+    assert (early, woken) == (False, True)
 
 
 def test_a_set_before_the_first_wait_is_not_lost():
@@ -251,8 +256,15 @@ def test_an_asgi_stream_opens_and_ends_on_the_loop_when_subscribing_cannot_wait(
                 while b"id: " not in body:  # the opening, then the catch-up: live now
                     body += await asyncio.wait_for(chunks.__anext__(), 10)
                 attached = hub.listener_count()
-                reading = asyncio.create_task(chunks.__anext__())  # waits: nothing is published
-                await asyncio.sleep(0.05)
+                entered = asyncio.Event()
+
+                async def next_chunk() -> bytes:
+                    entered.set()
+                    return await chunks.__anext__()  # waits: nothing is published
+
+                reading = asyncio.create_task(next_chunk())
+                await entered.wait()  # its first step has run: it waits inside the stream
+                assert not reading.done()
                 reading.cancel()  # as Django's handler does on http.disconnect
                 await asyncio.wait([reading])
                 return attached, hub.listener_count()
@@ -298,21 +310,31 @@ def test_streams_whose_clients_left_leave_no_object_behind():
 
     from django.core.handlers.asgi import ASGIHandler
 
+    from django_sse.runtime import get_hub, streams
     from django_sse.views import SseResponse
 
     application = ASGIHandler()
     count = 300
 
+    registered = len(streams)  # earlier tests may have left some
+
+    async def all_stopped() -> None:
+        """Wait until every stream has left the hub and the registry (stop() may be in the executor)."""
+        deadline = time.monotonic() + 10
+        while get_hub().listener_count() or len(streams) > registered:
+            assert time.monotonic() < deadline, (get_hub().listener_count(), len(streams))
+            await asyncio.sleep(0.01)
+
     async def main() -> tuple[int, int]:
         for i in range(20):  # warm-up: imports, caches
             await _serve_until_the_first_chunk_then_leave(application, f"/events/warm-{i}/")
-        await asyncio.sleep(0.2)
+        await all_stopped()
         gc.collect()
         before = len(gc.get_objects())
         for i in range(count):  # half on one channel, half on a channel of their own
             channel = "churn" if i % 2 else f"churn-{i}"
             await _serve_until_the_first_chunk_then_leave(application, f"/events/{channel}/")
-        await asyncio.sleep(0.5)  # stop() runs in the executor
+        await all_stopped()
         gc.collect()
         return before, len(gc.get_objects())
 

@@ -240,7 +240,7 @@ def test_max_lifetime_moves_streams_to_a_worker_added_later(servers):
     try:
         gunicorn.send_signal(signal.SIGTTIN)  # one worker more, as after a scale-up or a deploy
         eventually(lambda: len(gunicorn.worker_pids()) == 2, timeout=15)
-        time.sleep(0.5)  # the new worker boots
+        # Until the new worker serves some of them (the loop is the wait).
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             for reader in readers:

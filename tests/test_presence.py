@@ -16,7 +16,6 @@ import logging
 import os
 import signal
 import threading
-import time
 from types import SimpleNamespace
 
 import pytest
@@ -206,10 +205,15 @@ def test_redis_keeps_each_report_for_its_ttl_and_forgets_expired_members(redis_u
     admin = redis_server.client()
     try:
         broker.write_presence("web-1:1", "one", ttl=60)
-        broker.write_presence("web-2:2", "two", ttl=0.2)
+        broker.write_presence("web-2:2", "two", ttl=60)
         both = sorted(broker.read_presence())
-        time.sleep(0.3)
-        left = broker.read_presence()
+        # Its last report, kept for 0.2 s (as Redis's own TTL reading says), then expired.
+        broker.write_presence("web-2:2", "two", ttl=0.2)
+        kept_for = admin.pttl("sse:django-sse presence web-2:2")
+        kept_long = admin.pttl("sse:django-sse presence web-1:1")
+        left = eventually(
+            broker.read_presence, until=lambda reports: reports == ["one"], what="one expired"
+        )
         members = admin.zrange("sse:django-sse presence", 0, -1)
         broker.write_presence("web-1:1", "one again", ttl=60)
         replaced = broker.read_presence()
@@ -217,6 +221,7 @@ def test_redis_keeps_each_report_for_its_ttl_and_forgets_expired_members(redis_u
         broker.close()
 
     assert both == ["one", "two"]
+    assert 0 < kept_long <= 60_000 and kept_for <= 200  # in ms; -2 once expired
     assert left == ["one"]
     assert members == [b"web-1:1"]
     assert replaced == ["one again"]
@@ -272,7 +277,7 @@ def test_a_report_costs_redis_one_transaction_however_many_streams_the_process_h
 
 
 @pytest.mark.integration
-def test_a_redis_outage_is_logged_once_and_reporting_resumes(servers, caplog):
+def test_a_redis_outage_is_logged_once_and_reporting_resumes(servers, caplog, monkeypatch):
     """The reporter logs one WARNING while Redis is down, one INFO when it is back, and reports again."""
 
     def reported(level: int) -> list[logging.LogRecord]:
@@ -282,13 +287,24 @@ def test_a_redis_outage_is_logged_once_and_reporting_resumes(servers, caplog):
     broker = RedisBroker(redis.url, prefix="sse:", timeout=0.5, maxlen=100, ttl=0)
     hub = Hub(broker)
     hub.attach(Mailbox(5, owner="1"), ["room"])
+    failed: list[BrokerUnavailable] = []
+    write = broker.write_presence
+
+    def counting_write(*args, **kwargs):
+        try:
+            return write(*args, **kwargs)
+        except BrokerUnavailable as exc:
+            failed.append(exc)
+            raise
+
+    monkeypatch.setattr(broker, "write_presence", counting_write)
     with caplog.at_level(logging.INFO, logger="django_sse.presence"):
         reporter = PresenceReporter(hub, lambda: 1, interval=0.1)
         try:
             eventually(broker.read_presence, what="a first report")
             redis.stop()
             eventually(lambda: reported(logging.WARNING), what="the outage's warning")
-            time.sleep(0.5)  # several failed intervals
+            eventually(lambda: len(failed) >= 3, what="several failed intervals")
             redis.start()
             eventually(lambda: reported(logging.INFO), what="the recovery's line")
             [text] = eventually(broker.read_presence, what="a report after the outage")

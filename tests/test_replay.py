@@ -208,12 +208,17 @@ def test_a_client_that_saw_every_event_resumes_with_nothing_replayed(backend, ch
     first.close()
 
     second = connect(backend.port, path, first.parser.last_event_id)
-    time.sleep(0.5)
-    backend.publish(channel, "live")
+    # Published while the stream may still be catching up: it comes once, from
+    # history or live. Once it is in, the catch-up is over, so "live" can only
+    # come live.
+    after = backend.publish(channel, "after")
     [event] = second.read_events(1)
+    live = backend.publish(channel, "live")
+    [then] = second.read_events(1)
     second.close()
 
-    assert (event.type, event.data) == ("tick", "live")
+    assert (event.type, event.data, event.last_event_id) == ("tick", "after", after)
+    assert (then.type, then.data, then.last_event_id) == ("tick", "live", live)
 
 
 def test_an_eventsource_polyfill_resumes_with_the_lasteventid_query_parameter(

@@ -258,11 +258,12 @@ def test_with_aof_events_published_around_a_restart_all_arrive_once(stack, how):
         seen_before[name] = max(seen_before[name], int(number))
     resume_from = leaving.parser.last_event_id
 
+    failed = publisher.failures
     if how == "stop":
         redis.stop()
     else:
         redis.kill()
-    time.sleep(1.0)  # publishing fails meanwhile
+    eventually(lambda: publisher.failures >= failed + 3)  # publishing fails meanwhile
     redis.start()
     count = len(publisher.succeeded["right"])
     eventually(lambda: len(publisher.succeeded["right"]) >= count + 30)
@@ -309,6 +310,18 @@ def _hub_subscribed(admin) -> bool:
     return any(int(client["sub"]) > 0 for client in admin.client_list(_type="pubsub"))
 
 
+def _denied(admin, reason: str, name: str) -> int:
+    """Return how many times Redis refused the server (user ``default``) ``name``, per ACL LOG.
+
+    ``reason`` is "command" (``name`` a command) or "key" (``name`` a key).
+    """
+    return sum(
+        int(entry["count"])
+        for entry in admin.acl_log()
+        if (entry["username"], entry["reason"], entry["object"]) == ("default", reason, name)
+    )
+
+
 def test_a_resync_whose_history_read_fails_is_retried_and_loses_nothing(acl_stack):
     """The hub reconnects but reading history fails at first: the stream catches up later, no silent gap."""
     admin, gunicorn = acl_stack
@@ -324,12 +337,13 @@ def test_a_resync_whose_history_read_fails_is_retried_and_loses_nothing(acl_stac
     send_event("tick", "e2", "news")  # ...so these reach history only
     send_event("tick", "e3", "news")
     # It resubscribes, but its history reads fail for a while (as under load or while loading).
+    admin.execute_command("ACL", "LOG", "RESET")
     admin.execute_command("ACL", "SETUSER", "default", "-evalsha", "-eval", "+subscribe")
     eventually(lambda: _hub_subscribed(admin))
-    time.sleep(1.0)  # a few heartbeats: the stream has tried to catch up and failed
+    # The stream has tried to catch up (read.lua) and failed, twice.
+    eventually(lambda: _denied(admin, "command", "evalsha") >= 2)
     admin.execute_command("ACL", "SETUSER", "default", "+evalsha", "+eval")
-    time.sleep(1.0)  # a few heartbeats more: time to retry
-    send_event("tick", "e4", "news")
+    send_event("tick", "e4", "news")  # held until the retried catch-up, or read by it
 
     events = client.read_until(lambda event: event.data == "e4", timeout=10)
     client.close()
@@ -351,11 +365,13 @@ def test_a_reset_found_before_another_channels_read_fails_is_still_sent(acl_stac
     for index in range(300):
         send_event("tick", f"t{index + 1}", "trimmed")
 
+    admin.execute_command("ACL", "LOG", "RESET")
     admin.execute_command("ACL", "SETUSER", "default", "resetkeys", "~sse:trimmed")  # "other" fails
     resumed = connect(gunicorn.port, path, first.parser.last_event_id)
-    time.sleep(1.0)  # a few heartbeats of failed catch-up
+    # The catch-up has read "trimmed" (a reset) and failed on "other", twice.
+    eventually(lambda: _denied(admin, "key", "sse:other") >= 2)
     admin.execute_command("ACL", "SETUSER", "default", "allkeys")
-    [event] = resumed.read_events(1, timeout=5)
+    [event] = resumed.read_events(1, timeout=15)
     resumed.close()
 
     assert (event.type, json.loads(event.data)) == (RESET, {"channels": ["trimmed"]})

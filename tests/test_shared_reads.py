@@ -6,7 +6,7 @@ what is shared must be exactly what the broker would have answered.
 
 from __future__ import annotations
 
-import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -15,6 +15,7 @@ from django_sse.brokers.base import History
 from django_sse.brokers.memory import MemoryBroker
 from django_sse.positions import ZERO, Position
 from django_sse.shared_reads import Readiness, SharedReads
+from tests.support.polling import eventually
 
 
 class CountingBroker(MemoryBroker):
@@ -129,12 +130,17 @@ def test_a_read_is_not_shared_across_a_lost_subscription_nor_while_the_channel_i
 
 def test_a_read_is_shared_for_max_age_at_the_most(stage, monkeypatch):
     """History can expire without an event: a read older than MAX_AGE is not shared."""
-    monkeypatch.setattr(shared_reads, "MAX_AGE", 0.05)
+    start = 1000.0
+    now = [start]  # the module's clock, moved by hand
+    monkeypatch.setattr(shared_reads, "time", SimpleNamespace(monotonic=lambda: now[0]))
     stage.read(stage.position(3))
-    time.sleep(0.1)
+    now[0] = start + shared_reads.MAX_AGE / 2
+    stage.read(stage.position(3))
+    shared_while_young = stage.broker.reads
+    now[0] = start + shared_reads.MAX_AGE
     stage.read(stage.position(3))
 
-    assert stage.broker.reads == 2
+    assert (shared_while_young, stage.broker.reads) == (1, 2)
 
 
 def test_pages_are_shared_and_never_loop_on_an_empty_slice():
@@ -184,10 +190,18 @@ def test_forget_drops_the_channels_read(stage):
     assert stage.broker.reads == 2
 
 
-def test_streams_waiting_for_a_read_in_flight_share_it():
+def test_streams_waiting_for_a_read_in_flight_share_it(monkeypatch):
     """Ten threads asking while one slow read is under way: one broker read, the same answer."""
     import threading
 
+    waiting: list[str] = []
+    wait = shared_reads._Flight.wait
+
+    def counted_wait(flight):
+        waiting.append(threading.current_thread().name)
+        return wait(flight)
+
+    monkeypatch.setattr(shared_reads._Flight, "wait", counted_wait)
     stage = Stage()
     started = threading.Event()
     release = threading.Event()
@@ -209,12 +223,14 @@ def test_streams_waiting_for_a_read_in_flight_share_it():
     ]
     for thread in others:
         thread.start()
-    time.sleep(0.2)  # all ten wait for the read in flight
+    # All ten wait for the read in flight (not for a read made after it finished).
+    eventually(lambda: len(waiting) == 10, timeout=5, interval=0.01, what="ten waiting")
     release.set()
     for thread in [first, *others]:
         thread.join(5)
 
     assert stage.broker.reads == 1
+    assert len(waiting) == 10
     assert results == [[str(n) for n in range(4, 10)]] * 11
 
 

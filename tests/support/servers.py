@@ -27,6 +27,15 @@ START_TIMEOUT = 15.0
 PROBE_PATH = "/__servers_probe__"
 
 
+#: What the servers log when a graceful shutdown ran out of time and cut work off.
+FORCED_STOP_LINES = (
+    "Worker graceful timeout",  # gunicorn's gevent worker: its graceful_timeout is spent
+    "WORKER TIMEOUT",  # gunicorn's master: a worker silent for --timeout, killed
+    "SIGKILL",  # gunicorn's master reaping a killed worker (graceful_timeout spent at stop)
+    "timeout graceful shutdown exceeded",  # uvicorn: --timeout-graceful-shutdown is spent
+)
+
+
 class ServerError(RuntimeError):
     """A server died, or did not come up in time."""
 
@@ -159,6 +168,18 @@ class Server:
     def send_signal(self, signum: int) -> None:
         """Send ``signum`` to the main process only."""
         os.kill(self.pid, signum)
+
+    def forced_stops(self) -> list[str]:
+        """Return the log's lines that show a graceful shutdown cut short (``FORCED_STOP_LINES``).
+
+        The oracle of "stopped gracefully": a server that waited out its
+        graceful timeout says so in its log, however fast or slow the machine.
+        """
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return []
+        return [line for line in text.splitlines() if any(m in line for m in FORCED_STOP_LINES)]
 
     def stderr_text(self, tail: int = 8000) -> str:
         """Return the last ``tail`` characters the server wrote to stdout and stderr."""
@@ -419,6 +440,23 @@ class GunicornServer(HttpServer):
     def worker_pids(self) -> list[int]:
         """Return the PIDs of the master's children, its workers."""
         return children(self.pid) if self.running else []
+
+    def killed_workers(self, pids: list[int]) -> list[int]:
+        """Return those of ``pids`` (workers that are gone) that did not end by themselves.
+
+        A worker that ends its own run logs "Worker exiting (pid: N)" (uvicorn's
+        worker instead re-raises the TERM it handled once it has shut down, and
+        the master logs "Worker (pid:N) was sent SIGTERM!"); one the master
+        SIGKILLs once ``graceful_timeout`` is spent does neither (and the master
+        need not log the kill).
+        """
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return [
+            pid
+            for pid in pids
+            if f"Worker exiting (pid: {pid})" not in text
+            and f"Worker (pid:{pid}) was sent SIGTERM!" not in text
+        ]
 
     def hup(self) -> None:
         """Ask the master to reload: new workers start, old ones stop gracefully."""
