@@ -1,4 +1,4 @@
-"""Server-Sent Events for plain WSGI Django sites, on gevent, with Redis fan-out and replay."""
+"""Server-Sent Events for Django sites, on gevent or ASGI, with Redis fan-out and replay."""
 
 from __future__ import annotations
 

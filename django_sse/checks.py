@@ -8,17 +8,20 @@ setting stops the server at start-up instead of failing at the first stream.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from django.conf import settings as django_settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
 from .channels import validate_channel
-from .conf import sse_settings
+from .conf import DEFAULTS, sse_settings
 from .cors import origin_problem
+from .deploy_checks import check_broker_answers
 from .exceptions import InvalidChannel
 from .redis_url import parse_sentinel, url_from_legacy_settings, url_problem
 from .sse import validate_event_name
@@ -102,11 +105,16 @@ def check_broker() -> list[checks.CheckMessage]:
         )
     url = sse_settings.SSE_REDIS_URL
     if url is not None and (problem := url_problem(url)):
+        hint = "Set SSE_REDIS_URL to e.g. 'redis://localhost:6379/0', 'rediss://host:6380/0' or 'unix:///run/redis.sock'"
+        if isinstance(url, str) and not url.strip():
+            # The environment-variable pattern, os.environ.get("REDIS_URL", ""), with none set.
+            hint += (
+                ", or to None (the default) for the in-process broker: e.g. "
+                "SSE_REDIS_URL = os.environ.get('REDIS_URL') or None"
+            )
         errors.append(
             checks.Error(
-                f"SSE_REDIS_URL is {url!r}: {problem}.",
-                hint="Set SSE_REDIS_URL to e.g. 'redis://localhost:6379/0', 'rediss://host:6380/0' or 'unix:///run/redis.sock'.",
-                id="django_sse.E021",
+                f"SSE_REDIS_URL is {url!r}: {problem}.", hint=hint + ".", id="django_sse.E021"
             )
         )
     legacy = sse_settings.REDIS_SSEQUEUE_CONNECTION_SETTINGS
@@ -433,8 +441,32 @@ def _database_of(url: str) -> int | None:
     return None if db is None else int(db)
 
 
+def check_unknown_settings() -> list[checks.CheckMessage]:
+    """Warn of an ``SSE_*`` setting the library does not know (a misspelling is read by nobody)."""
+    known = [name for name in DEFAULTS if name.startswith("SSE_")]
+    warnings: list[checks.CheckMessage] = []
+    for name in sorted(dir(django_settings)):
+        if not name.startswith("SSE_") or name in DEFAULTS:
+            continue
+        close = difflib.get_close_matches(name, known, n=1)
+        guess = f"; the closest one is {close[0]}." if close else "."
+        warnings.append(
+            checks.Warning(
+                f"{name} is not a django-sse setting{guess}",
+                hint=(
+                    "django-sse reads only the settings of its settings reference and ignores "
+                    "a misspelt one: correct the name. If another app reads this setting, "
+                    "silence this warning: SILENCED_SYSTEM_CHECKS = ['django_sse.W004']."
+                ),
+                id="django_sse.W004",
+            )
+        )
+    return warnings
+
+
 ALL_CHECKS = (
     check_numbers,
+    check_unknown_settings,
     check_broker,
     check_sentinel,
     check_cluster,
@@ -447,6 +479,7 @@ ALL_CHECKS = (
 def register() -> None:
     for check in ALL_CHECKS:
         checks.register(_as_check(check), "django_sse")
+    checks.register(_as_check(check_broker_answers), "django_sse", deploy=True)
 
 
 def _as_check(

@@ -99,7 +99,27 @@ class RedisQueueView(BaseSseView):
             if not self._may_read(self.request, channel):
                 return forbidden(f"You may not read the channel {channel!r}.")
         self.channels = channels
+        if get_hub().broker.never_reached():
+            return self.broker_unreachable()
         return None
+
+    def broker_unreachable(self) -> HttpResponse:
+        """Answer a stream that opens while this process has never reached its broker: a 503.
+
+        The default is plain text with ``Retry-After: 5``, sent before any
+        byte of a stream, rather than a stream that would stay silent. Only
+        until the broker is first reached: a later outage leaves new streams
+        open, and they catch up from history when it returns. Pitfall: a
+        plain ``EventSource`` does not retry after a 503 (``readyState``
+        CLOSED); django-sse's browser client opens the stream again later.
+        """
+        response = HttpResponse(
+            "This server has not reached its message broker yet; retry later.\n",
+            status=503,
+            content_type="text/plain; charset=utf-8",
+        )
+        response["Retry-After"] = "5"
+        return response
 
     def _may_read(self, request: HttpRequest, channel: str) -> bool:
         """Ask the view's hook and the project's channel manager; both must allow."""

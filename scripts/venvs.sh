@@ -6,7 +6,7 @@ prepare_venv() {
     local name=$1 interpreter=$2 stamp
     shift 2
     venv=.venvs/$name
-    stamp=$(cat setup.cfg pyproject.toml requirements/*.txt <("$interpreter" -VV) <(echo "$@") | sha256sum)
+    stamp=$(cat setup.cfg pyproject.toml requirements/*.txt docs/requirements.txt <("$interpreter" -VV) <(echo "$@") | sha256sum)
     stamp=${stamp%% *}
     if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c '' 2>/dev/null; then
         echo "${0##*/}: creating $venv"
@@ -20,8 +20,28 @@ prepare_venv() {
     fi
 }
 
+# The test matrix: PYTHON:DJANGO:SCOPE[:OPTIONS] (scripts/test explains the fields).
+# The lowest versions setup.cfg declares on the oldest Python and Django, the newest the
+# registry serves on the newest; two locked combinations between them run a part, one
+# of them with the library's own gunicorn worker.
+default_matrix="3.10:5.2:most:lowest 3.13:6.1:all:newest 3.11:5.2:part 3.12:6.0:part:worker"
+
+# Print the name of combination Python $1, Django $2, options $3 (e.g. py3.10-django5.2-lowest).
+combination_name() {
+    local name="py$1-django$2"
+    [[ ",$3," == *,lowest,* ]] && name+=-lowest
+    [[ ",$3," == *,newest,* ]] && name+=-newest
+    echo "$name"
+}
+
+# Print the lock of combination Python $1, Django $2, options $3; nothing for "newest".
+combination_lock() {
+    [[ ",$3," == *,newest,* ]] && return 0
+    echo "requirements/test-$(combination_name "$1" "$2" "$3").txt"
+}
+
 # The tools venv (.venvs/tools), on Python 3.12: build, lint, types and the docs,
-# installed from the lock (requirements/tools.txt, exact versions; ./scripts/lock-tools
+# installed from the lock (requirements/tools.txt, exact versions; ./scripts/lock
 # updates it), so the verdict depends on the commit, not on what was published since.
 prepare_tools_venv() {
     prepare_venv tools "$(find_python 3.12)" --no-deps -r requirements/tools.txt

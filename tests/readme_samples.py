@@ -20,8 +20,10 @@ import textwrap
 import types
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pytest
+if TYPE_CHECKING:  # imported where used: scripts/first_hour.py reads samples without pytest
+    import pytest
 
 
 @dataclass(frozen=True)
@@ -179,6 +181,8 @@ class Samples:
             if name.startswith("test") and callable(value)
         }
         selected = {item.originalname for item in items}
+        import pytest
+
         if defined - selected:
             pytest.skip(
                 f"only meaningful when every test of the module runs; not selected: {sorted(defined - selected)}"
@@ -200,6 +204,7 @@ class _Outcomes:
 
 def track(samples: Samples):
     """Return the autouse fixture that attributes reads of ``samples`` to tests; assign it in the module."""
+    import pytest
 
     @pytest.fixture(autouse=True)
     def readme_sample_reader(request):
@@ -213,6 +218,31 @@ def track(samples: Samples):
         samples.stop()
 
     return readme_sample_reader
+
+
+def sample_file(code: str) -> tuple[str, bool]:
+    """Return the file a sample names on its first line, and whether it is added to the end.
+
+    ``# myapp/views.py`` (or ``{# myapp/templates/page.html #}``) is the whole file;
+    ``# mysite/settings.py (at the end ...)`` is added to the end of the file.
+    """
+    first = code.splitlines()[0]
+    match = re.fullmatch(r"(?:# |\{# )([\w./-]+)( \(at the end[^)]*\))?(?: #\})?", first)
+    assert match, f"the sample's first line names no file: {first!r}"
+    return match.group(1), bool(match.group(2))
+
+
+def write_sample(directory: Path, code: str) -> Path:
+    """Write a sample into the file it names under ``directory`` (see ``sample_file``); return the file."""
+    name, at_the_end = sample_file(code)
+    path = Path(directory) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if at_the_end:
+        with path.open("a", encoding="utf-8") as file:
+            file.write("\n" + code)
+    else:
+        path.write_text(code, encoding="utf-8")
+    return path
 
 
 class SampleModules:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-import time
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+from django.contrib.auth.models import Group, User
 
-from django_sse import send_event
+from django_sse import channel_permission_changed, send_event
 from django_sse.runtime import streams
 from django_sse.testing import (
     StreamTimeout,
@@ -16,6 +20,9 @@ from django_sse.testing import (
     sse_stream,
 )
 from tests.support.stats import counters
+from tests.testing_urls import GatedView
+
+REPO_TOP = Path(__file__).resolve().parent.parent
 
 
 @memory_broker()
@@ -42,16 +49,23 @@ def test_read_events_takes_the_first_events_of_a_base_sse_view_and_runs_its_fina
     assert len(streams) == 0
 
 
+@pytest.mark.urls("tests.testing_urls")
 def test_a_stream_that_sends_too_little_fails_in_time_with_what_it_sent(client):
-    """Two ticks asked of a stream that sends one and then nothing: StreamTimeout after the timeout."""
-    started = time.monotonic()
-    with pytest.raises(StreamTimeout) as raised:
-        read_events(client.get("/late/?delay=30"), 1, timeout=0.5)
-    spent = time.monotonic() - started
+    """An event asked of a stream that sends nothing yet: StreamTimeout, the stream ended, not waited for."""
+    GatedView.gate.clear()
+    GatedView.finished.clear()
+    try:
+        with pytest.raises(StreamTimeout) as raised:
+            read_events(client.get("/gated/"), 1, timeout=0.5)
+        # Returned while iterator() still waits on its gate: the helper did not wait for it.
+        assert not GatedView.finished.is_set()
+    finally:
+        GatedView.gate.set()
 
     assert raised.value.events == []
     assert "0 of 1 events" in str(raised.value)
-    assert spent < 10  # the stream was ended, not waited for
+    assert "timed out" in str(raised.value)
+    assert GatedView.finished.wait(60)  # released, the producer sees the ended stream and stops
     assert len(streams) == 0
 
 
@@ -90,3 +104,69 @@ def test_live_events_says_how_many_came_when_too_few_do(live_server):
         live_events(live_server.url + "/ticks/?n=1", 2, timeout=2)
 
     assert [event.data for event in raised.value.events] == ["0"]
+
+
+# A logged-in stream in the test's transaction ------------------------------
+# Each test below is followed by one that uses the database: a stream that
+# closed the test's connection broke the rollback and the tests after it.
+
+
+def _member(name: str = "ann") -> User:
+    user = User.objects.create_user(name)
+    user.groups.add(Group.objects.get_or_create(name="club")[0])
+    return user
+
+
+@pytest.mark.urls("tests.testing_urls")
+@pytest.mark.django_db
+def test_a_logged_in_stream_leaves_the_tests_transaction_alone(client):
+    """django_db: can_read_channel queries the groups; the test's queries work after the stream."""
+    client.force_login(_member())
+    with memory_broker(), sse_stream(client, "/member/club/") as stream:
+        send_event("news", "1", channel="club")
+        [event] = stream.read_events(1)
+
+    assert event.data == "1"
+    _member("bob")
+    assert User.objects.count() == 2
+
+
+@pytest.mark.urls("tests.testing_urls")
+@pytest.mark.django_db
+def test_a_revoked_stream_leaves_the_tests_transaction_alone(client):
+    """django_db: the permission recheck reads the session and groups again, in the test's transaction."""
+    user = _member()
+    client.force_login(user)
+    with memory_broker(), sse_stream(client, "/member/club/") as stream:
+        user.groups.clear()
+        channel_permission_changed(user, "club")
+        with pytest.raises(StreamTimeout, match="it ended"):
+            stream.read_events(1)
+
+    assert not Group.objects.get(name="club").user_set.exists()
+
+
+@pytest.mark.django_db
+def test_the_test_after_the_streams_finds_an_empty_database():
+    """The streams' tests were rolled back, and this test's queries work."""
+    assert not User.objects.exists()
+    _member("carol")
+    assert User.objects.count() == 1
+
+
+def test_testcase_streams_pass_under_djangos_own_runner():
+    """``manage.py test`` of TestCase classes that read logged-in streams, then use the database."""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
+    env.pop("DJANGO_SSE_TEST_REDIS_URL", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "django", "test", "tests.testcase_streams", "-v", "2"],
+        env=env,
+        cwd=REPO_TOP,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Ran 4 tests" in result.stderr
+    assert "\nOK\n" in result.stderr

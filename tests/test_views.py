@@ -15,6 +15,8 @@ import threading
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import request_finished
+from django.db import close_old_connections
 from django.test import Client, RequestFactory, override_settings
 from django.urls import path
 
@@ -96,6 +98,19 @@ urlpatterns = [
 
 
 @pytest.fixture(autouse=True)
+def database_open_to_closing_responses(django_db_blocker):
+    """Let ``request_finished`` check the test database's open connection, as in any request.
+
+    These tests touch no database, but a response closed while another thread
+    of the test client reconnects ``close_old_connections`` runs it; after an
+    earlier database test left pytest-django's in-memory connection open, that
+    check would be refused. (The in-memory database is never closed by it.)
+    """
+    with django_db_blocker.unblock():
+        yield
+
+
+@pytest.fixture(autouse=True)
 def fresh_probe():
     """A new probe per test; its gates are opened at the end so no thread stays blocked."""
     global probe
@@ -145,7 +160,13 @@ class ChunkReader:
         raise AssertionError(f"The response did not end; it sent {chunks[-5:]!r}...")
 
     def close(self) -> None:
-        self.response.close()
+        """Close the response as Django's test client does (``request_finished`` without
+        ``close_old_connections``, which would touch a database test's open connection)."""
+        request_finished.disconnect(close_old_connections)
+        try:
+            self.response.close()
+        finally:
+            request_finished.connect(close_old_connections)
 
 
 def echoed_last_event_id(response) -> str | None:
@@ -390,22 +411,26 @@ def test_heartbeat_interval_defaults_to_the_setting(client):
 def test_the_heartbeat_wheel_keeps_no_mailbox_it_let_go_of():
     """Between ticks the wheel's task holds none of the mailboxes it looked at: an ended stream is freed."""
     import gc
-    import time
 
     from django_sse.heartbeat import wheel_for
     from django_sse.mailbox import Mailbox
+    from tests.support.polling import eventually
+
+    def left() -> list:
+        gc.collect()
+        return [o for o in gc.get_objects() if isinstance(o, Mailbox) and o.owner == "wheel-test"]
 
     wheel = wheel_for(0.08)  # ticks every 0.02 s
     mailbox = Mailbox(limit=10, owner="wheel-test")
     wheel.add(mailbox, None)
-    time.sleep(0.1)  # several ticks looked at it
+    # A tick looked at it: silent for the interval, it was poked (four ticks at least).
+    eventually(lambda box=mailbox: box.heartbeat_due, timeout=5, interval=0.01, what="poked")
     wheel.discard(mailbox)
     del mailbox
-    time.sleep(0.1)  # the wheel is asleep between ticks, with nothing to look at
-    gc.collect()
 
-    left = [o for o in gc.get_objects() if isinstance(o, Mailbox) and o.owner == "wheel-test"]
-    assert left == []
+    # Freed at once, or when a tick in progress ends; a wheel that kept it between ticks
+    # would still hold it after 2 s (with nothing else to look at, no tick lets go of it).
+    assert eventually(lambda: left() == [], timeout=2, interval=0.02, what="freed")
 
 
 # --- ending --------------------------------------------------------------------

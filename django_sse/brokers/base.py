@@ -241,5 +241,24 @@ class Broker(ABC):
         """Whether live events reach the listener now (the subscription is up); for reports."""
         return True
 
+    def ping(self) -> None:  # noqa: B027 (optional hook)
+        """Raise ``BrokerUnavailable`` unless the broker answers now (``check --deploy``).
+
+        Waits at most the broker's timeouts. The default (a broker in the
+        process) always answers.
+        """
+
+    def never_reached(self) -> bool:
+        """Whether this process tried to reach the broker and never has (no subscription, ever).
+
+        While the first attempt (begun by ``start()``) is under way, wait for
+        its outcome, at most the broker's connect timeout. Once the broker was
+        reached, False for good: a later outage is a lost subscription, which
+        streams ride out (they catch up from history). A stream that opens
+        while this is True is refused with a 503. The default (a broker in
+        the process) is always reached.
+        """
+        return False
+
     def close(self) -> None:  # noqa: B027 (optional hook)
         """Release connections and stop delivering."""

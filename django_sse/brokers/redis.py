@@ -34,6 +34,7 @@ from .redis_common import (
     CATCH_UP,
     CATCH_UP_BYTES,
     SUBSCRIBER_IDLE_PING,
+    FirstContact,
     RedisBrokerBase,
     refused_by_acl,
     script,
@@ -112,9 +113,13 @@ class RedisBroker(RedisBrokerBase):
         self._reader: Task | None = None
         #: A channel's subscription was confirmed on the current connection.
         self._confirmed = False
+        self._contact = FirstContact()
 
     def is_connected(self) -> bool:
         return self._subscriber is not None
+
+    def never_reached(self) -> bool:
+        return self._contact.never_reached(self.timeout)
 
     def _run_publish(self, key: str, args: list[str | int]) -> bytes:
         if not self.replicas:
@@ -198,6 +203,14 @@ class RedisBroker(RedisBrokerBase):
             )
             try:
                 self._connect_subscriber(subscriber)
+                first = self._contact.succeeded()
+                if first and outage_started is not None:
+                    logger.info(
+                        "Reached Redis at %s after %.1fs of failed attempts.",
+                        self._safe_url(),
+                        time.monotonic() - outage_started,
+                    )
+                    outage_started = None  # there was no subscription to restore
                 self._subscriber = subscriber
                 subscriber.send("SUBSCRIBE", self.control_key)
                 self._confirmed = False
@@ -225,6 +238,13 @@ class RedisBroker(RedisBrokerBase):
                             exc,
                             ACL_HINT,
                         )
+                    elif not self._contact.reached:
+                        logger.warning(
+                            "Could not reach Redis at %s (never connected: %s); streams are "
+                            "refused with a 503 until it answers. Retrying with backoff.",
+                            self._safe_url(),
+                            exc,
+                        )
                     else:
                         logger.warning(
                             "Lost the Redis subscription at %s (%s); reconnecting with backoff.",
@@ -232,6 +252,8 @@ class RedisBroker(RedisBrokerBase):
                             exc,
                         )
             finally:
+                if not self._contact.reached:
+                    self._contact.failed()
                 self._subscriber = None
                 subscriber.close()
                 if not self._closed:

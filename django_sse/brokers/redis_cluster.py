@@ -36,7 +36,7 @@ from typing import Any
 from ..concurrency import new_rlock
 from ..exceptions import BrokerUnavailable
 from .base import BrokerListener
-from .redis_common import CATCH_UP, RedisBrokerBase, script
+from .redis_common import CATCH_UP, FirstContact, RedisBrokerBase, script
 from .shard import READ_TIMEOUT, ShardSubscriber
 
 logger = logging.getLogger(__name__)
@@ -75,6 +75,8 @@ class RedisClusterBroker(RedisBrokerBase):
         self._home: dict[str, ShardSubscriber] = {}  # key -> the shard it is placed on
         self._slots: dict[str, int] = {}  # key -> slot, for every key wanted
         self._closed = False
+        #: Whether any shard ever connected (a shard's reader records it).
+        self.contact = FirstContact()
 
     # Naming ----------------------------------------------------------------------------
 
@@ -160,6 +162,9 @@ class RedisClusterBroker(RedisBrokerBase):
     def is_connected(self) -> bool:
         with self.lock:
             return all(shard.connected for shard in self._shards.values())
+
+    def never_reached(self) -> bool:
+        return self.contact.never_reached(self.timeout)
 
     def start(self, listener: BrokerListener) -> None:
         self._listener = listener

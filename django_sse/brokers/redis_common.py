@@ -14,6 +14,7 @@ import functools
 import inspect
 import logging
 import re
+import threading
 import time
 from importlib import resources
 from typing import Any, cast
@@ -45,6 +46,35 @@ CATCH_UP_BYTES = CATCH_UP.encode()
 _LARGEST: Position = (2**64 - 1, 2**64 - 1)
 #: Seconds past its report's expiry that a process stays in the presence index (clock skew).
 _PRESENCE_SLACK = 60.0
+
+
+class FirstContact:
+    """Whether a broker's subscriber has ever reached Redis: for its log lines and ``never_reached()``.
+
+    Until the first success a failure is "could not reach", never "lost".
+    Called from the subscriber's task; read from any thread or greenlet.
+    """
+
+    def __init__(self) -> None:
+        self.reached = False
+        self._tried = threading.Event()
+
+    def succeeded(self) -> bool:
+        """Record a connection; return whether it is the first."""
+        first = not self.reached
+        self.reached = True
+        self._tried.set()
+        return first
+
+    def failed(self) -> None:
+        """Record a failed attempt."""
+        self._tried.set()
+
+    def never_reached(self, wait: float) -> bool:
+        """Whether an attempt failed and none ever succeeded; first wait at most ``wait`` s for one."""
+        if not self._tried.is_set():
+            self._tried.wait(wait)
+        return self._tried.is_set() and not self.reached
 
 
 def script(name: str) -> str:
@@ -114,15 +144,22 @@ class RedisBrokerBase(Broker):
         """Return the redis-py connection pool that commands on ``key`` use (default: the client's)."""
         return self._commands().connection_pool
 
+    def ping(self) -> None:
+        try:
+            self._commands().ping()
+        except redis_errors() as exc:
+            raise BrokerUnavailable(f"Redis at {self._safe_url()} did not answer: {exc}") from exc
+
     # Publishing and history ------------------------------------------------
 
     def publish(self, channel: str, event: str, data: str, history: bool) -> str | None:
 
         key = self._key(channel)
+        started = time.monotonic()
         try:
             self._connect_publisher(key)
         except redis_errors() as exc:
-            raise self._publish_error(exc, sent=False) from exc
+            raise self._publish_error(exc, sent=False, started=started) from exc
         try:
             if not history:
                 payload = b"1\n\n%s\n%s" % (event.encode(), data.encode())
@@ -131,7 +168,7 @@ class RedisBrokerBase(Broker):
             args: list[str | int] = [key, event, data, self.maxlen, self.ttl_ms]
             event_id = self._run_publish(key, [*args, *self._publish_args])
         except redis_errors() as exc:
-            raise self._publish_error(exc, sent=True) from exc
+            raise self._publish_error(exc, sent=True, started=started) from exc
         return event_id.decode()
 
     def _connect_publisher(self, key: str) -> None:
@@ -143,13 +180,15 @@ class RedisBrokerBase(Broker):
         pool = self._publishing_pool(key)
         pool.release(take_connection(pool, "EVALSHA"))
 
-    def _publish_error(self, exc: Exception, sent: bool) -> PublishError:
+    def _publish_error(self, exc: Exception, sent: bool, started: float) -> PublishError:
         """Return the ``PublishError`` for redis-py's ``exc``: refused, or outcome unknown.
 
         ``sent``: whether the event's command may have reached Redis. It was
         not published when it was never sent, or when Redis answered with an
         error that wrote nothing (see ``wrote_nothing``); else its outcome is
         unknown (a timeout, a connection lost: Redis may run it all the same).
+        ``started``: when the publish began (``time.monotonic()``); the message
+        says how long it took to fail, which a refusal does at once.
         """
         refused = not sent or wrote_nothing(exc)
         kind = PublishRefused if refused else PublishOutcomeUnknown
@@ -160,8 +199,9 @@ class RedisBrokerBase(Broker):
             )
         outcome = "nothing was published" if refused else "the event may have been published"
         return kind(
-            f"Could not publish to Redis at {self._safe_url()} within SSE_PUBLISH_TIMEOUT "
-            f"({self.timeout}s), {outcome}: {exc}"
+            f"Could not publish to Redis at {self._safe_url()}, {outcome}: {exc} "
+            f"(failed after {time.monotonic() - started:.2f}s; SSE_PUBLISH_TIMEOUT is "
+            f"{self.timeout}s)"
         )
 
     def _run_publish(self, key: str, args: list[str | int]) -> bytes:

@@ -57,6 +57,8 @@ class ShardSubscriber:
         self._pubsub: Any = None  # set while connected, so commands go out at once
         self.closed = False
         self._reader_ident: int | None = None
+        #: This shard's connection succeeded once: a failure now loses a subscription.
+        self._reached = False
         self._task = Task(self._run, name=f"django-sse-shard-{name}")
 
     @property
@@ -136,6 +138,8 @@ class ShardSubscriber:
                 try:
                     # Taken by hand, with no connect callback: redis-py cannot resubscribe.
                     connection = pubsub.connection = take_connection(self._pool, "SSUBSCRIBE")
+                    self._reached = True
+                    self._broker.contact.succeeded()
                     # Whatever was asked before is confirmed anew from now on (the listener
                     # is never called under the broker's lock: the hub calls in under its own).
                     with self._broker.lock:
@@ -189,13 +193,21 @@ class ShardSubscriber:
     def _lost_connection(self, exc: Exception, outage_started: float | None) -> float | None:
         if self.closed:
             return outage_started
+        self._broker.contact.failed()
         if outage_started is None:
             outage_started = time.monotonic()
-            logger.warning(
-                "Lost the Redis subscription of shard %s (%s); resubscribing with backoff.",
-                self.name,
-                exc,
-            )
+            if self._reached:
+                logger.warning(
+                    "Lost the Redis subscription of shard %s (%s); resubscribing with backoff.",
+                    self.name,
+                    exc,
+                )
+            else:
+                logger.warning(
+                    "Could not reach Redis shard %s (never connected: %s); retrying with backoff.",
+                    self.name,
+                    exc,
+                )
         return outage_started
 
     def _read(self, pubsub: Any) -> None:

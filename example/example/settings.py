@@ -21,6 +21,11 @@ INSTALLED_APPS = [
     "example",
 ]
 MIDDLEWARE = [
+    # Static files (the example's CSS and JavaScript, django-sse's browser client), as a
+    # production site serves them without a web server in front: collected by
+    # ``manage.py collectstatic`` into STATIC_ROOT (./scripts/example does it), then
+    # served by WhiteNoise under gunicorn and uvicorn alike.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     # GZip stays on to show that streams are never compressed (they would be buffered).
     "django.middleware.gzip.GZipMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -44,6 +49,8 @@ TEMPLATES = [
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# Where collectstatic puts them (the tests collect into a directory of their own).
+STATIC_ROOT = os.environ.get("STATIC_ROOT") or BASE_DIR / "staticfiles"
 USE_TZ = True
 TIME_ZONE = "UTC"
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"

@@ -1,5 +1,4 @@
-from django.contrib.staticfiles.views import serve
-from django.urls import path, re_path
+from django.urls import path
 
 from django_sse.redisqueue import RedisQueueView
 
@@ -22,9 +21,4 @@ urlpatterns = [
     path("reconnect/", views.reconnect, name="reconnect"),
     path("reconnect/start/", views.reconnect_start, name="reconnect-start"),
     path("reconnect/events/", views.SequenceEventsView.as_view(), name="reconnect-events"),
-    # The example's CSS and JavaScript, and django-sse's browser client, found by the
-    # staticfiles finders and served by Django even with DEBUG off, so that gunicorn
-    # alone serves the whole example. A real site lets its web server (or WhiteNoise)
-    # serve collected static files instead.
-    re_path(r"^static/(?P<path>.*)$", serve, {"insecure": True}),
 ]

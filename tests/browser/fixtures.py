@@ -7,6 +7,7 @@ tests/browser/ (its conftest.py parametrises ``example_kind``).
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import shutil
@@ -81,12 +82,47 @@ class Example:
 
 
 def example_env(redis_url: str) -> dict[str, str]:
-    """The environment of the example's processes: its settings, Redis, DEBUG off."""
+    """The environment of the example's processes: its settings, Redis, DEBUG off, collected static files."""
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "example.settings", "REDIS_URL": redis_url}
     # django_sse from this checkout, whether or not it is installed in the venv.
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_TOP), os.environ.get("PYTHONPATH")]))
-    env["DEBUG"] = "0"  # static files are served by the example's own URL, not DEBUG
+    # As in production: WhiteNoise serves what collectstatic gathered, and nothing else.
+    env["DEBUG"] = "0"
+    env["STATIC_ROOT"] = collected_static()
     return env
+
+
+_collected: list[str] = []
+
+
+def collected_static() -> str:
+    """Run the example's ``collectstatic`` once per test process; return its STATIC_ROOT.
+
+    A directory of this process's own (removed at exit), so that test runs side by
+    side, and the checkout's ``example/staticfiles/``, are left alone.
+    """
+    if not _collected:
+        root = tempfile.mkdtemp(prefix="django-sse-example-static-")
+        atexit.register(shutil.rmtree, root, ignore_errors=True)
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "example.settings",
+            "PYTHONPATH": os.pathsep.join(
+                filter(None, [str(REPO_TOP), os.environ.get("PYTHONPATH")])
+            ),
+            "STATIC_ROOT": root,
+        }
+        result = subprocess.run(
+            [sys.executable, "example/manage.py", "collectstatic", "--noinput"],
+            cwd=REPO_TOP,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, f"collectstatic failed:\n{result.stderr}"
+        _collected.append(root)
+    return _collected[0]
 
 
 def serve_example(
@@ -100,7 +136,13 @@ def serve_example(
     ``redis_url`` "" is the in-process broker; ``settings`` the settings module
     (a test's variant of the example's, e.g. ``tests.browser.one_stream_settings``).
     """
-    env = {"DJANGO_SETTINGS_MODULE": settings, "REDIS_URL": redis_url, "DEBUG": "0"}
+    env = {
+        "DJANGO_SETTINGS_MODULE": settings,
+        "REDIS_URL": redis_url,
+        "DEBUG": "0",
+        # Static files as ./scripts/example serves them: collected, then served by WhiteNoise.
+        "STATIC_ROOT": collected_static(),
+    }
     if kind == "uvicorn":
         return servers.uvicorn(
             app="example.asgi:application",

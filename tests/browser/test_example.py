@@ -54,6 +54,27 @@ def test_clock_page_receives_ticks(example, browser):
     assert driver.find_element(By.TAG_NAME, "header").value_of_css_property("display") == "flex"
 
 
+def test_the_browser_client_is_collected_and_served_by_whitenoise(example, browser):
+    """The feed page's {% static %} client answers 200 as JavaScript from WhiteNoise (DEBUG off), and connects."""
+    driver = browser()
+    open_feed(driver, example)
+    url = driver.execute_script(
+        "return performance.getEntriesByType('resource')"
+        ".map((e) => e.name).find((name) => name.endsWith('/django_sse/eventsource.js'))"
+    )
+    assert url == example.url + "/static/django_sse/eventsource.js"
+    answer = driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "fetch(arguments[0]).then((r) => done([r.status, r.headers.get('content-type'),"
+        " r.headers.get('cache-control')]));",
+        url,
+    )
+    status, content_type, cache_control = answer
+    assert (status, "javascript" in content_type) == (200, True), answer
+    # WhiteNoise's header (max-age 60 s with DEBUG off); Django's own static view sends none.
+    assert "max-age=60" in cache_control, answer
+
+
 def test_message_sent_from_another_process_appears_on_two_pages(example, browser):
     """`manage.py send_event` in its own process reaches two open feed pages at once, once each."""
     driver = browser()
