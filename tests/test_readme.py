@@ -49,6 +49,7 @@ from tests.readme_samples import SampleModules, Samples, read_blocks, track, wri
 from tests.servers import REPO_TOP, GunicornServer, HttpServer
 from tests.sse_parser import SseParser
 from tests.sseclient import SseClient
+from tests.support.django_runner import run_django_tests
 from tests.support.sse import spread_retry
 
 README = REPO_TOP / "README.rst"
@@ -1595,20 +1596,7 @@ def test_the_testcase_sample_passes_under_djangos_runner_and_leaves_the_database
         + "        User.objects.create_user('next')\n",
         encoding="utf-8",
     )
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO_TOP)]),
-    }
-    env.pop("DJANGO_SSE_TEST_REDIS_URL", None)
-    result = subprocess.run(
-        [sys.executable, "-m", "django", "test", "club_sample", "-v", "2"],
-        env=env,
-        cwd=REPO_TOP,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_django_tests("club_sample", tmp_path)
 
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Ran 2 tests" in result.stderr

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Group, User
@@ -19,10 +15,10 @@ from django_sse.testing import (
     read_events,
     sse_stream,
 )
+from tests.support.django_runner import run_django_tests
 from tests.support.stats import counters
 from tests.testing_urls import GatedView
 
-REPO_TOP = Path(__file__).resolve().parent.parent
 
 
 @memory_broker()
@@ -156,16 +152,7 @@ def test_the_test_after_the_streams_finds_an_empty_database():
 
 def test_testcase_streams_pass_under_djangos_own_runner():
     """``manage.py test`` of TestCase classes that read logged-in streams, then use the database."""
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
-    env.pop("DJANGO_SSE_TEST_REDIS_URL", None)
-    result = subprocess.run(
-        [sys.executable, "-m", "django", "test", "tests.testcase_streams", "-v", "2"],
-        env=env,
-        cwd=REPO_TOP,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_django_tests("tests.testcase_streams")
 
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Ran 4 tests" in result.stderr
