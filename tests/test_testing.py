@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 from django.contrib.auth.models import Group, User
 
@@ -18,7 +17,6 @@ from django_sse.testing import (
 from tests.support.django_runner import run_django_tests
 from tests.support.stats import counters
 from tests.testing_urls import GatedView
-
 
 
 @memory_broker()
