@@ -9,6 +9,7 @@ setting stops the server at start-up instead of failing at the first stream.
 from __future__ import annotations
 
 import difflib
+import functools
 import logging
 import numbers
 from collections.abc import Callable, Sequence
@@ -477,11 +478,13 @@ ALL_CHECKS = (
 
 
 def register() -> None:
+    """Register every check with Django; again (apps populated anew) registers nothing twice."""
     for check in ALL_CHECKS:
         checks.register(_as_check(check), "django_sse")
     checks.register(_as_check(check_broker_answers), "django_sse", deploy=True)
 
 
+@functools.cache
 def _as_check(
     function: Callable[[], list[checks.CheckMessage]],
 ) -> Callable[..., list[checks.CheckMessage]]:
