@@ -171,6 +171,8 @@ class RedisQueueView(BaseSseView):
         out = []
         delivered = 0
         caught_up = False  # one batch of history per write, so that the client paces the reads
+        if not cursor.synced:
+            items = _live_before_catch_up(items)
         for item in items:
             if item is SYNC or item is NEXT_BATCH:
                 if item is SYNC:
@@ -289,3 +291,25 @@ class RedisQueueView(BaseSseView):
 def _sync_unless_ending(mailbox: Mailbox) -> None:
     if not mailbox.ending:
         mailbox.put_control(SYNC)
+
+
+def _live_before_catch_up(items: list[Any]) -> list[Any]:
+    """Move the live events taken together with the first catch-up marker to before it.
+
+    They reached the stream's mailbox already; a cursor that is not in sync
+    holds them, as it would have had they come a moment sooner. Otherwise a
+    new client's catch-up, which starts where the hub's live events begin for
+    it (possibly after these very events, when the hub learned its tip late),
+    would count them as already covered and never send them.
+    """
+    for index, item in enumerate(items):
+        if item is SYNC or item is NEXT_BATCH:
+            end = index + 1
+            while end < len(items) and type(items[end]) is Message:
+                end += 1
+            if end == index + 1:
+                return items
+            return [*items[:index], *items[index + 1 : end], item, *items[end:]]
+        if type(item) is not Message:
+            return items
+    return items

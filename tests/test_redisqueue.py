@@ -261,10 +261,11 @@ def test_a_new_stream_is_never_told_an_id_before_the_event_that_has_it(settings)
         keeper.stop()
 
     messages = [block for block in chunk.split(b"\n\n") if block]
-    assert messages == [  # the stream's start (before the event), then the event
-        f"id: {start_id}".encode(),
-        f"id: {event_id}\nevent: news\ndata: on its way".encode(),
-    ]
+    # Taken in the same batch as the catch-up marker, the event is where the new stream
+    # starts: it comes first, with its id, and no id-only message (the hub's earlier
+    # tip, start_id) precedes it.
+    assert start_id != event_id
+    assert messages == [f"id: {event_id}\nevent: news\ndata: on its way".encode()]
 
 
 def test_no_event_queued_after_a_revocation_reaches_the_client(settings):
@@ -311,3 +312,23 @@ def test_an_event_published_as_a_stream_starts_is_delivered(settings):
     assert [(e.type, e.data, e.last_event_id) for e in parse(chunk).events] == [
         ("news", "just after the start", event_id)
     ]
+
+
+def test_live_events_taken_with_the_first_catch_up_marker_are_held_before_it():
+    """[SYNC, e1, e2, SYNC] is read as [e1, e2, SYNC, SYNC]: a new client's start cannot pass them.
+
+    Seen under load: the stream's own SYNC, the live event, the hub's SYNC in one
+    take; the catch-up started at the hub's tip, which covered the event, and the
+    event was then dropped as already sent while the client was told its id.
+    """
+    from django_sse.brokers.base import Message
+    from django_sse.mailbox import NEXT_BATCH, SYNC, UNSYNCED
+    from django_sse.redisqueue import _live_before_catch_up
+
+    first, second = Message("c", "e", "1", (1, 0)), Message("c", "e", "2", (2, 0))
+
+    assert _live_before_catch_up([SYNC, first, second, SYNC]) == [first, second, SYNC, SYNC]
+    assert _live_before_catch_up([first, NEXT_BATCH, second]) == [first, second, NEXT_BATCH]
+    # A control item first (the subscription lost): the order stays as it came.
+    assert _live_before_catch_up([UNSYNCED, SYNC, first]) == [UNSYNCED, SYNC, first]
+    assert _live_before_catch_up([SYNC, UNSYNCED, first]) == [SYNC, UNSYNCED, first]
