@@ -69,6 +69,7 @@ class ChannelCursor:
         "synced",
         "held",
         "held_bytes",
+        "announce_start",
         "pending",
         "fresh",
         "resets",
@@ -105,6 +106,8 @@ class ChannelCursor:
         self.held: list[Message] = []
         #: The bytes of ``held`` (``Message.size``), which count against the stream's budget.
         self.held_bytes = 0
+        #: A new client's start came from the source: its id goes out before the held events.
+        self.announce_start = False
         #: The channels the catch-up under way has still to read (None: none under way).
         self.pending: list[str] | None = None
         #: A new client's channels awaiting their first live event (see ``deliver``).
@@ -204,6 +207,9 @@ class ChannelCursor:
         self.synced = True
         self.resuming = True
         held, self.held, self.held_bytes = self.held, [], 0
+        if held and self.announce_start:
+            out.append(self.id_update())  # a new client's start, before the events that follow it
+        self.announce_start = False
         out.extend(self._deliver_all(held))
         out.append(self.id_update())
         return b"".join(out), True
@@ -264,7 +270,16 @@ class ChannelCursor:
             # A new client starts now: with the first live event it got, or at the tip.
             first = next((m for m in self.held if m.channel == channel and m.position), None)
             if first is not None and first.position is not None:
-                # Just before it, so that it is delivered; never read as a history position.
+                start = source.start_position(channel, self._mark(channel))
+                if start is not None and start < first.position:
+                    # Where the source's live events begin for it, as for any new client;
+                    # the held event is newer and follows the id of that start.
+                    self.positions[channel] = start
+                    self.announce_start = True
+                    return [], True, 0
+                # The source's start covers it (the hub learned its tip after the event was
+                # published): start just before it, so that it is delivered; never read as
+                # a history position.
                 self.positions[channel] = _before(first.position)
                 if self.started_live is None:
                     self.started_live = set()

@@ -499,6 +499,25 @@ def test_a_new_client_starts_with_its_first_held_event(stage):
     assert stage.hub.learned == []
 
 
+def test_a_new_client_whose_start_covers_its_held_event_still_gets_it(stage):
+    """The hub's start (a tip learned after the publish) at the held event: start just before it."""
+    publish_news(stage, 3)  # e0 ... e2: 1000-0 ... 1000-2
+    cursor = stage.cursor(["news"])
+    assert cursor.receive(stage.publish("news", "e3"), 10) == b""
+    stage.hub.starts["news"] = (1000, 3)  # covers e3, which is held, never sent
+    assert stage.catch_up(cursor) == (frame("1000-3", "e3"), True)
+
+
+def test_a_new_client_with_a_held_event_after_its_start_is_told_the_start_first(stage):
+    """The hub's start before the held event: its id, then the event, as when the event comes later."""
+    publish_news(stage, 3)  # e0 ... e2: 1000-0 ... 1000-2
+    stage.hub.starts["news"] = (1000, 2)
+    cursor = stage.cursor(["news"])
+    assert cursor.receive(stage.publish("news", "e3"), 10) == b""
+    assert stage.catch_up(cursor) == (id_only("1000-2") + frame("1000-3", "e3"), True)
+    assert stage.broker.reads == []
+
+
 def test_a_new_client_gets_a_late_live_event_older_than_its_tip(stage):
     """An event older than the tip a new client started at, arriving live, is sent, once."""
     stage.hub.tips["news"] = (1000, 3)

