@@ -390,10 +390,20 @@ def _lost_after(
 
 def take_connection(pool: Any, command: str) -> Any:
     """Return a connection of ``pool``, connected (redis-py before 5.3 requires a command name)."""
-    parameter = inspect.signature(pool.get_connection).parameters.get("command_name")
-    if parameter is not None and parameter.default is inspect.Parameter.empty:
+    if _needs_command_name(pool.__class__):
         return pool.get_connection(command)
     return pool.get_connection()
+
+
+@functools.cache
+def _needs_command_name(pool_class: Any) -> bool:
+    """Whether ``pool_class.get_connection`` requires a command name (asked once per class).
+
+    Every publish takes a connection first: ``inspect.signature`` each time
+    would cost more than the check it serves.
+    """
+    parameter = inspect.signature(pool_class.get_connection).parameters.get("command_name")
+    return parameter is not None and parameter.default is inspect.Parameter.empty
 
 
 def wrote_nothing(exc: Exception) -> bool:
