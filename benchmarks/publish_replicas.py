@@ -27,7 +27,7 @@ from tests.support.servers import RedisServer
 
 def measure(url: str, wait: int, n: int) -> dict[str, float | int]:
     """Time ``n`` publishes with ``wait`` replicas to confirm; return the figures in ms."""
-    from django_sse.brokers.redis import RedisBroker
+    from django_sse.brokers.redis.broker import RedisBroker
 
     broker = RedisBroker(url, prefix="bench:", timeout=5, maxlen=1000, ttl=0, replicas=wait)
     try:

@@ -6,7 +6,7 @@
 Each round publishes a burst of the fan-out scenario's messages (pipelined,
 from a thread, before reading starts) and then reads them all on one
 subscriber connection, counting the reading thread's CPU time: once through
-``django_sse.brokers.resp.PubSubConnection`` (what single-node and Sentinel
+``django_sse.brokers.redis.resp.PubSubConnection`` (what single-node and Sentinel
 deployments use) and once through redis-py's ``PubSub.get_message`` (what the
 cluster broker uses, one per shard). Both include turning the reply into the
 library's ``Message``. The figure that decides between them is the
@@ -28,7 +28,7 @@ from collections.abc import Callable
 import redis
 
 from django_sse.brokers.base import Message
-from django_sse.brokers.resp import PubSubConnection
+from django_sse.brokers.redis.resp import PubSubConnection
 
 from .scenarios import median
 from .servers import RedisProcess

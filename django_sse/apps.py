@@ -9,10 +9,13 @@ class DjangoSseConfig(AppConfig):
     verbose_name = "Server-Sent Events"
 
     def ready(self) -> None:
-        from . import asgi_server, checks, gunicorn_worker, runtime
+        from . import checks
+        from .core import runtime
+        from .servers import asgi as asgi_server
+        from .servers import gunicorn as gunicorn_worker
 
         checks.register()
-        setting_changed.connect(runtime.on_setting_changed, dispatch_uid="django_sse.runtime")
+        setting_changed.connect(runtime.on_setting_changed, dispatch_uid="django_sse.core.runtime")
         # In a gunicorn worker: check settings, warn about gunicorn's, end streams on stop.
         if not gunicorn_worker.attach():
             asgi_server.attach()  # under uvicorn: check settings as the application loads

@@ -88,7 +88,7 @@ class Settings:
         legacy = self.REDIS_SSEQUEUE_CONNECTION_SETTINGS
         if legacy is None:
             return None
-        from .redis_url import url_from_legacy_settings
+        from .brokers.redis.url import url_from_legacy_settings
 
         return url_from_legacy_settings(legacy)
 

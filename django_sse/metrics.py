@@ -35,8 +35,8 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 
-from .concurrency import Task, new_lock, sleep
 from .conf import sse_settings
+from .core.concurrency import Task, new_lock, sleep
 
 logger = logging.getLogger(__name__)
 

@@ -9,10 +9,10 @@ from typing import Any
 from django.http import HttpRequest
 from django.utils.module_loading import import_string
 
-from .channels import validate_channel
 from .conf import sse_settings
-from .control import PermissionChanged, encode_control
-from .runtime import get_broker
+from .core.channels import validate_channel
+from .core.control import PermissionChanged, encode_control
+from .core.runtime import get_broker
 
 
 class ChannelManager:

@@ -20,13 +20,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .channels import validate_channel
-from .concurrency import Task, new_wakeup
+from .core.channels import validate_channel
+from .core.concurrency import Task, new_wakeup
 from .exceptions import BrokerUnavailable
 
 if TYPE_CHECKING:
     from .brokers.base import Broker
-    from .hub import Hub
+    from .core.hub import Hub
 
 logger = logging.getLogger(__name__)
 
@@ -219,7 +219,7 @@ def read_reports() -> list[ProcessReport]:
     The in-process broker holds only this process's report, written afresh
     first. Raises ``BrokerUnavailable`` when the broker cannot be reached.
     """
-    from . import runtime
+    from .core import runtime
 
     broker = runtime.get_broker()
     if not broker.shared:

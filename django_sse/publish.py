@@ -7,10 +7,10 @@ import time
 from typing import Any
 
 from . import metrics
-from .channels import validate_channel
 from .conf import sse_settings
+from .core.channels import validate_channel
+from .core.runtime import get_broker, get_publisher
 from .exceptions import EventTooLarge, PublishError
-from .runtime import get_broker, get_publisher
 from .sse import encode_data, validate_event_name
 
 

@@ -15,17 +15,17 @@ from django.http import HttpRequest, HttpResponse
 
 from . import metrics
 from .brokers.base import Message
-from .channels import validate_channel
-from .concurrency import call_hook, call_later
 from .conf import sse_settings
-from .cursor import ChannelCursor
-from .database import release_connections
+from .core.channels import validate_channel
+from .core.concurrency import call_hook, call_later
+from .core.cursor import ChannelCursor
+from .core.database import release_connections
+from .core.mailbox import NEXT_BATCH, SYNC, UNSYNCED, EndReason, Mailbox, Recheck
+from .core.runtime import get_hub
 from .exceptions import InvalidChannel
-from .mailbox import NEXT_BATCH, SYNC, UNSYNCED, EndReason, Mailbox, Recheck
 from .permissions import current_request, get_channel_manager
 from .publish import send_event
-from .responses import bad_request, forbidden
-from .runtime import get_hub
+from .stream.responses import bad_request, forbidden
 from .views import BaseSseView, overrides
 
 __all__ = ["RedisQueueView", "send_event"]

@@ -3,7 +3,7 @@
 Every stream ends with a retry hint and the chunked body's last chunk, and
 its connection is closed: the client reconnects at once, to another worker
 or the restarted server, and resumes from its ``Last-Event-ID``. Under
-gunicorn this happens by itself (``gunicorn_worker``); a program that runs
+gunicorn this happens by itself (``servers.gunicorn``); a program that runs
 ``gevent.pywsgi.WSGIServer`` itself calls ``stop_gracefully()``.
 """
 
@@ -13,9 +13,9 @@ import logging
 import time
 from typing import Any
 
-from .concurrency import Task, sleep
-from .mailbox import EndReason
-from .runtime import streams
+from .core.concurrency import Task, sleep
+from .core.mailbox import EndReason
+from .core.runtime import streams
 
 logger = logging.getLogger(__name__)
 

@@ -4,8 +4,8 @@ A stream never ends by itself, so a test that iterates it hangs. These read
 the events a test needs, with a timeout, and then close the stream (its
 ``finally:`` runs)::
 
-    from django_sse import send_event
-    from django_sse.testing import memory_broker, sse_stream
+    from . import send_event
+    from .testing import memory_broker, sse_stream
 
     @memory_broker()
     def test_news_stream(client):

@@ -16,21 +16,22 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.views import View
 
-from . import asgi_stream, metrics
+from . import metrics
 from . import sse as encoder
-from .concurrency import AsyncTask, Task
 from .conf import sse_settings
-from .connection import ClientConnection
-from .cors import add_cors_headers, preflight
-from .database import release_connections
-from .gunicorn_worker import attach as attach_to_gunicorn_worker
-from .heartbeat import HeartbeatWheel, wheel_for
-from .mailbox import END, EndReason, Mailbox
+from .core.concurrency import AsyncTask, Task
+from .core.database import release_connections
+from .core.heartbeat import HeartbeatWheel, wheel_for
+from .core.mailbox import END, EndReason, Mailbox
+from .core.registry import Refusal
+from .core.runtime import streams
 from .permissions import user_key
-from .registry import Refusal
-from .runtime import streams
-from .server import warn_if_blocking_server
+from .servers.detect import warn_if_blocking_server
+from .servers.gunicorn import attach as attach_to_gunicorn_worker
 from .sse import Sse
+from .stream import asgi as asgi_stream
+from .stream.connection import ClientConnection
+from .stream.cors import add_cors_headers, preflight
 
 logger = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ from gunicorn.config import Config
 from gunicorn.http import wsgi as gunicorn_wsgi
 from gunicorn.workers import ggevent
 
-from .http1 import Limits, SimpleHead, head_is_doomed, parse_simple_head
+from .servers.http1 import Limits, SimpleHead, head_is_doomed, parse_simple_head
 
 # Heads longer than this are gunicorn's to read (and to refuse, past its limits);
 # no EventSource request comes close.

@@ -35,7 +35,7 @@ from pathlib import Path
 TOP = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(TOP))
 
-from tests.readme_samples import Samples, write_sample  # noqa: E402  (stdlib only)
+from tests.support.readme_samples import Samples, write_sample  # noqa: E402  (stdlib only)
 
 README = TOP / "README.rst"
 LOGS = TOP / "test-output" / "first-hour"

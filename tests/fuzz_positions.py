@@ -17,7 +17,7 @@ import sys
 import atheris
 
 with atheris.instrument_imports():
-    from django_sse.positions import decode_positions, encode_positions
+    from django_sse.core.positions import decode_positions, encode_positions
 
 _MAX = 2**64 - 1
 _CHANNELS = ["a", "b", "news", "user-1", "\u00e9t\u00e9", "c" * 200]

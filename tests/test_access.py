@@ -20,9 +20,9 @@ import pytest
 from django.test import Client
 
 import django_sse
-from tests.redis_helpers import data_of, open_live, wait_live
-from tests.servers import REPO_TOP, HttpServer, RedisServer, project_env
-from tests.sseclient import SseClient, streams_on_every_worker
+from tests.support.redis_helpers import data_of, open_live, wait_live
+from tests.support.servers import REPO_TOP, HttpServer, RedisServer, project_env
+from tests.support.sse import SseClient, streams_on_every_worker
 
 MANAGER = "tests.channel_manager.UserChannels"
 ORIGIN = "https://app.example.com"

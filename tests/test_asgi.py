@@ -24,13 +24,12 @@ from django.core.exceptions import ImproperlyConfigured
 from django.test import RequestFactory
 
 import django_sse
-from django_sse.concurrency import AsyncWakeup
+from django_sse.core.concurrency import AsyncWakeup
+from django_sse.core.mailbox import Mailbox
 from django_sse.exceptions import EventTooLarge
-from django_sse.mailbox import Mailbox
 from django_sse.testing import memory_broker
-from tests.readme_samples import SampleModules, Samples, track
-from tests.redis_helpers import connect, eventually, get_stats, wait_position
-from tests.sseclient import SseClient
+from tests.support.readme_samples import SampleModules, Samples, track
+from tests.support.redis_helpers import connect, eventually, get_stats, wait_position
 from tests.support.servers import (
     REPO_TOP,
     HttpServer,
@@ -38,7 +37,7 @@ from tests.support.servers import (
     _gunicorn_has_control_socket,
     project_env,
 )
-from tests.support.sse import spread_retry
+from tests.support.sse import SseClient, spread_retry
 from tests.views import AsyncTickView, ChannelView
 
 PAGE = REPO_TOP / "docs" / "guides" / "asgi.rst"
@@ -143,7 +142,7 @@ def test_an_asgi_stream_response_dropped_unsent_gives_its_slot_back():
 
     from django.test import AsyncRequestFactory
 
-    from django_sse.runtime import streams
+    from django_sse.core.runtime import streams
 
     with memory_broker():
         response = AsyncTickView.as_view()(AsyncRequestFactory().get("/async-ticks/"))
@@ -160,7 +159,7 @@ def test_an_asgi_streams_unsubscribe_runs_off_the_event_loop_when_the_broker_say
     """A broker with ``blocking_subscriptions`` (the cluster's): the stream ends while its UNSUBSCRIBE still waits."""
     from django.test import AsyncRequestFactory
 
-    from django_sse.runtime import get_hub
+    from django_sse.core.runtime import get_hub
 
     entered, gate = threading.Event(), threading.Event()
     returned: list[bool] = []
@@ -232,7 +231,7 @@ def test_an_asgi_stream_opens_and_ends_on_the_loop_when_subscribing_cannot_wait(
     """
     from django.test import AsyncRequestFactory
 
-    from django_sse.runtime import get_hub
+    from django_sse.core.runtime import get_hub
 
     with memory_broker():
         hub = get_hub()
@@ -310,7 +309,7 @@ def test_streams_whose_clients_left_leave_no_object_behind():
 
     from django.core.handlers.asgi import ASGIHandler
 
-    from django_sse.runtime import get_hub, streams
+    from django_sse.core.runtime import get_hub, streams
     from django_sse.views import SseResponse
 
     application = ASGIHandler()
@@ -376,7 +375,7 @@ def test_asend_event_raises_what_send_event_raises_before_publishing(args, error
             django_sse.send_event(*args)
         with pytest.raises(error, match=match) as async_error:
             asyncio.run(django_sse.asend_event(*args))
-        from django_sse.runtime import get_broker
+        from django_sse.core.runtime import get_broker
 
         history = get_broker().read_history("news", (0, 0), 10)
 
@@ -401,7 +400,7 @@ def test_asend_event_publishes_on_the_runtimes_executor_not_a_thread_per_call():
         ids = asyncio.run(main())
         elapsed = time.perf_counter() - started
         threads = threading.active_count() - before
-        from django_sse.runtime import get_broker
+        from django_sse.core.runtime import get_broker
 
         history = get_broker().read_history("a", (0, 0), 500)
 
@@ -626,7 +625,7 @@ def test_async_clock_sample_streams_under_asgi_and_is_refused_under_wsgi(modules
     """The async clock sends a time each second to an ASGI request; a WSGI request gets ImproperlyConfigured."""
     from django.test import AsyncRequestFactory
 
-    from django_sse.runtime import streams
+    from django_sse.core.runtime import streams
 
     views = modules.load("myapp.views", CLOCK.code)
     view = views.AsyncClockView.as_view()
@@ -656,7 +655,7 @@ def test_async_clock_sample_streams_under_asgi_and_is_refused_under_wsgi(modules
 
 def test_notify_sample_publishes_with_asend_event(modules):
     """``await order_shipped(7)`` publishes ``shipped`` {"order": 7} to "orders" and returns its id."""
-    from django_sse.runtime import get_broker
+    from django_sse.core.runtime import get_broker
 
     notify = modules.load("myapp.notify", NOTIFY.code)
     with memory_broker():

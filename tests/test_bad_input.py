@@ -23,11 +23,11 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 import django_sse
+from django_sse.core.positions import channel_tag
 from django_sse.exceptions import InvalidChannel
-from django_sse.positions import channel_tag
-from tests.redis_helpers import get_stats, open_live
-from tests.servers import REPO_TOP, HttpServer, RedisServer
-from tests.sseclient import SseClient
+from tests.support.redis_helpers import get_stats, open_live
+from tests.support.servers import REPO_TOP, HttpServer, RedisServer
+from tests.support.sse import SseClient
 
 A, B, C = "bad-a", "bad-b", "bad-c"
 MULTI = f"/multi/?channel={A}&channel={B}"

@@ -14,9 +14,9 @@ from django.test import override_settings
 
 from django_sse import checks
 from django_sse.conf import DEFAULTS
-from tests.redis_helpers import eventually
-from tests.servers import ServerError
-from tests.sseclient import SseClient
+from tests.support.redis_helpers import eventually
+from tests.support.servers import ServerError
+from tests.support.sse import SseClient
 
 REDIS = "redis://localhost:6379/0"
 MANAGER = "django_sse.permissions.ChannelManager"
@@ -336,7 +336,7 @@ def test_worker_config_warnings_follow_sse_max_streams():
     """W003 compares worker_connections with SSE_MAX_STREAMS, None meaning no limit."""
     from gunicorn.workers.ggevent import GeventWorker
 
-    from django_sse.gunicorn_worker import worker_config_warnings
+    from django_sse.servers.gunicorn import worker_config_warnings
 
     class Cfg:
         timeout = 30

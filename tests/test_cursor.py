@@ -1,4 +1,4 @@
-"""Unit tests of ``django_sse.cursor.ChannelCursor``: replay state and the exact bytes it owes.
+"""Unit tests of ``django_sse.core.cursor.ChannelCursor``: replay state and the exact bytes it owes.
 
 The cursor runs against the real in-process broker on a clock that stands
 still, so ids are predictable (``1000-0``, ``1000-1``, ...), and against a
@@ -13,9 +13,9 @@ import pytest
 
 from django_sse.brokers.base import History, Message
 from django_sse.brokers.memory import MemoryBroker
-from django_sse.cursor import ChannelCursor
+from django_sse.core.cursor import ChannelCursor
+from django_sse.core.positions import Position, channel_tag
 from django_sse.exceptions import BrokerUnavailable
-from django_sse.positions import Position, channel_tag
 
 # --- the stage: broker, hub and cursor --------------------------------------
 

@@ -28,8 +28,8 @@ from django_sse.exceptions import InvalidChannel
 from django_sse.permissions import ChannelManager
 from django_sse.redisqueue import RedisQueueView
 from django_sse.testing import SseStream, StreamTimeout, memory_broker, sse_stream
-from tests.readme_samples import SampleModules, Samples, track
-from tests.servers import REPO_TOP
+from tests.support.readme_samples import SampleModules, Samples, track
+from tests.support.servers import REPO_TOP
 
 PAGE = REPO_TOP / "docs" / "migrating" / "django-eventstream.rst"
 TEXT = PAGE.read_text(encoding="utf-8")

@@ -24,14 +24,14 @@ from django.core.management import call_command
 from django.http import HttpRequest
 from django.test import RequestFactory
 
-from django_sse import runtime
-from django_sse.brokers.redis import RedisBroker
+from django_sse.brokers.redis.broker import RedisBroker
 from django_sse.conf import DEFAULTS
-from django_sse.mailbox import Mailbox
+from django_sse.core import runtime
+from django_sse.core.mailbox import Mailbox
 from django_sse.presence import EXPIRY_INTERVALS, Presence, ProcessReport
 from django_sse.testing import memory_broker
-from tests.readme_samples import SampleModules, Samples, track
-from tests.servers import REPO_TOP
+from tests.support.readme_samples import SampleModules, Samples, track
+from tests.support.servers import REPO_TOP
 
 PAGE = REPO_TOP / "docs" / "guides" / "presence.rst"
 TEXT = PAGE.read_text(encoding="utf-8")
@@ -217,7 +217,7 @@ def test_the_json_sample_is_what_the_command_prints_with_json(site_redis):
 
 def test_the_stated_interval_expiry_and_trim_are_the_codes():
     """Default interval 2 s, expiry three intervals (6 s), the trim a minute past it, the sum right."""
-    from django_sse.brokers import redis_common as redis_broker
+    from django_sse.brokers.redis import common as redis_broker
 
     assert DEFAULTS["SSE_PRESENCE_INTERVAL"] == 2.0
     assert EXPIRY_INTERVALS == 3

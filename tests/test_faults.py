@@ -37,9 +37,15 @@ import pytest
 
 import django_sse
 from django_sse.exceptions import PublishError
-from tests.redis_helpers import eventually, get_stats, open_live, redis_connections_of, wait_live
-from tests.servers import REPO_TOP, process_stats
-from tests.sseclient import SseClient, StreamEnded
+from tests.support.redis_helpers import (
+    eventually,
+    get_stats,
+    open_live,
+    redis_connections_of,
+    wait_live,
+)
+from tests.support.servers import REPO_TOP, process_stats
+from tests.support.sse import SseClient, StreamEnded
 
 pytestmark = pytest.mark.integration
 
@@ -254,9 +260,9 @@ def test_a_paused_client_is_dropped_once_its_window_stays_closed(servers, settin
 
 _NETNS_SCENARIO = r"""
 import json, subprocess, sys, time
-from tests.redis_helpers import eventually, get_stats
-from tests.servers import GunicornServer
-from tests.sseclient import SseClient
+from tests.support.redis_helpers import eventually, get_stats
+from tests.support.servers import GunicornServer
+from tests.support.sse import SseClient
 
 def tc(*args):
     subprocess.run(["tc", *args], check=True, capture_output=True)

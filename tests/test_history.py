@@ -15,11 +15,11 @@ import pytest
 from django_sse import send_event
 from django_sse.brokers.base import Message
 from django_sse.brokers.memory import MemoryBroker
-from django_sse.brokers.redis import RedisBroker
-from django_sse.hub import Hub
-from django_sse.mailbox import Mailbox
-from django_sse.positions import ZERO, parse_position
-from django_sse.runtime import get_broker
+from django_sse.brokers.redis.broker import RedisBroker
+from django_sse.core.hub import Hub
+from django_sse.core.mailbox import Mailbox
+from django_sse.core.positions import ZERO, parse_position
+from django_sse.core.runtime import get_broker
 from tests.support.polling import eventually
 
 

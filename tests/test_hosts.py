@@ -25,10 +25,10 @@ import time
 
 import pytest
 
-from django_sse.brokers.redis import SUBSCRIBER_IDLE_PING
-from tests.servers import REPO_TOP, GunicornServer, RedisServer, project_env
-from tests.sseclient import SseClient
+from django_sse.brokers.redis.broker import SUBSCRIBER_IDLE_PING
 from tests.support.netns import InNamespace, Network, Port
+from tests.support.servers import REPO_TOP, GunicornServer, RedisServer, project_env
+from tests.support.sse import SseClient
 from tests.test_access import _REVOKE, _SETUP, MANAGER, _django
 
 pytestmark = pytest.mark.integration

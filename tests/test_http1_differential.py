@@ -27,7 +27,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.redis_helpers import get_stats
+from tests.support.redis_helpers import get_stats
 
 pytestmark = pytest.mark.integration
 

@@ -16,9 +16,9 @@ import pytest
 import django_sse
 from django_sse.brokers.base import Message
 from django_sse.brokers.memory import MemoryBroker
-from django_sse.hub import Hub
-from django_sse.mailbox import SYNC, UNSYNCED, EndReason, Mailbox
-from tests.redis_helpers import (
+from django_sse.core.hub import Hub
+from django_sse.core.mailbox import SYNC, UNSYNCED, EndReason, Mailbox
+from tests.support.redis_helpers import (
     data_of,
     eventually,
     get_stats,
@@ -28,7 +28,7 @@ from tests.redis_helpers import (
     stats_when,
     wait_live,
 )
-from tests.sseclient import SseClient, streams_on_every_worker
+from tests.support.sse import SseClient, streams_on_every_worker
 
 
 class RecordingBroker(MemoryBroker):

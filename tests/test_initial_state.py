@@ -15,7 +15,7 @@ from django.test import RequestFactory
 from django_sse import send_event
 from django_sse.testing import memory_broker, sse_stream
 from tests import views
-from tests.redis_helpers import connect
+from tests.support.redis_helpers import connect
 
 
 class Publisher(threading.Thread):

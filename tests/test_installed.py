@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 import django_sse
-from tests.redis_helpers import connect, get_stats, wait_position
-from tests.servers import REPO_TOP
+from tests.support.redis_helpers import connect, get_stats, wait_position
+from tests.support.servers import REPO_TOP
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +42,7 @@ def test_the_installed_distribution_has_the_packages_version_and_supported_djang
 @pytest.mark.parametrize("name", ["publish.lua", "read.lua"])
 def test_the_lua_scripts_the_redis_broker_runs_are_installed(name):
     """The broker's scripts are package data next to the installed broker module."""
-    text = resources.files("django_sse.brokers").joinpath(name).read_text(encoding="utf-8")
+    text = resources.files("django_sse.brokers.redis").joinpath(name).read_text(encoding="utf-8")
 
     assert "redis.call" in text
     assert Path(django_sse.__file__).parent == Path(resources.files("django_sse"))  # type: ignore[arg-type]

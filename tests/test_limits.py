@@ -17,10 +17,9 @@ from django.test import Client
 
 import django_sse
 from django_sse.exceptions import EventTooLarge
-from tests.reconnecting import Resuming, read_in_threads
-from tests.redis_helpers import eventually, get_stats, open_live
-from tests.sseclient import SseClient
-from tests.support.sse import spread_retry
+from tests.support.reconnecting import Resuming, read_in_threads
+from tests.support.redis_helpers import eventually, get_stats, open_live
+from tests.support.sse import SseClient, spread_retry
 
 
 def _settings_env(**settings) -> dict[str, str]:
@@ -87,7 +86,7 @@ def test_a_users_stream_beyond_the_per_user_limit_gets_429_and_others_are_not_co
     from django.contrib.auth.models import AnonymousUser
     from django.test import RequestFactory
 
-    from django_sse.runtime import streams
+    from django_sse.core.runtime import streams
     from tests.views import TickView
 
     settings.SSE_MAX_STREAMS_PER_USER = 2

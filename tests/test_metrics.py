@@ -30,10 +30,10 @@ from prometheus_client import REGISTRY
 
 from django_sse import metrics, send_event
 from django_sse.testing import StreamTimeout, memory_broker, sse_stream
-from tests.readme_samples import Samples, track
-from tests.redis_helpers import connect, wait_position
-from tests.servers import REPO_TOP
 from tests.support.polling import eventually
+from tests.support.readme_samples import Samples, track
+from tests.support.redis_helpers import connect, wait_position
+from tests.support.servers import REPO_TOP
 
 
 def value(name: str, **labels: str) -> float:
@@ -385,7 +385,7 @@ def test_the_logging_sample_shows_each_streams_end(tmp_path):
         + "logging.config.dictConfig(LOGGING)\n"
         + "from django_sse import metrics\n"
         + "metrics.record_stream_ended('news', 'client gone', ['a', 'b'], 12.34)\n"
-        + "logging.getLogger('django_sse.hub').debug('not shown: the hub stays at WARNING')\n"
+        + "logging.getLogger('django_sse.core.hub').debug('not shown: the hub stays at WARNING')\n"
     )
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_TOP), env.get("PYTHONPATH")]))

@@ -1,4 +1,4 @@
-"""Tests of the ``Last-Event-ID`` codec, ``django_sse.positions``.
+"""Tests of the ``Last-Event-ID`` codec, ``django_sse.core.positions``.
 
 Round trips are property tests over the whole range of Redis stream ids;
 decoding is fed arbitrary client input and must neither raise nor hand one
@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from django_sse.positions import (
+from django_sse.core.positions import (
     channel_tag,
     decode_positions,
     encode_positions,

@@ -23,12 +23,12 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 import django_sse
-from django_sse import runtime
 from django_sse.brokers.memory import MemoryBroker
-from django_sse.brokers.redis import RedisBroker
+from django_sse.brokers.redis.broker import RedisBroker
+from django_sse.core import runtime
+from django_sse.core.hub import Hub
+from django_sse.core.mailbox import Mailbox
 from django_sse.exceptions import BrokerUnavailable, InvalidChannel
-from django_sse.hub import Hub
-from django_sse.mailbox import Mailbox
 from django_sse.presence import (
     EXPIRY_INTERVALS,
     Presence,
@@ -40,8 +40,8 @@ from django_sse.presence import (
     read_reports,
 )
 from django_sse.testing import memory_broker
-from tests.redis_helpers import eventually, open_live
-from tests.servers import free_port
+from tests.support.redis_helpers import eventually, open_live
+from tests.support.servers import free_port
 
 INTERVAL = 0.3  # the servers' SSE_PRESENCE_INTERVAL
 EXPIRY = INTERVAL * EXPIRY_INTERVALS

@@ -33,8 +33,8 @@ from django_sse.exceptions import (
     PublishOutcomeUnknown,
     PublishRefused,
 )
-from tests.redis_helpers import open_live, other_redis_clients
-from tests.servers import REPO_TOP, free_port
+from tests.support.redis_helpers import open_live, other_redis_clients
+from tests.support.servers import REPO_TOP, free_port
 from tests.test_sse import deeply_nested
 
 PUBLISH_TIMEOUT = 0.5

@@ -41,16 +41,15 @@ from packaging.specifiers import SpecifierSet
 
 from django_sse import checks, send_event
 from django_sse.conf import DEFAULTS, sse_settings
+from django_sse.core.runtime import streams
+from django_sse.eventstream import SseParser
 from django_sse.redisqueue import RedisQueueView
-from django_sse.runtime import streams
 from django_sse.testing import close_response, memory_broker
 from tests.browser.fixtures import WAIT, browser, example, example_kind  # noqa: F401  (fixtures)
-from tests.readme_samples import SampleModules, Samples, read_blocks, track, write_sample
-from tests.servers import REPO_TOP, GunicornServer, HttpServer
-from tests.sse_parser import SseParser
-from tests.sseclient import SseClient
 from tests.support.django_runner import run_django_tests
-from tests.support.sse import spread_retry
+from tests.support.readme_samples import SampleModules, Samples, read_blocks, track, write_sample
+from tests.support.servers import REPO_TOP, GunicornServer, HttpServer
+from tests.support.sse import SseClient, spread_retry
 
 README = REPO_TOP / "README.rst"
 DOCS = REPO_TOP / "docs"
@@ -902,7 +901,7 @@ def test_redis_cli_sample_publishes_with_history(orders_on_redis, redis_server, 
     # As the README says: the installed package's script, copied into the project.
     script = tmp_path / "django_sse" / "brokers" / "publish.lua"
     script.parent.mkdir(parents=True)
-    script.write_text(resources.files("django_sse.brokers").joinpath("publish.lua").read_text())
+    script.write_text(resources.files("django_sse.brokers.redis").joinpath("publish.lua").read_text())
     result = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
     event_id = result.stdout.strip().strip('"')
@@ -1469,7 +1468,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.readme_samples import Samples, track
+from tests.support.readme_samples import Samples, track
 
 SAMPLES = Samples(Path(__file__).with_name("TOY.rst"))
 readme_sample_reader = track(SAMPLES)

@@ -18,15 +18,15 @@ import pytest
 from django.core import checks
 
 import django_sse
-from django_sse.brokers.redis_cluster import RedisClusterBroker, _keyslot
+from django_sse.brokers.redis.cluster import RedisClusterBroker, _keyslot
 from django_sse.checks import check_cluster
+from django_sse.core.hub import Hub
+from django_sse.core.mailbox import Mailbox
 from django_sse.exceptions import PublishError
-from django_sse.hub import Hub
-from django_sse.mailbox import Mailbox
-from tests.readme_samples import Samples, track
-from tests.redis_helpers import connect, data_of, multi_path, open_live
 from tests.support.polling import eventually
 from tests.support.procfs import redis_connections_of
+from tests.support.readme_samples import Samples, track
+from tests.support.redis_helpers import connect, data_of, multi_path, open_live
 from tests.support.servers import REPO_TOP, RedisClusterServers, RedisServer
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,7 @@ import urllib.request
 import pytest
 
 import django_sse
-from tests.redis_helpers import (
+from tests.support.redis_helpers import (
     data_of,
     eventually,
     get_stats,
@@ -23,7 +23,7 @@ from tests.redis_helpers import (
     stats_when,
     wait_live,
 )
-from tests.sseclient import SseClient
+from tests.support.sse import SseClient
 
 pytestmark = pytest.mark.integration
 

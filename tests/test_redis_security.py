@@ -20,14 +20,14 @@ import urllib.parse
 import pytest
 
 from django_sse import channel_permission_changed, channel_presence, send_event
-from django_sse.brokers.redis import ACL_HINT, RedisBroker
+from django_sse.brokers.redis.broker import ACL_HINT, RedisBroker
+from django_sse.core.hub import Hub
+from django_sse.core.mailbox import Mailbox
 from django_sse.exceptions import PublishError
-from django_sse.hub import Hub
-from django_sse.mailbox import Mailbox
-from tests.readme_samples import Samples, track
-from tests.redis_helpers import connect, wait_position
-from tests.servers import REPO_TOP, RedisServer
 from tests.support.polling import eventually
+from tests.support.readme_samples import Samples, track
+from tests.support.redis_helpers import connect, wait_position
+from tests.support.servers import REPO_TOP, RedisServer
 
 pytestmark = pytest.mark.integration
 

@@ -24,15 +24,15 @@ from dataclasses import dataclass, field
 import pytest
 
 from django_sse import send_event
-from django_sse.brokers.redis import RedisBroker
-from django_sse.brokers.sentinel import SentinelMaster
+from django_sse.brokers.redis.broker import RedisBroker
+from django_sse.brokers.redis.sentinel import SentinelMaster
+from django_sse.core.hub import Hub
+from django_sse.core.mailbox import Mailbox
 from django_sse.exceptions import PublishError, PublishOutcomeUnknown
-from django_sse.hub import Hub
-from django_sse.mailbox import Mailbox
-from tests.readme_samples import Samples, track
-from tests.redis_helpers import connect, multi_path, open_live, wait_position
-from tests.servers import REPO_TOP, free_port
 from tests.support.polling import eventually
+from tests.support.readme_samples import Samples, track
+from tests.support.redis_helpers import connect, multi_path, open_live, wait_position
+from tests.support.servers import REPO_TOP, free_port
 from tests.support.sse import SseClient, StreamEnded
 
 pytestmark = pytest.mark.integration
@@ -576,7 +576,7 @@ def test_the_publish_replicas_benchmark_runs(capsys):
 
 def test_without_sse_redis_url_the_master_is_database_0_without_password(settings):
     """SSE_REDIS_URL may be left out with Sentinel: the broker uses db 0, no password, no TLS."""
-    from django_sse import runtime
+    from django_sse.core import runtime
 
     settings.SSE_REDIS_URL = None
     settings.SSE_REDIS_SENTINELS = ["127.0.0.1:26379", "[::1]:26380"]

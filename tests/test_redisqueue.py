@@ -14,11 +14,11 @@ import pytest
 from django.test import RequestFactory
 
 from django_sse import send_event
-from django_sse.mailbox import Mailbox, Recheck
+from django_sse.core.mailbox import Mailbox, Recheck
+from django_sse.eventstream import parse
 from django_sse.redisqueue import RedisQueueView
-from tests.redis_helpers import data_of, eventually, get_stats, open_live
-from tests.sse_parser import parse
-from tests.sseclient import SseClient
+from tests.support.redis_helpers import data_of, eventually, get_stats, open_live
+from tests.support.sse import SseClient
 
 
 @pytest.fixture(scope="module")
@@ -321,7 +321,7 @@ def test_live_events_taken_with_the_first_catch_up_marker_are_held_before_it():
     event was then dropped as already sent while the client was told its id.
     """
     from django_sse.brokers.base import Message
-    from django_sse.mailbox import NEXT_BATCH, SYNC, UNSYNCED
+    from django_sse.core.mailbox import NEXT_BATCH, SYNC, UNSYNCED
     from django_sse.redisqueue import _live_before_catch_up
 
     first, second = Message("c", "e", "1", (1, 0)), Message("c", "e", "2", (2, 0))

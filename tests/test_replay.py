@@ -3,7 +3,7 @@
 Against gunicorn -k gevent and uvicorn (``server_kind``) with Redis (events
 published by ``send_event`` in this process), and with the memory broker (one
 worker, events published through the test project's ``/publish/`` view). Clients are raw sockets
-(``tests.sseclient``), so what reaches them is exactly what a browser's
+(``tests.support.sse``), so what reaches them is exactly what a browser's
 EventSource would parse.
 """
 
@@ -20,10 +20,10 @@ import urllib.request
 import pytest
 
 from django_sse import send_event
-from django_sse.positions import channel_tag, encode_positions, parse_position
-from tests.redis_helpers import connect, get_stats, multi_path, wait_position
-from tests.sseclient import SseClient, StreamEnded
+from django_sse.core.positions import channel_tag, encode_positions, parse_position
+from tests.support.redis_helpers import connect, get_stats, multi_path, wait_position
 from tests.support.servers import HttpServer
+from tests.support.sse import SseClient, StreamEnded
 
 pytestmark = pytest.mark.integration
 

@@ -20,9 +20,9 @@ import pytest
 
 from django_sse import send_event
 from django_sse.exceptions import PublishError
-from tests.redis_helpers import connect, multi_path, wait_position
-from tests.sseclient import SseClient
 from tests.support import polling
+from tests.support.redis_helpers import connect, multi_path, wait_position
+from tests.support.sse import SseClient
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""Unit tests of the RESP2 parser and command encoder, ``django_sse.brokers.resp``.
+"""Unit tests of the RESP2 parser and command encoder, ``django_sse.brokers.redis.resp``.
 
 Every reply kind is checked against a table of exact wire bytes, then fed
 again split at every byte boundary and one byte at a time: the parser must
@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from django_sse.brokers.resp import RespError, RespParser, encode_command
+from django_sse.brokers.redis.resp import RespError, RespParser, encode_command
 
 # --- helpers ---------------------------------------------------------------
 

@@ -14,7 +14,7 @@ import hiredis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from django_sse.brokers.resp import RespError, RespParser, RespProtocolError
+from django_sse.brokers.redis.resp import RespError, RespParser, RespProtocolError
 
 FIXED = settings(max_examples=400, deadline=None, derandomize=True, database=None)
 

@@ -9,10 +9,9 @@ import time
 
 import pytest
 
-from tests.redis_helpers import get_stats
-from tests.servers import process_stats
-from tests.sseclient import SseClient
-from tests.support.servers import TEST_WORKER_CLASS
+from tests.support.redis_helpers import get_stats
+from tests.support.servers import TEST_WORKER_CLASS, process_stats
+from tests.support.sse import SseClient
 
 pytestmark = pytest.mark.integration
 

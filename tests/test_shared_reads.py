@@ -1,4 +1,4 @@
-"""History reads shared by the streams of a channel (``django_sse.shared_reads``).
+"""History reads shared by the streams of a channel (``django_sse.core.shared_reads``).
 
 Against the real in-process broker, with the hub's tip given by the test:
 what is shared must be exactly what the broker would have answered.
@@ -10,11 +10,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from django_sse import shared_reads
 from django_sse.brokers.base import History
 from django_sse.brokers.memory import MemoryBroker
-from django_sse.positions import ZERO, Position
-from django_sse.shared_reads import Readiness, SharedReads
+from django_sse.core import shared_reads
+from django_sse.core.positions import ZERO, Position
+from django_sse.core.shared_reads import Readiness, SharedReads
 from tests.support.polling import eventually
 
 
@@ -295,8 +295,8 @@ def test_a_stream_attached_before_a_new_event_still_shares_the_read(stage):
 
 def test_the_hub_knows_a_channels_tip_at_readiness_until_the_subscription_is_lost():
     """Readiness is the tip when the channel became ready; new events do not move it; a loss clears it."""
-    from django_sse.hub import Hub
-    from django_sse.mailbox import Mailbox
+    from django_sse.core.hub import Hub
+    from django_sse.core.mailbox import Mailbox
 
     broker = MemoryBroker(maxlen=100, ttl=0)
     first_id = broker.publish("news", "e", "x", True)
@@ -313,8 +313,8 @@ def test_the_hub_knows_a_channels_tip_at_readiness_until_the_subscription_is_los
 
 def test_the_hub_gives_a_mark_only_for_ready_channels_with_a_known_tip():
     """attach() returns (tip, generation) for a ready channel, nothing for a new one."""
-    from django_sse.hub import Hub
-    from django_sse.mailbox import Mailbox
+    from django_sse.core.hub import Hub
+    from django_sse.core.mailbox import Mailbox
 
     broker = MemoryBroker(maxlen=100, ttl=0)
     hub = Hub(broker)
@@ -328,9 +328,9 @@ def test_the_hub_gives_a_mark_only_for_ready_channels_with_a_known_tip():
 
 def test_the_hub_starts_a_new_stream_at_its_mark_or_else_at_the_channels_readiness():
     """start_position(): the mark's tip in its generation; else the tip when the channel became ready."""
-    from django_sse.hub import Hub
-    from django_sse.mailbox import Mailbox
-    from django_sse.positions import ZERO, parse_position
+    from django_sse.core.hub import Hub
+    from django_sse.core.mailbox import Mailbox
+    from django_sse.core.positions import ZERO, parse_position
 
     broker = MemoryBroker(maxlen=100, ttl=0)
     hub = Hub(broker)

@@ -1,6 +1,6 @@
 """Graceful shutdown with a real gunicorn master, with no django-sse hook in its config.
 
-The library finds its gunicorn worker by itself (``django_sse.gunicorn_worker``):
+The library finds its gunicorn worker by itself (``django_sse.servers.gunicorn``):
 once the master tells a worker to stop (TERM, HUP, ``max_requests``), every
 stream ends with a ``retry:`` hint and the chunked body's last chunk, clients
 reconnect (to the new workers after HUP) with ``Last-Event-ID``, and the
@@ -10,7 +10,7 @@ gunicorn worker ended its own run (``GunicornServer.killed_workers()``).
 Each test runs with no config file (``-c /dev/null``), with a site's own
 config file that knows nothing of django-sse, with the project's optional
 ``gunicorn.conf.py``, and with uvicorn's worker class on the ASGI app. The TERM test also runs on uvicorn
-itself (``--timeout-graceful-shutdown``) and daphne (``django_sse.asgi_server``).
+itself (``--timeout-graceful-shutdown``) and daphne (``django_sse.servers.asgi``).
 """
 
 from __future__ import annotations
@@ -23,12 +23,11 @@ import time
 import pytest
 
 import django_sse
-from tests.reconnecting import Resuming, read_in_threads
-from tests.servers import REPO_TOP, GunicornServer
-from tests.sseclient import SseClient
 from tests.support.polling import eventually
 from tests.support.procfs import exited
-from tests.support.sse import spread_retry
+from tests.support.reconnecting import Resuming, read_in_threads
+from tests.support.servers import REPO_TOP, GunicornServer
+from tests.support.sse import SseClient, spread_retry
 
 pytestmark = pytest.mark.integration
 
@@ -199,7 +198,7 @@ def stopping_server(request, servers, redis_url, tmp_path):
     """A server on Redis: gunicorn (2 workers) configured one of four ways, uvicorn (2 workers), or daphne.
 
     uvicorn gets ``--timeout-graceful-shutdown GRACEFUL_TIMEOUT``; uvicorn and
-    daphne end their streams by themselves (``django_sse.asgi_server``).
+    daphne end their streams by themselves (``django_sse.servers.asgi``).
     """
     env = {"DJANGO_SSE_TEST_REDIS_URL": redis_url, "DJANGO_SSE_TEST_HEARTBEAT": "1"}
     if request.param == "uvicorn":

@@ -1,7 +1,7 @@
 """Tests of the wire format encoder, ``django_sse.sse``.
 
 Exact bytes are checked against tables; what a browser would make of them is
-checked with ``tests.sse_parser``, a reference implementation of the WHATWG
+checked with ``django_sse.eventstream``, a reference implementation of the WHATWG
 parsing rules, which has its own conformance tests at the end of this file.
 """
 
@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from django_sse.eventstream import Event, SseParser, parse
 from django_sse.sse import (
     Sse,
     encode_comment,
@@ -26,7 +27,6 @@ from django_sse.sse import (
     validate_event_id,
     validate_event_name,
 )
-from tests.sse_parser import Event, SseParser, parse
 
 # --- helpers ---------------------------------------------------------------
 
@@ -561,7 +561,7 @@ def test_chunked_stream_parses_like_whole_stream(text, event, event_id, cuts):
     assert parser.result() == parse(stream)
 
 
-# --- the reference parser (tests.sse_parser) --------------------------------
+# --- the reference parser (django_sse.eventstream) --------------------------------
 
 
 @pytest.mark.parametrize(

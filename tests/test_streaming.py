@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from tests.sseclient import SseClient
 from tests.support.polling import eventually
+from tests.support.sse import SseClient
 from tests.support.stats import get_stats
 
 pytestmark = pytest.mark.integration

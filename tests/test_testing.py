@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth.models import Group, User
 
 from django_sse import channel_permission_changed, send_event
-from django_sse.runtime import streams
+from django_sse.core.runtime import streams
 from django_sse.testing import (
     StreamTimeout,
     live_events,

@@ -21,10 +21,10 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 
 import django_sse
-from django_sse.brokers.redis import RedisBroker
+from django_sse.brokers.redis.broker import RedisBroker
 from django_sse.checks import run_startup_checks
 from django_sse.exceptions import PublishError, PublishRefused
-from tests.redis_helpers import data_of, eventually, open_live
+from tests.support.redis_helpers import data_of, eventually, open_live
 from tests.support.servers import RedisServer, free_port
 
 PUBLISH_TIMEOUT = 0.5
@@ -276,7 +276,7 @@ def test_check_deploy_e054_can_be_silenced(settings):
 
 def test_never_reached_waits_for_the_first_attempt_only():
     """Before any attempt ended, never_reached() waits for it (bounded), then answers."""
-    from django_sse.brokers.redis_common import FirstContact
+    from django_sse.brokers.redis.common import FirstContact
 
     contact = FirstContact()
     threading.Timer(0.05, contact.failed).start()

@@ -20,12 +20,12 @@ from django.db import close_old_connections
 from django.test import Client, RequestFactory, override_settings
 from django.urls import path
 
-from django_sse import server
-from django_sse.mailbox import EndReason
-from django_sse.runtime import streams
+from django_sse.core.mailbox import EndReason
+from django_sse.core.runtime import streams
+from django_sse.eventstream import parse
+from django_sse.servers import detect as server
 from django_sse.views import BaseSseView
 from tests import views as project_views
-from tests.sse_parser import parse
 
 pytestmark = pytest.mark.urls(__name__)
 
@@ -412,8 +412,8 @@ def test_the_heartbeat_wheel_keeps_no_mailbox_it_let_go_of():
     """Between ticks the wheel's task holds none of the mailboxes it looked at: an ended stream is freed."""
     import gc
 
-    from django_sse.heartbeat import wheel_for
-    from django_sse.mailbox import Mailbox
+    from django_sse.core.heartbeat import wheel_for
+    from django_sse.core.mailbox import Mailbox
     from tests.support.polling import eventually
 
     def left() -> list:
@@ -479,7 +479,7 @@ def fresh_warning():
 
 
 def server_warnings(caplog) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "django_sse.server"]
+    return [r.getMessage() for r in caplog.records if r.name == "django_sse.servers.detect"]
 
 
 def test_warns_once_when_the_server_is_not_gevent_patched(fresh_warning, caplog):
@@ -493,7 +493,9 @@ def test_warns_once_when_the_server_is_not_gevent_patched(fresh_warning, caplog)
     [warning] = server_warnings(caplog)
     assert "gunicorn/23.0.0" in warning
     assert "gunicorn -k gevent" in warning
-    assert [r.levelno for r in caplog.records if r.name == "django_sse.server"] == [logging.WARNING]
+    assert [r.levelno for r in caplog.records if r.name == "django_sse.servers.detect"] == [
+        logging.WARNING
+    ]
 
 
 @pytest.mark.parametrize(

@@ -14,8 +14,8 @@ import socket
 
 import pytest
 
-from django_sse.http1 import Limits, head_is_doomed, parse_simple_head
-from tests.redis_helpers import connect, get_stats, stats_when, wait_position
+from django_sse.servers.http1 import Limits, head_is_doomed, parse_simple_head
+from tests.support.redis_helpers import connect, get_stats, stats_when, wait_position
 from tests.support.sse import SseClient
 
 WORKER = "django_sse.worker.GeventWorker"

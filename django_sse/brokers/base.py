@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ..positions import ZERO, Position, format_position
+from ..core.positions import ZERO, Position, format_position
 from ..sse import encode_event
 
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import time
 from collections import deque
 
-from ..concurrency import new_lock
-from ..positions import ZERO, Position
+from ..core.concurrency import new_lock
+from ..core.positions import ZERO, Position
 from .base import Broker, BrokerListener, GapCause, History, Message
 
 

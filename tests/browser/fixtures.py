@@ -21,8 +21,7 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.wait import WebDriverWait
 
-from tests.servers import REPO_TOP, GunicornServer, RedisServer
-from tests.support.servers import UvicornServer
+from tests.support.servers import REPO_TOP, GunicornServer, RedisServer, UvicornServer
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"

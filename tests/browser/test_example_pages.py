@@ -25,7 +25,7 @@ from tests.browser.fixtures import (
     wait_open,
     wait_subscribed,
 )
-from tests.servers import REPO_TOP
+from tests.support.servers import REPO_TOP
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 

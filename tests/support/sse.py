@@ -52,7 +52,7 @@ class SseClient:
 
     def __init__(self, sock: socket.socket, parser=None) -> None:
         if parser is None:
-            from tests.sse_parser import SseParser
+            from django_sse.eventstream import SseParser
 
             parser = SseParser()
         self.sock = sock

@@ -38,9 +38,9 @@ def stats(request):
     from django.http import JsonResponse
 
     import django_sse
-    from django_sse import heartbeat
-    from django_sse.gunicorn_worker import current_worker
-    from django_sse.runtime import get_hub, streams
+    from django_sse.core import heartbeat
+    from django_sse.core.runtime import get_hub, streams
+    from django_sse.servers.gunicorn import current_worker
 
     collector = introspect.totals()  # before this view's own collection
     gc.collect()
@@ -78,7 +78,7 @@ def stats(request):
 
 def _worker_class() -> str | None:
     """Return the dotted name of the gunicorn worker class serving this process, if any."""
-    from django_sse.gunicorn_worker import current_worker
+    from django_sse.servers.gunicorn import current_worker
 
     worker = current_worker()
     if worker is None:

@@ -7,9 +7,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from ...core.runtime import get_broker
 from ...exceptions import SseError
 from ...publish import send_event
-from ...runtime import get_broker
 
 
 class Command(BaseCommand):

@@ -8,10 +8,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ...channels import validate_channel
+from ...core.channels import validate_channel
+from ...core.runtime import get_broker
 from ...exceptions import BrokerUnavailable, InvalidChannel
 from ...presence import ProcessReport, busiest_channels, decode_reports, presence_of
-from ...runtime import get_broker
 
 BUSIEST = 10
 

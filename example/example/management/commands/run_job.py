@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from django_sse.runtime import get_broker
+from django_sse.core.runtime import get_broker
 
 from ...publishers import run_job
 

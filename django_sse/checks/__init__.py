@@ -2,7 +2,7 @@
 
 Registered in ``AppConfig.ready()``, so ``manage.py check``, ``runserver``
 and ``migrate`` run them; every gunicorn worker runs them before it serves
-(``run_startup_checks``, from ``gunicorn_worker.attach()``), so a wrong
+(``run_startup_checks``, from ``servers.gunicorn.attach()``), so a wrong
 setting stops the server at start-up instead of failing at the first stream.
 """
 
@@ -19,13 +19,13 @@ from django.conf import settings as django_settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
-from .channels import validate_channel
-from .conf import DEFAULTS, sse_settings
-from .cors import origin_problem
-from .deploy_checks import check_broker_answers
-from .exceptions import InvalidChannel
-from .redis_url import parse_sentinel, url_from_legacy_settings, url_problem
-from .sse import validate_event_name
+from ..brokers.redis.url import parse_sentinel, url_from_legacy_settings, url_problem
+from ..conf import DEFAULTS, sse_settings
+from ..core.channels import validate_channel
+from ..exceptions import InvalidChannel
+from ..sse import validate_event_name
+from ..stream.cors import origin_problem
+from .deploy import check_broker_answers
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .concurrency import gevent_patched
+from ..core.concurrency import gevent_patched
 
 logger = logging.getLogger(__name__)
 

@@ -33,10 +33,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ..concurrency import new_rlock
-from ..exceptions import BrokerUnavailable
-from .base import BrokerListener
-from .redis_common import CATCH_UP, FirstContact, RedisBrokerBase, script
+from ...core.concurrency import new_rlock
+from ...exceptions import BrokerUnavailable
+from ..base import BrokerListener
+from .common import CATCH_UP, FirstContact, RedisBrokerBase, script
 from .shard import READ_TIMEOUT, ShardSubscriber
 
 logger = logging.getLogger(__name__)

@@ -26,7 +26,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
-from ..concurrency import new_lock
+from ...core.concurrency import new_lock
 
 
 class MasterNotFound(builtins.ConnectionError):

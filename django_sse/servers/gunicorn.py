@@ -26,9 +26,9 @@ from typing import Any
 
 from django.core import checks
 
-from .checks import run_startup_checks
-from .conf import sse_settings
-from .shutdown import end_streams_when_stopping
+from ..checks import run_startup_checks
+from ..conf import sse_settings
+from ..shutdown import end_streams_when_stopping
 
 logger = logging.getLogger(__name__)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from .conf import sse_settings
-from .exceptions import InvalidChannel
+from ..conf import sse_settings
+from ..exceptions import InvalidChannel
 
 # Whitespace and control characters (C0, DEL, C1) and the Unicode separators.
 _FORBIDDEN = re.compile(r"[\s\x00-\x1f\x7f-\x9f\u2028\u2029]")

@@ -15,8 +15,8 @@ import socket
 import threading
 import time
 
-from tests.sse_parser import SseParser
-from tests.sseclient import SseClient, StreamEnded
+from django_sse.eventstream import SseParser
+from tests.support.sse import SseClient, StreamEnded
 
 
 class Resuming:

@@ -19,9 +19,9 @@ import time
 from importlib import resources
 from typing import Any, cast
 
-from ..exceptions import BrokerUnavailable, PublishError, PublishOutcomeUnknown, PublishRefused
-from ..positions import ZERO, Position, format_position, parse_position
-from .base import Broker, GapCause, History, Message
+from ...core.positions import ZERO, Position, format_position, parse_position
+from ...exceptions import BrokerUnavailable, PublishError, PublishOutcomeUnknown, PublishRefused
+from ..base import Broker, GapCause, History, Message
 
 #: Seconds of silence after which the subscriber PINGs Redis; as long again with no answer
 #: and it reconnects. A host cut off from Redis without a reset (a switch or a link down)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
-from .exceptions import BrokerUnavailable
+from ..exceptions import BrokerUnavailable
 
 
 def check_broker_answers() -> list[checks.CheckMessage]:
@@ -19,7 +19,7 @@ def check_broker_answers() -> list[checks.CheckMessage]:
     broker (the other checks name the setting). Waits at most about
     ``SSE_PUBLISH_TIMEOUT`` twice (connecting, then the answer).
     """
-    from .runtime import build_broker
+    from ..core.runtime import build_broker
 
     try:
         broker = build_broker()

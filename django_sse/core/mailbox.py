@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .brokers.base import Message
+from ..brokers.base import Message
 from .concurrency import AsyncWakeup, Wakeup, new_wakeup
 
 

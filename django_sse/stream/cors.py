@@ -8,7 +8,7 @@ from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 from django.utils.cache import patch_vary_headers
 
-from .conf import sse_settings
+from ..conf import sse_settings
 
 _METHODS = "GET, HEAD, OPTIONS"
 

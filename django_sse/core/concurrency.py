@@ -281,7 +281,7 @@ class AsyncTask:
         return not self._task.done()
 
 
-async def run_in_thread(func: Callable[..., Any], *args: Any) -> Any:
+async def offload(func: Callable[..., Any], *args: Any) -> Any:
     """Run blocking ``func(*args)`` in the loop's executor and return its result.
 
     Unlike a bare ``await``, cancelling the caller does not abandon the

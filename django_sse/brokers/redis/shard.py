@@ -21,8 +21,8 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from ..concurrency import Task, sleep
-from .redis_common import (
+from ...core.concurrency import Task, sleep
+from .common import (
     ACL_HINT,
     CATCH_UP,
     CATCH_UP_BYTES,
@@ -32,7 +32,7 @@ from .redis_common import (
 )
 
 if TYPE_CHECKING:
-    from .redis_cluster import RedisClusterBroker
+    from .cluster import RedisClusterBroker
 
 logger = logging.getLogger(__name__)
 

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from . import metrics
-from .brokers.base import GapCause, History, Message
-from .conf import sse_settings
-from .exceptions import BrokerUnavailable
+from .. import metrics
+from ..brokers.base import GapCause, History, Message
+from ..conf import sse_settings
+from ..exceptions import BrokerUnavailable
+from ..sse import encode_data, encode_event
 from .positions import Position, decode_positions, encode_positions, well_formed
 from .shared_reads import AttachMark
-from .sse import encode_data, encode_event
 
 _HISTORY_BATCH = 500
 

@@ -26,15 +26,15 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from . import metrics
-from .asgi_server import watch_server
-from .concurrency import release_request_thread, run_in_thread
+from .. import metrics
+from ..core.concurrency import offload, release_request_thread
+from ..core.heartbeat import wheel_for
+from ..core.mailbox import END, Mailbox
+from ..servers.asgi import watch_server
 from .connection import ClientConnection
-from .heartbeat import wheel_for
-from .mailbox import END, Mailbox
 
 if TYPE_CHECKING:
-    from .views import BaseSseView
+    from ..views import BaseSseView
 
 logger = logging.getLogger(__name__)
 
@@ -121,21 +121,21 @@ async def stream(view: BaseSseView, mailbox: Mailbox) -> AsyncIterator[bytes]:
         if view.iterator_is_async:
             view.start(mailbox)
             begin.started = True
-        opening = await run_in_thread(begin) if view._opening_blocks() else begin()
+        opening = await offload(begin) if view._opening_blocks() else begin()
         counts.bytes_sent += len(opening)
         yield opening
         while True:
             await mailbox.wait_async()
             items = mailbox.take()
             if view._render_blocks(items):
-                rendered = await run_in_thread(view.render, items, mailbox)
+                rendered = await offload(view.render, items, mailbox)
             else:
                 rendered = view.render(items, mailbox)
             chunks = [chunk for chunk in rendered if chunk]
             ending = mailbox.end_reason is not None
             if mailbox.heartbeat_due and not ending:
                 if view._idle_blocks():
-                    chunks = await run_in_thread(view._heartbeat, mailbox, client, chunks)
+                    chunks = await offload(view._heartbeat, mailbox, client, chunks)
                 else:
                     chunks = view._heartbeat(mailbox, client, chunks)
                 ending = mailbox.end_reason is not None
@@ -199,7 +199,7 @@ async def run_iterator(
     ``view.stop()`` cancels the task that runs this: ``CancelledError`` is
     raised where the generator awaits, so its ``finally:`` runs at once.
     """
-    from .views import hand_over  # views imports this module
+    from ..views import hand_over  # views imports this module
 
     sse = view.sse
     counted = sse.events_added

@@ -15,15 +15,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.core.exceptions import ImproperlyConfigured
 
-from .brokers.base import Broker
+from ..brokers.base import Broker
+from ..conf import sse_settings
+from ..presence import PresenceReporter
 from .concurrency import new_rlock
-from .conf import sse_settings
 from .hub import Hub
-from .presence import PresenceReporter
 from .registry import StreamRegistry
 
 if TYPE_CHECKING:
-    from .brokers.sentinel import SentinelMaster
+    from ..brokers.redis.sentinel import SentinelMaster
 
 T = TypeVar("T")
 
@@ -41,8 +41,8 @@ def build_broker() -> Broker:
     """Return a new broker as the settings describe it."""
     name = sse_settings.broker_name
     if name == "redis":
-        from .brokers.redis import RedisBroker
-        from .brokers.redis_cluster import RedisClusterBroker
+        from ..brokers.redis.broker import RedisBroker
+        from ..brokers.redis.cluster import RedisClusterBroker
 
         url = sse_settings.redis_url
         sentinels = sse_settings.SSE_REDIS_SENTINELS
@@ -73,7 +73,7 @@ def build_broker() -> Broker:
             master=_sentinel_master(url),
             replicas=sse_settings.SSE_PUBLISH_REPLICAS,
         )
-    from .brokers.memory import MemoryBroker
+    from ..brokers.memory import MemoryBroker
 
     return MemoryBroker(maxlen=sse_settings.SSE_HISTORY_MAXLEN, ttl=sse_settings.SSE_HISTORY_TTL)
 
@@ -83,8 +83,8 @@ def _sentinel_master(url: str) -> SentinelMaster | None:
     sentinels = sse_settings.SSE_REDIS_SENTINELS
     if not sentinels:
         return None
-    from .brokers.sentinel import SentinelMaster, sentinel_tls  # noqa: F811 (at run time)
-    from .redis_url import parse_sentinel
+    from ..brokers.redis.sentinel import SentinelMaster, sentinel_tls  # noqa: F811 (at run time)
+    from ..brokers.redis.url import parse_sentinel
 
     return SentinelMaster(
         [parse_sentinel(entry) for entry in sentinels],

@@ -26,10 +26,10 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, cast
 
-from ..concurrency import Task, sleep
-from ..exceptions import PublishOutcomeUnknown
-from .base import BrokerListener
-from .redis_common import (
+from ...core.concurrency import Task, sleep
+from ...exceptions import PublishOutcomeUnknown
+from ..base import BrokerListener
+from .common import (
     ACL_HINT,
     CATCH_UP,
     CATCH_UP_BYTES,

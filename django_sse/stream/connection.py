@@ -16,7 +16,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-from .concurrency import Watch, watch_readable
+from ..core.concurrency import Watch, watch_readable
 
 _ALIVE_ERRNOS = {errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR}
 

@@ -18,12 +18,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from . import metrics
-from .brokers.base import Broker, History, Message
+from .. import metrics
+from ..brokers.base import Broker, History, Message
+from ..conf import sse_settings
+from ..exceptions import BrokerUnavailable
 from .concurrency import Task, new_rlock, sleep
-from .conf import sse_settings
 from .control import decode_control
-from .exceptions import BrokerUnavailable
 from .mailbox import SYNC, UNSYNCED, Mailbox, Recheck
 from .positions import ZERO, Position
 from .shared_reads import AttachMark, Readiness, SharedReads

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from typing import NamedTuple
 
-from .brokers.base import Broker, History
+from ..brokers.base import Broker, History
 from .concurrency import new_wakeup
 from .positions import Position
 

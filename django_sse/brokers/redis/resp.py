@@ -15,7 +15,7 @@ import ssl
 from collections.abc import Iterator
 from typing import Any
 
-from ..concurrency import new_lock
+from ...core.concurrency import new_lock
 
 _CRLF = b"\r\n"
 # A RESP number as hiredis reads it: canonical decimal, a 64-bit signed value

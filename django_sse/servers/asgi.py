@@ -19,7 +19,7 @@ with a retry hint and waits, at most ``DRAIN_WAIT`` seconds, for their
 responses to finish, then calls the reactor's handler.
 
 Under ``gunicorn -k uvicorn_worker.UvicornWorker`` the gunicorn worker is
-found instead (``gunicorn_worker``), as for gevent workers. A program that
+found instead (``servers.gunicorn``), as for gevent workers. A program that
 runs a server some other way calls ``django_sse.shutdown.end_streams()``
 when it stops.
 """
@@ -35,8 +35,8 @@ import time
 import weakref
 from typing import Any
 
-from .runtime import streams
-from .shutdown import end_streams
+from ..core.runtime import streams
+from ..shutdown import end_streams
 
 _watched: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
 _tasks: set[asyncio.Task[None]] = set()  # strong references: the loop keeps weak ones only
@@ -64,7 +64,7 @@ def attach() -> bool:
 
     Called from ``AppConfig.ready()``, which runs while uvicorn's ``Config``
     (or daphne's ``CommandLineInterface``) loads the application (found on
-    the stack, as ``gunicorn_worker`` finds a preloading arbiter), before it
+    the stack, as ``servers.gunicorn`` finds a preloading arbiter), before it
     serves. A wrong setting raises ``ImproperlyConfigured``, and the server
     exits with the message; the in-process broker with uvicorn's
     ``--workers`` > 1 logs ``django_sse.W001`` in each worker, as under
@@ -74,7 +74,7 @@ def attach() -> bool:
     loader = _loading_server()
     if loader is None:
         return False
-    from .checks import run_startup_checks
+    from ..checks import run_startup_checks
 
     run_startup_checks(workers=getattr(loader, "workers", None) or 1)
     return True
