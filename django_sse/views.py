@@ -16,7 +16,7 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.views import View
 
-from . import metrics
+from . import metrics, servers
 from . import sse as encoder
 from .conf import sse_settings
 from .core.concurrency import AsyncTask, Task
@@ -26,8 +26,6 @@ from .core.mailbox import END, EndReason, Mailbox
 from .core.registry import Refusal
 from .core.runtime import streams
 from .permissions import user_key
-from .servers.detect import warn_if_blocking_server
-from .servers.gunicorn import attach as attach_to_gunicorn_worker
 from .sse import Sse
 from .stream import asgi as asgi_stream
 from .stream.connection import ClientConnection
@@ -219,7 +217,7 @@ class BaseSseView(View):
                 f"{cls.__name__}.iterator() is an async generator, which needs an ASGI server "
                 "(uvicorn, daphne); under WSGI make it a plain generator (def, not async def)."
             )
-        attach_to_gunicorn_worker()  # once per worker; here for apps loaded with --preload
+        servers.stream_opening(self.request.META, asynchronous)
         mailbox = Mailbox(
             sse_settings.SSE_QUEUE_SIZE,
             owner=self.get_owner(),
@@ -258,7 +256,6 @@ class BaseSseView(View):
 
             response.on_close(closed)
         else:
-            warn_if_blocking_server(self.request.META)
             response = SseResponse(self._stream(mailbox))
             # Forgotten once the server closes the response, after its last chunk (also
             # when it is closed before it is ever read): a graceful stop waits for that.

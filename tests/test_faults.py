@@ -37,6 +37,7 @@ import pytest
 
 import django_sse
 from django_sse.exceptions import PublishError
+from tests.support.procfs import process_stats
 from tests.support.redis_helpers import (
     eventually,
     get_stats,
@@ -44,7 +45,7 @@ from tests.support.redis_helpers import (
     redis_connections_of,
     wait_live,
 )
-from tests.support.servers import REPO_TOP, process_stats
+from tests.support.servers import REPO_TOP
 from tests.support.sse import SseClient, StreamEnded
 
 pytestmark = pytest.mark.integration

@@ -901,7 +901,9 @@ def test_redis_cli_sample_publishes_with_history(orders_on_redis, redis_server, 
     # As the README says: the installed package's script, copied into the project.
     script = tmp_path / "django_sse" / "brokers" / "publish.lua"
     script.parent.mkdir(parents=True)
-    script.write_text(resources.files("django_sse.brokers.redis").joinpath("publish.lua").read_text())
+    script.write_text(
+        resources.files("django_sse.brokers.redis").joinpath("publish.lua").read_text()
+    )
     result = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
     event_id = result.stdout.strip().strip('"')

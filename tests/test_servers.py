@@ -9,8 +9,9 @@ import time
 
 import pytest
 
+from tests.support.procfs import process_stats
 from tests.support.redis_helpers import get_stats
-from tests.support.servers import TEST_WORKER_CLASS, process_stats
+from tests.support.servers import TEST_WORKER_CLASS
 from tests.support.sse import SseClient
 
 pytestmark = pytest.mark.integration

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import threading
 import time
 import weakref
@@ -352,3 +353,22 @@ def call_hook(hook: Callable[..., Any], *args: Any) -> Any:
 
         return async_to_sync(hook)(*args)
     return hook(*args)
+
+
+def offload_soon(func: Callable[[], Any], what: str) -> None:
+    """Run blocking ``func()`` off the event loop and return at once; log its failure as ``what``.
+
+    For releases nobody waits for (a stream's ``stop()`` once it has ended).
+    Without a running loop or executor (the process is stopping), it runs here.
+    """
+    try:
+        future = asyncio.get_running_loop().run_in_executor(None, func)
+    except RuntimeError:  # no running loop, or its executor is shut down
+        func()
+        return
+
+    def log_failure(done: asyncio.Future[Any]) -> None:
+        if not done.cancelled() and done.exception() is not None:
+            logging.getLogger(__name__).error("%s failed.", what, exc_info=done.exception())
+
+    future.add_done_callback(log_failure)

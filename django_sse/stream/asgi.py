@@ -27,10 +27,10 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from .. import metrics
-from ..core.concurrency import offload, release_request_thread
+from ..core.concurrency import offload, offload_soon, release_request_thread
 from ..core.heartbeat import wheel_for
 from ..core.mailbox import END, Mailbox
-from ..servers.asgi import watch_server
+from ..servers import async_stream_opening
 from .connection import ClientConnection
 
 if TYPE_CHECKING:
@@ -114,7 +114,7 @@ async def stream(view: BaseSseView, mailbox: Mailbox) -> AsyncIterator[bytes]:
     begin = _Begin(view, mailbox)
     hang_up: _HangUp | None = None
     try:
-        watch_server()
+        async_stream_opening()
         release_request_thread()
         hang_up = _HangUp(mailbox)
         view._arm_wheel(mailbox, wheel)
@@ -166,29 +166,9 @@ def stop(view: BaseSseView) -> None:
         except Exception:
             logger.exception("Releasing a stream failed.")
         return
-    stop_off_the_loop(view)
-
-
-def stop_off_the_loop(view: BaseSseView) -> None:
-    """Run ``view.stop()`` in the loop's executor: it may wait, and the loop must not.
-
-    E.g. a user's ``stop()``, or ``RedisQueueView.stop()`` on a cluster, whose
-    unsubscribing asks redis-py's pub/sub of a shard under its locks. The
-    stream has ended already (its mailbox refuses what comes after), so
-    nothing waits for this. Without a running loop or executor (the process
-    is stopping), it runs here.
-    """
-    try:
-        future = asyncio.get_running_loop().run_in_executor(None, view.stop)
-    except RuntimeError:  # no running loop, or its executor is shut down
-        view.stop()
-        return
-    future.add_done_callback(_log_failure)
-
-
-def _log_failure(future: asyncio.Future[None]) -> None:
-    if not future.cancelled() and future.exception() is not None:
-        logger.error("Releasing a stream failed.", exc_info=future.exception())
+    # E.g. a user's stop(), or RedisQueueView.stop() on a cluster, whose unsubscribing
+    # asks redis-py's pub/sub of a shard under its locks: the stream has ended already.
+    offload_soon(view.stop, "Releasing a stream")
 
 
 async def run_iterator(
