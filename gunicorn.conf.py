@@ -9,12 +9,13 @@ Every value can be overridden on the command line or through the
 environment variables named below.
 """
 
-import gc
 import os
 
-# gevent records, for every greenlet, the stack that spawned it (for debugging);
-# with one greenlet per stream that is memory better spent on streams.
-os.environ.setdefault("GEVENT_TRACK_GREENLET_TREE", "0")
+# No hook is needed for speed: in a gevent worker django-sse itself turns gevent's
+# greenlet tree tracking off and, once the worker has loaded the application,
+# freezes the heap and collects the young generation less often
+# (django_sse.servers.tuning). A post_worker_init of your own that sets
+# gc.set_threshold() keeps its values; GEVENT_TRACK_GREENLET_TREE=1 keeps the tree.
 
 # The example project; replace with your own "mysite.wsgi" (or pass it on the command line).
 wsgi_app = os.environ.get("SSE_WSGI_APP", "example.wsgi:application")
@@ -43,15 +44,3 @@ accesslog = os.environ.get("SSE_ACCESS_LOG") or None
 errorlog = "-"
 # No per-user control socket: several servers (tests, benchmarks) may run side by side.
 control_socket_disable = True
-
-
-def post_worker_init(worker):
-    """Keep start-up objects out of the garbage collector's way once the worker has loaded.
-
-    Thousands of long-lived streams make every full collection long: freeze
-    what start-up created and collect the young generation less often.
-    django-sse needs no hook here: it finds the worker by itself, checks its
-    settings and ends the streams cleanly when the worker is told to stop.
-    """
-    gc.freeze()
-    gc.set_threshold(int(os.environ.get("SSE_GC_THRESHOLD", "10000")), 50, 100)

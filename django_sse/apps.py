@@ -9,13 +9,10 @@ class DjangoSseConfig(AppConfig):
     verbose_name = "Server-Sent Events"
 
     def ready(self) -> None:
-        from . import checks
+        from . import checks, servers
         from .core import runtime
-        from .servers import asgi as asgi_server
-        from .servers import gunicorn as gunicorn_worker
 
         checks.register()
         setting_changed.connect(runtime.on_setting_changed, dispatch_uid="django_sse.core.runtime")
-        # In a gunicorn worker: check settings, warn about gunicorn's, end streams on stop.
-        if not gunicorn_worker.attach():
-            asgi_server.attach()  # under uvicorn: check settings as the application loads
+        # Under a server: check settings, warn about the server's, end streams on its stop.
+        servers.start()

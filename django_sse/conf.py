@@ -1,21 +1,30 @@
 """Library settings, read lazily from ``django.conf.settings`` with defaults.
 
-A value is read from Django settings on first use and then kept: a stream
-reads several settings as it opens, and Django's lazy settings cost a lookup
-each time. Django sends ``setting_changed`` when a test overrides a setting
-(``override_settings``, pytest-django's ``settings``), and this module drops
-its cached values then, so overrides work as usual.
+Each setting is a typed attribute of ``sse_settings`` (``sse_settings.SSE_QUEUE_SIZE``
+is an ``int`` to mypy). A value is read from Django settings on first use
+and then kept in the instance: a stream reads several settings as it opens,
+and Django's lazy settings cost a lookup each time, while a kept value costs
+a plain attribute read. Django sends ``setting_changed`` when a test
+overrides a setting (``override_settings``, pytest-django's ``settings``),
+and this module drops its kept values then, so overrides work as usual.
 Pitfall: assigning to ``django.conf.settings`` at run time, which Django
-does not support anyway, is not seen. Validation lives in ``checks.py``: a wrong value fails the
-system checks at start-up with a message naming the setting.
+does not support anyway, is not seen. The types are what the settings
+reference promises, not what a project may have written: validation lives
+in ``django_sse.checks``, which reads the raw values (``Settings.raw()``)
+and fails the system checks at start-up with a message naming the setting.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Collection, Sequence
+from typing import Any, Generic, TypeVar, overload
+from urllib.parse import quote
 
 from django.conf import settings as django_settings
+from django.core import checks
 from django.core.signals import setting_changed
+
+T = TypeVar("T")
 
 DEFAULTS: dict[str, Any] = {
     "SSE_BROKER": None,  # "memory" or "redis"; None: redis when a Redis URL is set
@@ -57,19 +66,85 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+class Setting(Generic[T]):
+    """A typed, lazily read setting: ``SSE_QUEUE_SIZE = Setting[int]()`` in ``Settings``.
+
+    The first read takes the value from Django settings (or ``DEFAULTS``) and
+    keeps it in the instance's ``__dict__``, which Python looks in before
+    this descriptor (it has no ``__set__``): later reads are plain attribute
+    reads, as fast as a constant. ``Settings.forget()`` empties that dict.
+    Pitfall: the name must be a key of ``DEFAULTS``, or the first read fails
+    with ``KeyError``.
+    """
+
+    name = ""
+
+    def __set_name__(self, owner: type[Settings], name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, instance: None, owner: type[Settings]) -> Setting[T]: ...
+
+    @overload
+    def __get__(self, instance: Settings, owner: type[Settings]) -> T: ...
+
+    def __get__(self, instance: Settings | None, owner: type[Settings]) -> Setting[T] | T:
+        if instance is None:
+            return self
+        value: T = instance.raw(self.name)
+        instance.__dict__[self.name] = value
+        return value
+
+
 class Settings:
     """The library's settings; each attribute is read from Django settings on first access."""
 
-    def __getattr__(self, name: str) -> Any:
-        # Called only for a name not cached yet in the instance's __dict__.
-        if name not in DEFAULTS:
-            raise AttributeError(name)
-        value = getattr(django_settings, name, DEFAULTS[name])
-        self.__dict__[name] = value
-        return value
+    SSE_BROKER = Setting[str | None]()
+    SSE_REDIS_URL = Setting[str | None]()
+    SSE_REDIS_PREFIX = Setting[str]()
+    SSE_REDIS_CLUSTER = Setting[bool]()
+    SSE_DEFAULT_CHANNEL = Setting[str | None]()
+    SSE_HEARTBEAT_INTERVAL = Setting[float]()
+    SSE_RETRY = Setting[int | None]()
+    SSE_RETRY_JITTER = Setting[float]()
+    SSE_PUBLISH_TIMEOUT = Setting[float]()
+    SSE_QUEUE_SIZE = Setting[int]()
+    SSE_STREAM_BUFFER_BYTES = Setting[int]()
+    SSE_HISTORY = Setting[bool]()
+    SSE_EPHEMERAL_CHANNELS = Setting[Collection[str]]()
+    SSE_LATEST_VALUE_CHANNELS = Setting[Collection[str]]()
+    SSE_HISTORY_MAXLEN = Setting[int]()
+    SSE_HISTORY_TTL = Setting[float]()
+    SSE_RESET_EVENT = Setting[str]()
+    SSE_METRICS = Setting[bool]()
+    SSE_MAX_STREAMS = Setting[int | None]()
+    SSE_MAX_STREAMS_PER_USER = Setting[int | None]()
+    SSE_MAX_LIFETIME = Setting[float | None]()
+    SSE_MAX_CHANNELS = Setting[int]()
+    SSE_MAX_CHANNEL_LENGTH = Setting[int]()
+    SSE_MAX_EVENT_SIZE = Setting[int | None]()
+    SSE_CHANNEL_MANAGER = Setting[str | None]()  # a dotted path
+    SSE_CORS_ALLOWED_ORIGINS = Setting[Sequence[str]]()
+    SSE_CORS_ALLOW_CREDENTIALS = Setting[bool]()
+    SSE_CORS_ALLOWED_HEADERS = Setting[Sequence[str]]()
+    SSE_PRESENCE_INTERVAL = Setting[float]()
+    SSE_REDIS_SENTINELS = Setting[Sequence[str]]()  # "host:port" entries
+    SSE_REDIS_SENTINEL_SERVICE = Setting[str | None]()
+    SSE_REDIS_SENTINEL_PASSWORD = Setting[str | None]()
+    SSE_PUBLISH_REPLICAS = Setting[int]()
+    REDIS_SSEQUEUE_CONNECTION_SETTINGS = Setting[dict[str, Any] | None]()
+    REDIS_SSEQUEUE_CHANEL_NAME = Setting[str]()
+
+    def raw(self, name: str) -> Any:
+        """Return setting ``name`` as the project wrote it, or its default; nothing is kept.
+
+        For the system checks, which validate values of any type; the rest
+        of the library reads the typed attributes.
+        """
+        return getattr(django_settings, name, DEFAULTS[name])
 
     def forget(self) -> None:
-        """Drop the cached values; the next access reads Django settings again."""
+        """Drop the kept values; the next access reads Django settings again."""
         self.__dict__.clear()
 
     def is_set(self, name: str) -> bool:
@@ -78,6 +153,7 @@ class Settings:
 
     @property
     def default_channel(self) -> str:
+        """Return ``SSE_DEFAULT_CHANNEL``, or the old ``REDIS_SSEQUEUE_CHANEL_NAME`` when it is None."""
         return self.SSE_DEFAULT_CHANNEL or self.REDIS_SSEQUEUE_CHANEL_NAME
 
     @property
@@ -88,12 +164,11 @@ class Settings:
         legacy = self.REDIS_SSEQUEUE_CONNECTION_SETTINGS
         if legacy is None:
             return None
-        from .brokers.redis.url import url_from_legacy_settings
-
         return url_from_legacy_settings(legacy)
 
     @property
     def broker_name(self) -> str:
+        """Return ``SSE_BROKER``, or the broker it defaults to: redis when Redis is configured, else memory."""
         if self.SSE_BROKER:
             return self.SSE_BROKER
         return "redis" if self.redis_url or self.SSE_REDIS_SENTINELS else "memory"
@@ -109,6 +184,26 @@ class Settings:
         return self.history_enabled(channel) and any(
             _matches(channel, pattern) for pattern in self.SSE_LATEST_VALUE_CHANNELS
         )
+
+
+def url_from_legacy_settings(legacy: dict[str, Any]) -> str:
+    """Return a Redis URL for ``REDIS_SSEQUEUE_CONNECTION_SETTINGS`` (location, db, password)."""
+    location = str(legacy.get("location", "localhost:6379"))
+    db = int(legacy.get("db", 0) or 0)
+    password = legacy.get("password")
+    auth = f":{quote(str(password), safe='')}@" if password else ""
+    if location.startswith("unix:"):
+        return f"unix://{auth}{location[len('unix:') :]}?db={db}"
+    return f"redis://{auth}{location}/{db}"
+
+
+def setting_error(id_: str, setting: str, value: Any, expected: str) -> checks.Error:
+    """Return the system-check error ``django_sse.<id_>``: ``setting`` holds ``value``, expected ``expected``."""
+    return checks.Error(
+        f"{setting} is {value!r}, which is not valid.",
+        hint=f"Set {setting} to {expected}.",
+        id=f"django_sse.{id_}",
+    )
 
 
 def _matches(channel: str, pattern: str) -> bool:

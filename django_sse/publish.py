@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
 from . import metrics
 from .conf import sse_settings
 from .core.channels import validate_channel
-from .core.runtime import get_broker, get_publisher
+from .core.concurrency import offload
+from .core.runtime import get_broker
 from .exceptions import EventTooLarge, PublishError
 from .sse import encode_data, validate_event_name
 
@@ -46,14 +46,15 @@ async def asend_event(
     """Async ``send_event``: the same checks and errors, without blocking the event loop.
 
     Everything is checked on the loop, before anything is published; the
-    broker is then called on the process's publishing executor (a few
-    threads the runtime owns, shared by every call), not a thread per call.
-    Pitfall: cancelling the await does not stop a publish under way (its
-    thread goes on); the event may be published all the same.
+    broker is then called on the runtime's executor (``core.concurrency.offload``:
+    a few threads shared by every call), not a thread per call. Pitfall:
+    cancelling the await does not stop a publish under way; the await
+    returns once the broker has answered, then raises ``CancelledError``,
+    and the event may be published all the same.
     """
     channel, text, history = _prepare(event_name, data, channel, history)
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(get_publisher(), _publish, channel, event_name, text, history)
+    event_id: str | None = await offload(_publish, channel, event_name, text, history)
+    return event_id
 
 
 def _prepare(

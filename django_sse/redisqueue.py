@@ -25,8 +25,9 @@ from .core.runtime import get_hub
 from .exceptions import InvalidChannel
 from .permissions import current_request, get_channel_manager
 from .publish import send_event
+from .stream.engine import Blocking
 from .stream.responses import bad_request, forbidden
-from .views import BaseSseView, overrides
+from .views import BaseSseView, overridden_steps
 
 __all__ = ["RedisQueueView", "send_event"]
 
@@ -46,6 +47,16 @@ class RedisQueueView(BaseSseView):
     redis_channels: list[str] | None = None
     #: Resume a reconnecting client from ``Last-Event-ID``; False streams live events only.
     replay: bool = True
+
+    #: ``get_initial_events()`` and ``can_read_channel()`` run within a catch-up or a
+    #: recheck, which are blocking steps already.
+    step_hooks = (
+        (Blocking.OPENING, ("start", "opening")),
+        (Blocking.RENDER, ("render",)),
+        (Blocking.IDLE, ("idle",)),
+        (Blocking.CLOSING, ("closing",)),
+        (Blocking.STOP, ("stop",)),
+    )
 
     channels: list[str]
 
@@ -73,9 +84,11 @@ class RedisQueueView(BaseSseView):
         ``permissions.current_request()``: a user set by other means than the
         session, e.g. a token, is the one loaded at the opening). ``SSE_CHANNEL_MANAGER``,
         when set, is asked too: both must allow. Override it as a plain method
-        (it runs in a thread, under ASGI too, so ``request.user`` and the ORM
-        work) or as ``async def`` (``user = await request.auser()``), which is
-        run through asgiref's ``async_to_sync``: pitfall, a thread hop per call.
+        (it runs off the event loop under every server, as every overridden
+        hook does, so ``request.user`` and the ORM work: before the stream in
+        the request's thread, a recheck in the runtime's executor under ASGI)
+        or as ``async def`` (``user = await request.auser()``), which is run
+        through asgiref's ``async_to_sync``: pitfall, a thread hop per call.
         """
         return True
 
@@ -212,24 +225,26 @@ class RedisQueueView(BaseSseView):
                 metrics.sample_lag(position[0])
         return [b"".join(out)]
 
-    def _opening_blocks(self) -> bool:
-        # start() is the hub's attach (a lock, a SUBSCRIBE written) and the opening is
-        # the library's own (initial events follow the first catch-up): no user code.
-        return get_hub().broker.blocking_subscriptions or overrides(
-            self, RedisQueueView, "start", "opening"
-        )
+    def blocking_steps(self, items: list[Any]) -> Blocking:
+        """Return the steps that may block: a catch-up, a recheck, and every overridden hook.
 
-    def _stop_blocks(self) -> bool:
-        return get_hub().broker.blocking_subscriptions or overrides(self, RedisQueueView, "stop")
-
-    def _render_blocks(self, items: list[Any]) -> bool:
-        # A catch-up reads history (and get_initial_events()); a recheck asks the channel manager.
-        return any(
-            item is SYNC or item is NEXT_BATCH or isinstance(item, Recheck) for item in items
-        )
-
-    def _idle_blocks(self) -> bool:
-        return not self._cursor.synced and not self._next_batch_queued
+        A catch-up reads history (and ``get_initial_events()``) and a recheck
+        asks ``can_read_channel()`` and the channel manager: off the loop under
+        ASGI. ``start()`` and ``stop()`` subscribe and unsubscribe, which
+        block where the broker says so (``Broker.blocking_subscriptions``:
+        the cluster's); elsewhere they are a lock and a command written, kept
+        on the loop.
+        """
+        steps = overridden_steps(type(self), RedisQueueView)
+        hub = getattr(self, "_hub", None) or get_hub()  # before start(): the process's
+        if hub.broker.blocking_subscriptions:
+            steps |= Blocking.OPENING | Blocking.STOP
+        if any(item is SYNC or item is NEXT_BATCH or isinstance(item, Recheck) for item in items):
+            steps |= Blocking.RENDER
+        cursor = getattr(self, "_cursor", None)
+        if cursor is not None and not cursor.synced and not self._next_batch_queued:
+            steps |= Blocking.IDLE  # idle() catches up
+        return steps
 
     def idle(self, mailbox: Mailbox) -> bytes:
         # A catch-up that failed (Redis away) is retried at the latest at each heartbeat;

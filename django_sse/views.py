@@ -5,9 +5,8 @@ from __future__ import annotations
 import inspect
 import logging
 import random
-import time
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterable
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
@@ -21,23 +20,22 @@ from . import sse as encoder
 from .conf import sse_settings
 from .core.concurrency import AsyncTask, Task
 from .core.database import release_connections
-from .core.heartbeat import HeartbeatWheel, wheel_for
 from .core.mailbox import END, EndReason, Mailbox
 from .core.registry import Refusal
 from .core.runtime import streams
 from .permissions import user_key
 from .sse import Sse
 from .stream import asgi as asgi_stream
-from .stream.connection import ClientConnection
+from .stream import wsgi as wsgi_stream
 from .stream.cors import add_cors_headers, preflight
+from .stream.engine import HEARTBEAT, Blocking
+from .stream.producer import arun_iterator, run_iterator
+
+__all__ = ["HEARTBEAT", "BaseSseView", "Blocking", "SseResponse", "overrides"]
 
 logger = logging.getLogger(__name__)
 
-HEARTBEAT = b":\n\n"
 _MAX_LAST_EVENT_ID = 1024
-# A client that acknowledges nothing for two heartbeat intervals, and at least this
-# many seconds, is gone (see ClientConnection.limit_unacknowledged).
-_MIN_UNACKNOWLEDGED = 5.0
 
 
 class SseResponse(StreamingHttpResponse):
@@ -99,6 +97,15 @@ class BaseSseView(View):
     retry: int | None = None
     #: Seconds after which the stream ends so the client reconnects; None reads ``SSE_MAX_LIFETIME``.
     max_lifetime: float | None = None
+
+    #: Each step of the stream and the hooks it calls (see ``blocking_steps()``).
+    step_hooks: tuple[tuple[Blocking, tuple[str, ...]], ...] = (
+        (Blocking.OPENING, ("start", "opening", "get_initial_events")),
+        (Blocking.RENDER, ("render",)),
+        (Blocking.IDLE, ("idle",)),
+        (Blocking.CLOSING, ("closing",)),
+        (Blocking.STOP, ("stop",)),
+    )
 
     sse: Sse
     #: The id the reconnecting client last saw (None when absent or unusable).
@@ -167,7 +174,8 @@ class BaseSseView(View):
         A generator runs in a greenlet under gevent and in a thread of its
         own elsewhere (``runserver``, ASGI). Under ASGI ``async def
         iterator()`` (an async generator) runs on the event loop instead, as
-        an asyncio task: no thread per stream, but it must not block. Pitfall:
+        an asyncio task: no thread per stream, but it must not block (the one
+        hook that runs on the loop: see "The hook rule" below). Pitfall:
         an async ``iterator()`` needs an ASGI server; under WSGI the stream
         is refused with ``ImproperlyConfigured``.
         """
@@ -239,7 +247,7 @@ class BaseSseView(View):
         self.request.META.pop("HTTP_ACCEPT_ENCODING", None)
         if asynchronous:
             release_connections()  # this thread's; the stream runs on the event loop
-            response = SseResponse(asgi_stream.stream(self, mailbox))
+            response = SseResponse(asgi_stream.stream(self, mailbox, self._metrics_name()))
             if self.get_max_lifetime() is not None:
                 # An ASGI app cannot close its connection once the response started:
                 # say so now, so that the reconnection after the lifetime goes elsewhere.
@@ -256,7 +264,8 @@ class BaseSseView(View):
 
             response.on_close(closed)
         else:
-            response = SseResponse(self._stream(mailbox))
+            stream = wsgi_stream.stream(self, mailbox, self.request.META, self._metrics_name())
+            response = SseResponse(stream)
             # Forgotten once the server closes the response, after its last chunk (also
             # when it is closed before it is ever read): a graceful stop waits for that.
             response.on_close(lambda: streams.closed(mailbox))
@@ -329,9 +338,20 @@ class BaseSseView(View):
         return encoder.encode_retry(retry).encode()
 
     # The stream -------------------------------------------------------------
+    #
+    # The hook rule, the same under every server: under WSGI (gevent, threads)
+    # every hook runs in the stream's greenlet or thread. Under ASGI every hook
+    # a subclass overrides runs off the event loop, in the runtime's executor
+    # (an ``async def iterator()`` excepted: it runs on the loop, and so does
+    # the start() that starts it); the library's own defaults run on the loop,
+    # except the steps ``blocking_steps()`` declares.
 
     def opening(self) -> bytes:
-        """Return the first chunk, sent as soon as the stream opens (so onopen fires)."""
+        """Return the first chunk, sent as soon as the stream opens (so onopen fires).
+
+        Default: the retry hint and a comment. Under ASGI an override runs off
+        the event loop (see ``blocking_steps()``).
+        """
         return self._retry_hint() + HEARTBEAT
 
     def get_initial_events(self) -> Iterable[tuple[str, Any]]:
@@ -345,6 +365,7 @@ class BaseSseView(View):
         once the stream is subscribed and its start is fixed: every event
         published after that follows these, so update your state before you
         ``send_event``; an event published while this runs may show in both.
+        An override runs off the event loop under ASGI, so the ORM works.
         """
         return ()
 
@@ -359,19 +380,39 @@ class BaseSseView(View):
         """Return what follows the opening for a new client: its initial events."""
         return b"" if self.last_event_id_sent else self._initial_chunk()
 
+    def opening_chunk(self) -> bytes:
+        """Return the stream's first write: ``opening()`` and, for a new client, its initial events.
+
+        Not a hook (the stream engine calls it): override ``opening()`` or
+        ``get_initial_events()``.
+        """
+        return self.opening() + self._opening_initial()
+
     def start(self, mailbox: Mailbox) -> None:
-        """Start producing into ``mailbox``: by default, run ``iterator()`` beside the stream."""
+        """Start producing into ``mailbox``: by default, run ``iterator()`` beside the stream.
+
+        Override to feed the mailbox from elsewhere (``RedisQueueView`` attaches
+        to the hub) and ``stop()`` with it. Under ASGI an override runs off the
+        event loop, unless ``iterator()`` is ``async def``. Pitfall: it runs
+        once the response has started, so it cannot refuse the stream
+        (``check_request()`` can).
+        """
         # Called here, not in the pump, so that a missing iterator() fails the request.
         iterator = self.iterator()
+        owner = type(self).__name__
         if isinstance(iterator, AsyncGenerator):
             self._pump: Task | AsyncTask = AsyncTask(
-                asgi_stream.run_iterator(self, iterator, mailbox)
+                arun_iterator(iterator, self.sse, mailbox, owner)
             )
         else:
-            self._pump = Task(self._run_iterator, iterator, mailbox)
+            self._pump = Task(run_iterator, iterator, self.sse, mailbox, owner)
 
     def stop(self) -> None:
-        """Release what ``start()`` took; called once, whenever the stream ends."""
+        """Release what ``start()`` took; called once, whenever the stream ends.
+
+        Under ASGI an override runs off the event loop, after the response
+        has ended (nothing waits for it).
+        """
         self._pump.kill()
 
     def join_producer(self, timeout: float) -> bool:
@@ -385,7 +426,9 @@ class BaseSseView(View):
     def render(self, items: list[Any], mailbox: Mailbox) -> list[bytes]:
         """Turn the items taken from the mailbox into the chunks to write, one write each.
 
-        By default every ``yield`` of ``iterator()`` is one write.
+        By default every ``yield`` of ``iterator()`` is one write. Under ASGI
+        an override runs off the event loop, a thread hop per write: pitfall,
+        the hot path then costs more than the default's.
         """
         chunks = []
         for item in items:
@@ -396,166 +439,56 @@ class BaseSseView(View):
         return chunks
 
     def idle(self, mailbox: Mailbox) -> bytes:
-        """Return what to send after a heartbeat interval of silence (default: nothing)."""
+        """Return what to send after a heartbeat interval of silence (default: nothing).
+
+        Nothing means a heartbeat comment. Under ASGI an override runs off
+        the event loop.
+        """
         return b""
 
     def closing(self, mailbox: Mailbox) -> bytes:
         """Return the last chunk of a stream the server ends (a retry hint by default).
 
         Shed by shutdown or lifetime, the hint is spread (``get_retry_jitter()``).
+        Under ASGI an override runs off the event loop.
         """
         reason = mailbox.end_reason
         return self._retry_hint(spread=reason is not None and reason.sheds_connection)
 
-    def _run_iterator(self, generator: Generator[Any, Any, Any], mailbox: Mailbox) -> None:
-        sse, counted = self.sse, self.sse.events_added
-        try:
-            for _ in generator:
-                counted = hand_over(sse, mailbox, counted)
-                if mailbox.ending:
-                    break
-            hand_over(sse, mailbox, counted)
-        except Exception:
-            logger.exception("%s.iterator() raised; ending the stream.", type(self).__name__)
-        finally:
-            # Under gevent, stop() raises GreenletExit where the generator blocks;
-            # either way its finally: runs here, in its own greenlet or thread.
-            generator.close()
-            mailbox.put_control(END)
-            release_connections()  # this greenlet or thread ends: so do its connections
+    def blocking_steps(self, items: list[Any]) -> Blocking:
+        """Return the steps of the stream that may block, for the items just taken.
 
-    def _stream(self, mailbox: Mailbox) -> Iterator[bytes]:
-        """Yield the chunks of one stream: its opening, what it delivers, and its closing."""
-        client = ClientConnection(self.request.META)
-        wheel = wheel_for(self.get_heartbeat_interval())
-        started = False
-        name = self._metrics_name()
-        metrics.record_stream_opened(name)
-        opened = time.monotonic()
-        counts = metrics.counts
-        try:
-            self._watch(mailbox, client, wheel)
-            self.start(mailbox)
-            started = True
-            opening = self.opening() + self._opening_initial()
-            counts.bytes_sent += len(opening)
-            yield opening
-            while True:  # the hot path: one pass per write
-                mailbox.wait()
-                # Empty chunks are nothing sent: they must not put off the heartbeat.
-                chunks = [chunk for chunk in self.render(mailbox.take(), mailbox) if chunk]
-                ending = mailbox.end_reason is not None
-                if mailbox.heartbeat_due and not ending:
-                    chunks = self._heartbeat(mailbox, client, chunks)
-                    ending = mailbox.end_reason is not None
-                for chunk in chunks:
-                    counts.bytes_sent += len(chunk)
-                    yield chunk
-                if chunks:
-                    mailbox.mark_sent()
-                if ending:
-                    break
-            closing = self._last_chunk(mailbox)
-            if closing is not None:
-                yield closing
-                reason = mailbox.end_reason
-                if streams.closing or (reason is not None and reason.sheds_connection):
-                    # Reconnecting on this kept-alive connection would come back to this
-                    # worker, which is stopping or should shed load: close it instead.
-                    client.close_after_response()
-        finally:
-            self._release(mailbox, client, wheel, started)
-            self._record_end(mailbox, name, opened)
-
-    def _last_chunk(self, mailbox: Mailbox) -> bytes | None:
-        """Return ``closing()`` for a stream whose end its client is told of, else None."""
-        reason = mailbox.end_reason
-        if reason is None or not reason.tells_client:
-            return None
-        closing = self.closing(mailbox)
-        metrics.counts.bytes_sent += len(closing)
-        return closing
-
-    def _record_end(self, mailbox: Mailbox, name: str, opened: float) -> None:
-        ended = (mailbox.end_reason or EndReason.CLOSED).value
-        channels = list(getattr(self, "channels", ()))
-        metrics.record_stream_ended(name, ended, channels, time.monotonic() - opened)
-
-    def _opening_blocks(self) -> bool:
-        """Whether ``start()`` and the opening may block (under ASGI they then run in a thread).
-
-        A plain ``iterator()`` starts a thread; ``opening()`` and
-        ``get_initial_events()``, when overridden, are user code.
+        The one place a view declares what an event loop must run in a thread
+        (``items`` is ``[]`` outside a render); WSGI ignores it. By default:
+        every hook a subclass overrides, and the opening of a plain
+        ``iterator()``, which starts a thread. Override only to declare more
+        (call ``super()``); pitfall: what it leaves out runs on the loop and
+        stalls every stream of the process while it blocks.
         """
-        return not self.iterator_is_async or overrides(
-            self, BaseSseView, "opening", "get_initial_events"
-        )
-
-    def _stop_blocks(self) -> bool:
-        """Whether ``stop()`` may block (under ASGI it then runs in a thread, off the loop)."""
-        return overrides(self, BaseSseView, "stop")
-
-    def _render_blocks(self, items: list[Any]) -> bool:
-        """Whether ``render(items)`` may block (under ASGI it then runs in a thread, off the loop)."""
-        return False
-
-    def _idle_blocks(self) -> bool:
-        """Whether ``idle()`` may block now (under ASGI it then runs in a thread, off the loop)."""
-        return False
-
-    def _watch(self, mailbox: Mailbox, client: ClientConnection, wheel: HeartbeatWheel) -> None:
-        """Arrange for the mailbox to hear of a gone client, an overflow and its deadlines."""
-        release_connections()
-        client.watch(lambda: mailbox.end(EndReason.CLIENT_GONE))
-        client.limit_unacknowledged(max(2 * wheel.interval, _MIN_UNACKNOWLEDGED))
-        mailbox.on_overflow(client.hang_up)
-        self._arm_wheel(mailbox, wheel)
-
-    def _arm_wheel(self, mailbox: Mailbox, wheel: HeartbeatWheel) -> None:
-        """Have ``wheel`` poke ``mailbox`` when silent, and end it at its maximum lifetime."""
-        lifetime = self.get_max_lifetime()
-        wheel.add(mailbox, None if lifetime is None else time.monotonic() + lifetime)
-
-    def _heartbeat(
-        self, mailbox: Mailbox, client: ClientConnection, chunks: list[bytes]
-    ) -> list[bytes]:
-        """Return what to write after a silent interval: ``chunks``, or ``idle()``, or a comment.
-
-        A client found gone ends the stream instead (nothing is written).
-        """
-        mailbox.heartbeat_sent()
-        if client.gone():
-            mailbox.end(EndReason.CLIENT_GONE)
-            return []
-        if chunks:
-            return chunks
-        idle = self.idle(mailbox)
-        if idle:
-            return [idle]
-        metrics.counts.heartbeats += 1
-        return [HEARTBEAT]
-
-    def _release(
-        self, mailbox: Mailbox, client: ClientConnection, wheel: HeartbeatWheel, started: bool
-    ) -> None:
-        """Give back what ``_watch()`` and ``start()`` took; runs however the stream ended."""
-        client.unwatch()
-        wheel.discard(mailbox)
-        # A producer thread, which stop() cannot kill, stops at its next yield.
-        mailbox.end(EndReason.CLOSED)
-        streams.discard(mailbox)
-        if started:
-            self.stop()
+        steps = overridden_steps(type(self), BaseSseView)
+        if not self.iterator_is_async:
+            steps |= Blocking.OPENING
+        return steps
 
 
-def hand_over(sse: Sse, mailbox: Mailbox, counted: int) -> int:
-    """Put what ``iterator()`` buffered in ``sse`` into ``mailbox``; return the events counted so far."""
-    chunk = sse.take()
-    if chunk:
-        mailbox.put(chunk)
-        metrics.counts.delivered += sse.events_added - counted
-        return sse.events_added
-    return counted
+def overridden_steps(cls: type[BaseSseView], library: type[BaseSseView]) -> Blocking:
+    """Return the steps whose hooks ``cls`` overrides, relative to the ``library`` class it extends.
+
+    A step's hooks are the ones ``library.step_hooks`` lists for it. Cached
+    per class: the stream asks at every write.
+    """
+    key = (cls, library)
+    steps = _overridden.get(key)
+    if steps is None:
+        steps = Blocking.NONE
+        for step, names in library.step_hooks:
+            if any(getattr(cls, name) is not getattr(library, name) for name in names):
+                steps |= step
+        _overridden[key] = steps
+    return steps
+
+
+_overridden: dict[tuple[type, type], Blocking] = {}
 
 
 async def _one_chunk(chunk: bytes) -> AsyncIterator[bytes]:

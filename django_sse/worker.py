@@ -94,10 +94,7 @@ class GeventWorker(ggevent.GeventWorker):  # type: ignore[misc]  # gunicorn has 
         self.script_name = os.environ.get("SCRIPT_NAME", "")
         self.environ_base = gunicorn_wsgi.base_environ(self.cfg)
         self.environ_base["wsgi.multithread"] = True
-        if "GEVENT_TRACK_GREENLET_TREE" not in os.environ:
-            # A debugging aid that keeps, per greenlet (one per stream), the stack that
-            # spawned it; set the variable to 1 to have it back.
-            gevent.config.track_greenlet_tree = False
+        # Tuning (greenlet tree, collector) is the adapter's, as for -k gevent: servers.tuning.
         super().init_process()
 
     def handle(self, listener: Any, client: Any, addr: Any) -> None:

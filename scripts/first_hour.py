@@ -5,7 +5,7 @@ Run by ./scripts/first-hour (which finds Python 3.12 and the wheel):
     python3.12 scripts/first_hour.py dist/django_sse-X-py3-none-any.whl
 
 Every command and file comes from README.rst's own code blocks (looked up as
-tests/test_readme.py looks them up), so the page cannot drift from what works:
+tests/docs/test_quick_start.py looks them up), so the page cannot drift from what works:
 a fresh venv, the Quick start's install line with the wheel in place of the
 package name, ``django-admin startproject`` and ``startapp``, the files the
 page shows, ``manage.py check``, ``migrate`` and ``collectstatic``, a

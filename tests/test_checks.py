@@ -13,7 +13,8 @@ from django.core.management.base import SystemCheckError
 from django.test import override_settings
 
 from django_sse import checks
-from django_sse.conf import DEFAULTS
+from django_sse.brokers.redis import checks as redis_checks
+from django_sse.conf import DEFAULTS, sse_settings
 from tests.support.redis_helpers import eventually
 from tests.support.servers import ServerError
 from tests.support.sse import SseClient
@@ -29,6 +30,11 @@ SENTINEL = {
 def case(id_, check, bad, setting, example, good, label=None):
     """``bad`` fires ``id_`` naming ``setting``; the hint shows ``example``; ``good`` fixes it."""
     return pytest.param(id_, check, bad, setting, example, good, id=label or f"{id_}-{bad!r}"[:60])
+
+
+def check_sentinel():
+    """The Sentinel rules of the Redis broker, on the current settings."""
+    return redis_checks.check_sentinel(sse_settings)
 
 
 def number(id_, setting, value, example, good):
@@ -117,26 +123,26 @@ CASES = [
     case("E041", checks.check_channel_manager, {"SSE_CHANNEL_MANAGER": "tests.views.plain"},
          "SSE_CHANNEL_MANAGER", "Subclass django_sse.permissions.ChannelManager",
          {"SSE_CHANNEL_MANAGER": MANAGER}),
-    case("E042", checks.check_sentinel, {"SSE_REDIS_SENTINELS": "s1:26379"},
+    case("E042", check_sentinel, {"SSE_REDIS_SENTINELS": "s1:26379"},
          "SSE_REDIS_SENTINELS", "['sentinel-1:26379'", {**SENTINEL, "SSE_REDIS_SENTINELS": ["s1:26379"]}),
-    case("E042", checks.check_sentinel, {**SENTINEL, "SSE_REDIS_SENTINELS": ["s1"]},
+    case("E042", check_sentinel, {**SENTINEL, "SSE_REDIS_SENTINELS": ["s1"]},
          "SSE_REDIS_SENTINELS", "'host:port' strings", SENTINEL),
-    case("E042", checks.check_sentinel, {**SENTINEL, "SSE_REDIS_SENTINELS": ("s1:0",)},
+    case("E042", check_sentinel, {**SENTINEL, "SSE_REDIS_SENTINELS": ("s1:0",)},
          "SSE_REDIS_SENTINELS", "'host:port' strings", {**SENTINEL, "SSE_REDIS_SENTINELS": ("[::1]:26379",)}),
-    case("E042", checks.check_sentinel, {**SENTINEL, "SSE_REDIS_SENTINELS": [26379]},
+    case("E042", check_sentinel, {**SENTINEL, "SSE_REDIS_SENTINELS": [26379]},
          "SSE_REDIS_SENTINELS", "'host:port' strings", SENTINEL),
-    case("E042", checks.check_sentinel, {**SENTINEL, "SSE_BROKER": "memory"},
+    case("E042", check_sentinel, {**SENTINEL, "SSE_BROKER": "memory"},
          "SSE_BROKER", "SSE_BROKER = 'redis'", {**SENTINEL, "SSE_BROKER": "redis"}),
-    case("E042", checks.check_sentinel, {**SENTINEL, "SSE_REDIS_URL": "unix:///run/redis.sock"},
+    case("E042", check_sentinel, {**SENTINEL, "SSE_REDIS_URL": "unix:///run/redis.sock"},
          "SSE_REDIS_URL", "'redis://:PASSWORD@SERVICE/0'",
          {**SENTINEL, "SSE_REDIS_URL": "redis://:secret@mymaster/0"}),
-    case("E043", checks.check_sentinel, {"SSE_REDIS_SENTINELS": ["s1:26379"]},
+    case("E043", check_sentinel, {"SSE_REDIS_SENTINELS": ["s1:26379"]},
          "SSE_REDIS_SENTINEL_SERVICE", "'mymaster'", SENTINEL),
-    case("E043", checks.check_sentinel, {"SSE_REDIS_SENTINEL_SERVICE": "mymaster"},
+    case("E043", check_sentinel, {"SSE_REDIS_SENTINEL_SERVICE": "mymaster"},
          "SSE_REDIS_SENTINEL_SERVICE", "['sentinel-1:26379']", SENTINEL),
-    case("E043", checks.check_sentinel, {**SENTINEL, "SSE_REDIS_SENTINEL_SERVICE": ""},
+    case("E043", check_sentinel, {**SENTINEL, "SSE_REDIS_SENTINEL_SERVICE": ""},
          "SSE_REDIS_SENTINEL_SERVICE", "'mymaster'", SENTINEL),
-    case("E043", checks.check_sentinel, {**SENTINEL, "SSE_REDIS_SENTINEL_PASSWORD": 1234},
+    case("E043", check_sentinel, {**SENTINEL, "SSE_REDIS_SENTINEL_PASSWORD": 1234},
          "SSE_REDIS_SENTINEL_PASSWORD", "or None", {**SENTINEL, "SSE_REDIS_SENTINEL_PASSWORD": "1234"}),
     case("E050", checks.check_cors, {"SSE_CORS_ALLOWED_ORIGINS": "https://app.example.com"},
          "SSE_CORS_ALLOWED_ORIGINS", "['https://app.example.com']",

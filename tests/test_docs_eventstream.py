@@ -3,7 +3,7 @@
 Samples are read from the page itself (``.. code-block::`` directives) and
 looked up by a marker they contain; ``test_every_sample_is_exercised``, the
 last test, fails for any sample that no passing test read
-(``tests/readme_samples.py``). Besides running the samples, the tests check
+(``tests/support/readme_samples.py``). Besides running the samples, the tests check
 what the page's tables say of django-sse: the names and defaults it cites,
 the hooks' signatures, the CORS settings and the ``stream-reset`` that a
 browser still holding a django-eventstream id gets.

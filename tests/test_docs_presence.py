@@ -3,7 +3,7 @@
 Samples are read from the page itself (``.. code-block::`` directives) and
 looked up by a marker they contain; ``test_every_sample_is_exercised``, the
 last test, fails for any sample that no passing test read
-(``tests/readme_samples.py``). The page's ``sse_status`` output, text and
+(``tests/support/readme_samples.py``). The page's ``sse_status`` output, text and
 JSON, is what the command prints for the reports it describes, written to a
 real Redis.
 """

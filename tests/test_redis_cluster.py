@@ -18,8 +18,9 @@ import pytest
 from django.core import checks
 
 import django_sse
+from django_sse.brokers.redis.checks import check_cluster
 from django_sse.brokers.redis.cluster import RedisClusterBroker, _keyslot
-from django_sse.checks import check_cluster
+from django_sse.conf import sse_settings
 from django_sse.core.hub import Hub
 from django_sse.core.mailbox import Mailbox
 from django_sse.exceptions import PublishError
@@ -141,7 +142,7 @@ def test_cluster_checks(settings):
     """E045-E049: a non-bool, the memory broker, Sentinel too, a unix socket or db, a brace in the prefix."""
 
     def ids():
-        return [message.id for message in check_cluster()]
+        return [message.id for message in check_cluster(sse_settings)]
 
     settings.SSE_REDIS_URL = "redis://127.0.0.1:7000/0"
     settings.SSE_REDIS_CLUSTER = "yes"
@@ -160,7 +161,7 @@ def test_cluster_checks(settings):
     assert ids() == ["django_sse.E048"]
     settings.SSE_REDIS_URL = "redis://127.0.0.1:7000"
     settings.SSE_REDIS_PREFIX = "sse{app}:"
-    [message] = check_cluster()
+    [message] = check_cluster(sse_settings)
     assert message.id == "django_sse.E049" and "SSE_REDIS_PREFIX" in message.msg
     assert isinstance(message, checks.Error)
 

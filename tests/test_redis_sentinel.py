@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from django_sse import send_event
-from django_sse.brokers.redis.broker import RedisBroker
+from django_sse.brokers.redis.broker import SENTINEL_DEFAULT_URL, RedisBroker
 from django_sse.brokers.redis.sentinel import SentinelMaster
 from django_sse.core.hub import Hub
 from django_sse.core.mailbox import Mailbox
@@ -585,7 +585,7 @@ def test_without_sse_redis_url_the_master_is_database_0_without_password(setting
     try:
         assert isinstance(broker, RedisBroker) and broker.master is not None
         assert broker.master.sentinels == [("127.0.0.1", 26379), ("::1", 26380)]
-        assert broker.url == runtime.SENTINEL_DEFAULT_URL == "redis://sentinel-managed/0"
+        assert broker.url == SENTINEL_DEFAULT_URL == "redis://sentinel-managed/0"
     finally:
         broker.close()
 

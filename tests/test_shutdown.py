@@ -10,7 +10,7 @@ gunicorn worker ended its own run (``GunicornServer.killed_workers()``).
 Each test runs with no config file (``-c /dev/null``), with a site's own
 config file that knows nothing of django-sse, with the project's optional
 ``gunicorn.conf.py``, and with uvicorn's worker class on the ASGI app. The TERM test also runs on uvicorn
-itself (``--timeout-graceful-shutdown``) and daphne (``django_sse.servers.asgi``).
+itself (``--timeout-graceful-shutdown``) and daphne (``django_sse.servers.uvicorn``, ``.daphne``).
 """
 
 from __future__ import annotations
@@ -198,7 +198,7 @@ def stopping_server(request, servers, redis_url, tmp_path):
     """A server on Redis: gunicorn (2 workers) configured one of four ways, uvicorn (2 workers), or daphne.
 
     uvicorn gets ``--timeout-graceful-shutdown GRACEFUL_TIMEOUT``; uvicorn and
-    daphne end their streams by themselves (``django_sse.servers.asgi``).
+    daphne end their streams by themselves (``django_sse.servers.uvicorn``, ``.daphne``).
     """
     env = {"DJANGO_SSE_TEST_REDIS_URL": redis_url, "DJANGO_SSE_TEST_HEARTBEAT": "1"}
     if request.param == "uvicorn":

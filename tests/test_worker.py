@@ -11,11 +11,14 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import subprocess
+import sys
 
 import pytest
 
 from django_sse.servers.http1 import Limits, head_is_doomed, parse_simple_head
 from tests.support.redis_helpers import connect, get_stats, stats_when, wait_position
+from tests.support.servers import REPO_TOP
 from tests.support.sse import SseClient
 
 WORKER = "django_sse.worker.GeventWorker"
@@ -285,6 +288,51 @@ def test_a_stopping_worker_ends_its_streams_with_a_retry_hint(servers, redis_url
     assert site.killed_workers([worker]) == [] and site.forced_stops() == []
     assert all(client.completed for client in clients)
     assert all(body.rstrip().rsplit(b"\n", 1)[-1].startswith(b"retry:") for body in bodies)
+
+
+def test_the_worker_class_imports_nothing_of_django_before_gevent_patches():
+    """gunicorn's master imports the worker class before it forks: no Django, no asyncio yet.
+
+    Django imported before gevent patches shares its connection wrappers
+    between greenlets ("DatabaseWrapper objects created in a thread ...").
+    """
+    code = (
+        "import sys, django_sse.worker\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('django', 'asyncio')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_TOP
+    )
+
+    assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("worker_class", ["gevent", WORKER])
+def test_a_gevent_worker_tunes_the_interpreter_with_no_config_file(servers, worker_class):
+    """Plain ``gunicorn -k gevent`` (or the worker): heap frozen, gen-0 threshold 10000, no greenlet tree."""
+    server = servers.gunicorn(worker_class=worker_class)
+
+    stats = stats_when(server.port, lambda stats: stats["gc_freeze_count"] > 0)
+
+    assert stats["gc_threshold"] == [10000, 50, 100]
+    assert stats["greenlet_tree_tracked"] is False
+
+
+def test_a_sites_own_gc_tuning_and_greenlet_tree_are_kept(servers, tmp_path):
+    """A post_worker_init that sets thresholds, and GEVENT_TRACK_GREENLET_TREE=1, win over the library's."""
+    config = tmp_path / "site.conf.py"
+    config.write_text(
+        "import gc\n"
+        "worker_class = 'gevent'\n"
+        "def post_worker_init(worker):\n"
+        "    gc.set_threshold(5000, 20, 30)\n"
+    )
+    server = servers.gunicorn(config=config, env={"GEVENT_TRACK_GREENLET_TREE": "1"})
+
+    stats = stats_when(server.port, lambda stats: stats["gc_freeze_count"] > 0)
+
+    assert stats["gc_threshold"] == [5000, 20, 30]
+    assert stats["greenlet_tree_tracked"] is True
 
 
 def test_with_an_access_log_every_request_takes_gunicorns_path_and_is_logged(servers, redis_url):

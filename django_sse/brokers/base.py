@@ -15,6 +15,9 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from django.core.checks import CheckMessage
+
+from ..conf import Settings
 from ..core.positions import ZERO, Position, format_position
 from ..sse import encode_event
 
@@ -153,6 +156,30 @@ class Broker(ABC):
     #: Whether ``subscribe``/``unsubscribe`` may wait (a connection to open, a lock held
     #: across I/O); under ASGI a stream then opens and closes in a thread, off the loop.
     blocking_subscriptions: bool = False
+
+    @classmethod
+    @abstractmethod
+    def from_settings(cls, settings: Settings) -> Broker:
+        """Return a broker of this class as ``settings`` describe it, connecting to nothing yet.
+
+        Called by ``brokers.registry.build_broker()`` once ``check()`` found no
+        error, so it may trust the values ``check()`` validates. Override it
+        in every broker; the pitfall is reading ``django.conf.settings``
+        directly, which bypasses the defaults of ``django_sse.conf``.
+        """
+
+    @classmethod
+    def check(cls, settings: Settings) -> list[CheckMessage]:
+        """Return the system-check messages (``django_sse.E0xx``) about the settings this class reads.
+
+        The default has none. ``django_sse.checks`` asks every registered
+        broker class, selected or not, since a setting given to a broker that
+        is not selected is itself a mistake only its owner can name; when the
+        class is selected, ``build_broker()`` raises ``ImproperlyConfigured``
+        on its errors, so the same words reach both. Read settings only:
+        connecting belongs to ``ping()`` (``check --deploy``).
+        """
+        return []
 
     @abstractmethod
     def publish(self, channel: str, event: str, data: str, history: bool) -> str | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections import deque
 
+from ..conf import Settings
 from ..core.concurrency import new_lock
 from ..core.positions import ZERO, Position
 from .base import Broker, BrokerListener, GapCause, History, Message
@@ -32,6 +33,11 @@ class MemoryBroker(Broker):
 
     shared = False
     blocking_reads = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> MemoryBroker:
+        """Return a broker keeping ``SSE_HISTORY_MAXLEN`` events per channel for ``SSE_HISTORY_TTL`` seconds."""
+        return cls(maxlen=settings.SSE_HISTORY_MAXLEN, ttl=settings.SSE_HISTORY_TTL)
 
     def __init__(self, maxlen: int, ttl: float) -> None:
         self.maxlen = maxlen

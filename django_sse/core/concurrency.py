@@ -38,6 +38,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Coroutine
+from concurrent.futures import Executor
 from typing import Any, Protocol
 
 _patched = False
@@ -55,16 +56,43 @@ def gevent_patched() -> bool:
     return _patched
 
 
-class Wakeup(Protocol):
-    """A flag one consumer waits on and any producer sets (``threading.Event`` semantics)."""
+class WakeupSignal(Protocol):
+    """A flag one consumer waits on and any producer sets: what both flavours share.
+
+    ``Wakeup`` (blocking ``wait(timeout)``) and ``AsyncWakeup`` (``await
+    wait()``) both are one; a producer (the hub, the heartbeat wheel) needs
+    nothing more, so it never asks which flavour it wakes.
+    """
 
     def set(self) -> None:
         """Wake the waiter (now or at its next ``wait()``); never blocks."""
 
-    def clear(self) -> None: ...
+    def clear(self) -> None:
+        """Lower the flag; the consumer calls it before it looks for work."""
+
+    def is_set(self) -> bool:
+        """Return whether the flag is up."""
+
+
+class Wakeup(WakeupSignal, Protocol):
+    """The blocking flavour (``threading.Event`` semantics, gevent's under gevent)."""
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until set, or ``timeout`` seconds; return whether it was set."""
+
+
+class TaskHandle(Protocol):
+    """Something running concurrently, in either flavour: ``Task`` (greenlet or thread) or ``AsyncTask``."""
+
+    def kill(self) -> None:
+        """Interrupt it where it waits, when the flavour can (see each class)."""
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait until it has ended, at most ``timeout`` seconds (never from its own loop)."""
+
+    @property
+    def alive(self) -> bool:
+        """Whether it is still running."""
 
 
 def new_wakeup() -> Wakeup:
@@ -282,20 +310,76 @@ class AsyncTask:
         return not self._task.done()
 
 
-async def offload(func: Callable[..., Any], *args: Any) -> Any:
-    """Run blocking ``func(*args)`` in the loop's executor and return its result.
+_executor_source: Callable[[], Executor] | None = None
 
-    Unlike a bare ``await``, cancelling the caller does not abandon the
-    call: it is awaited to its end first (then ``CancelledError`` is
-    raised), so that whatever ``func`` took is known to the caller's
-    ``finally:``.
+
+def use_executor(source: Callable[[], Executor]) -> None:
+    """Make ``offload`` and ``offload_soon`` run on ``source()``: ``core.runtime`` calls this once.
+
+    The runtime owns the executor (one per process, made again after a
+    fork); this module only calls it, so it imports nothing of the runtime.
     """
-    future = asyncio.get_running_loop().run_in_executor(None, func, *args)
+    global _executor_source
+    _executor_source = source
+
+
+def _executor() -> Executor:
+    source = _executor_source
+    if source is None:
+        raise RuntimeError(
+            "No executor for offload(): import django_sse.core.runtime first "
+            "(django_sse's AppConfig.ready() does)."
+        )
+    return source()
+
+
+async def offload(func: Callable[..., Any], *args: Any) -> Any:
+    """Run blocking ``func(*args)`` on the runtime's executor and return its result.
+
+    The one way off the event loop: user hooks of ASGI streams,
+    ``asend_event`` and ``achannel_presence`` all come here, and the threads
+    are the runtime's (``runtime.get_executor()``), not the loop's default
+    executor nor asgiref's one thread for sync views. Unlike a bare
+    ``await``, cancelling the caller does not abandon the call: it is
+    awaited to its end first (then ``CancelledError`` is raised), so that
+    whatever ``func`` took is known to the caller's ``finally:``. Pitfall:
+    that makes a cancelled caller wait as long as ``func`` takes.
+    """
+    future = asyncio.get_running_loop().run_in_executor(_executor(), func, *args)
     try:
         return await asyncio.shield(future)
     except asyncio.CancelledError:
         await asyncio.wait([future])
         raise
+
+
+def offload_soon(func: Callable[[], Any], what: str) -> None:
+    """Run blocking ``func()`` on the runtime's executor and return at once; log its failure as ``what``.
+
+    For releases nobody waits for (a stream's ``stop()`` once it has ended).
+    Without a running loop or executor (the process is stopping), it runs here.
+    """
+    try:
+        future = asyncio.get_running_loop().run_in_executor(_executor(), func)
+    except RuntimeError:  # no running loop, or its executor is shut down
+        func()
+        return
+
+    def log_failure(done: asyncio.Future[Any]) -> None:
+        if not done.cancelled() and done.exception() is not None:
+            logging.getLogger(__name__).error("%s failed.", what, exc_info=done.exception())
+
+    future.add_done_callback(log_failure)
+
+
+#: What ``release_request_thread`` reads of asgiref, none of it public API. tests/test_offload.py
+#: asserts that the installed asgiref has each, so an asgiref that changes them fails the suite
+#: instead of silently keeping a thread per stream.
+ASGIREF_INTERNALS = (
+    "SyncToAsync.thread_sensitive_context",
+    "SyncToAsync.context_to_thread_executor",
+    "ThreadSensitiveContext._executor",
+)
 
 
 def release_request_thread() -> None:
@@ -308,7 +392,9 @@ def release_request_thread() -> None:
     until ``response.close()``, for which asgiref starts a new executor (and
     shuts it down when the request ends), so the stream shuts this one down
     now. Only the executor asgiref made itself is shut down (not one a
-    caller passed in); an asgiref without these attributes keeps its thread.
+    caller passed in). asgiref offers no public way to do this: this is the
+    one place that reads its internals (``ASGIREF_INTERNALS``); an asgiref
+    without them keeps its thread, and the test of those names fails.
     """
     try:
         from asgiref.sync import SyncToAsync
@@ -355,20 +441,6 @@ def call_hook(hook: Callable[..., Any], *args: Any) -> Any:
     return hook(*args)
 
 
-def offload_soon(func: Callable[[], Any], what: str) -> None:
-    """Run blocking ``func()`` off the event loop and return at once; log its failure as ``what``.
-
-    For releases nobody waits for (a stream's ``stop()`` once it has ended).
-    Without a running loop or executor (the process is stopping), it runs here.
-    """
-    try:
-        future = asyncio.get_running_loop().run_in_executor(None, func)
-    except RuntimeError:  # no running loop, or its executor is shut down
-        func()
-        return
-
-    def log_failure(done: asyncio.Future[Any]) -> None:
-        if not done.cancelled() and done.exception() is not None:
-            logging.getLogger(__name__).error("%s failed.", what, exc_info=done.exception())
-
-    future.add_done_callback(log_failure)
+#: Both flavours meet the shared protocols: mypy checks these two assignments.
+TASK_CLASSES: tuple[type[TaskHandle], ...] = (Task, AsyncTask)
+WAKEUP_CLASSES: tuple[type[WakeupSignal], ...] = (threading.Event, AsyncWakeup)

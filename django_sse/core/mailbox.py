@@ -204,12 +204,18 @@ class Mailbox:
     # The stream's own --------------------------------------------------------
 
     def wait(self) -> None:
-        """Block until an item, an end, or a heartbeat poke arrives."""
-        self._wakeup.wait()
+        """Block until an item, an end, or a heartbeat poke arrives (a mailbox not made ``asynchronous``)."""
+        wakeup = self._wakeup
+        if isinstance(wakeup, AsyncWakeup):
+            raise TypeError("This mailbox is asynchronous: await its wait_async(), not wait().")
+        wakeup.wait()
 
     async def wait_async(self) -> None:
         """``wait()`` for a stream that runs on an event loop (a mailbox made ``asynchronous``)."""
-        await self._wakeup.wait()  # type: ignore[misc]
+        wakeup = self._wakeup
+        if not isinstance(wakeup, AsyncWakeup):
+            raise TypeError("This mailbox blocks: call its wait(), or make it asynchronous=True.")
+        await wakeup.wait()
 
     def take(self) -> list[Any]:
         """Remove and return every waiting item, oldest first."""

@@ -1,9 +1,10 @@
-"""The process-wide objects: the broker built from settings, its hub, and the stream registry.
+"""The process-wide objects: the broker built from settings, its hub, the stream registry, the executor.
 
 Built on first use and again after a fork (gunicorn workers start afresh);
 ``reset()`` closes them, and ``AppConfig.ready()`` connects it to
 ``setting_changed`` so that tests overriding ``SSE_*`` settings get new
-ones.
+ones. Which broker class the settings select, and its checks, are
+``brokers.registry``'s; this module only keeps the instance.
 """
 
 from __future__ import annotations
@@ -11,88 +12,42 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
-from django.core.exceptions import ImproperlyConfigured
-
+from ..brokers import registry
 from ..brokers.base import Broker
 from ..conf import sse_settings
-from ..presence import PresenceReporter
+from . import concurrency
 from .concurrency import new_rlock
 from .hub import Hub
+from .presence import PresenceReporter
 from .registry import StreamRegistry
-
-if TYPE_CHECKING:
-    from ..brokers.redis.sentinel import SentinelMaster
 
 T = TypeVar("T")
 
 #: The streams this process serves (counted for SSE_MAX_STREAMS, ended together at shutdown).
 streams = StreamRegistry()
 
-#: The master's URL with Sentinel when SSE_REDIS_URL is not set: database 0, no password, no TLS.
-SENTINEL_DEFAULT_URL = "redis://sentinel-managed/0"
+#: Threads of the executor that ``concurrency.offload()`` and ``offload_soon()`` run on:
+#: user hooks of ASGI streams, ``asend_event``'s publishes, ``achannel_presence``'s reads.
+#: Calls beyond this many wait for a free thread (a queue, not a thread per call). Four
+#: is what ``asend_event`` had alone; Django runs every sync view of an ASGI process on
+#: one thread. Pitfall: a hook that blocks for long (a slow query in ``opening()``)
+#: holds one of them, and a broker that hangs holds them up to SSE_PUBLISH_TIMEOUT.
+EXECUTOR_THREADS = 4
 
 _lock = new_rlock()
 _state: dict[str, Any] = {}
+_executor: tuple[int, ThreadPoolExecutor] | None = None  # (pid, executor)
 
 
 def build_broker() -> Broker:
-    """Return a new broker as the settings describe it."""
-    name = sse_settings.broker_name
-    if name == "redis":
-        from ..brokers.redis.broker import RedisBroker
-        from ..brokers.redis.cluster import RedisClusterBroker
+    """Return a new broker as the settings describe it (``brokers.registry`` picks its class).
 
-        url = sse_settings.redis_url
-        sentinels = sse_settings.SSE_REDIS_SENTINELS
-        if not url and not sentinels:
-            raise ImproperlyConfigured(
-                "SSE_BROKER is 'redis' but no Redis is configured: set SSE_REDIS_URL."
-            )
-        if sse_settings.SSE_REDIS_CLUSTER:
-            if not url:
-                raise ImproperlyConfigured(
-                    "SSE_REDIS_CLUSTER is True but SSE_REDIS_URL is not set: set it to a "
-                    "node of the cluster, e.g. 'redis://node-1:6379/0'."
-                )
-            return RedisClusterBroker(
-                url,
-                prefix=sse_settings.SSE_REDIS_PREFIX,
-                timeout=sse_settings.SSE_PUBLISH_TIMEOUT,
-                maxlen=sse_settings.SSE_HISTORY_MAXLEN,
-                ttl=sse_settings.SSE_HISTORY_TTL,
-            )
-        url = url or SENTINEL_DEFAULT_URL
-        return RedisBroker(
-            url,
-            prefix=sse_settings.SSE_REDIS_PREFIX,
-            timeout=sse_settings.SSE_PUBLISH_TIMEOUT,
-            maxlen=sse_settings.SSE_HISTORY_MAXLEN,
-            ttl=sse_settings.SSE_HISTORY_TTL,
-            master=_sentinel_master(url),
-            replicas=sse_settings.SSE_PUBLISH_REPLICAS,
-        )
-    from ..brokers.memory import MemoryBroker
-
-    return MemoryBroker(maxlen=sse_settings.SSE_HISTORY_MAXLEN, ttl=sse_settings.SSE_HISTORY_TTL)
-
-
-def _sentinel_master(url: str) -> SentinelMaster | None:
-    """Return how to find the master when SSE_REDIS_SENTINELS is set, else None."""
-    sentinels = sse_settings.SSE_REDIS_SENTINELS
-    if not sentinels:
-        return None
-    from ..brokers.redis.sentinel import SentinelMaster, sentinel_tls  # noqa: F811 (at run time)
-    from ..brokers.redis.url import parse_sentinel
-
-    return SentinelMaster(
-        [parse_sentinel(entry) for entry in sentinels],
-        sse_settings.SSE_REDIS_SENTINEL_SERVICE,
-        timeout=sse_settings.SSE_PUBLISH_TIMEOUT,
-        password=sse_settings.SSE_REDIS_SENTINEL_PASSWORD,
-        ssl=sentinel_tls(url),
-    )
+    Raises ``ImproperlyConfigured`` with the system checks' own messages when
+    the selected broker's settings are wrong.
+    """
+    return registry.build_broker(sse_settings)
 
 
 def _get(key: str, build: Callable[[], T]) -> T:
@@ -116,17 +71,27 @@ def get_broker() -> Broker:
     return _get("broker", build_broker)
 
 
-#: Threads of the executor ``asend_event`` publishes on (the broker's calls block).
-PUBLISH_THREADS = 4
+def get_executor() -> ThreadPoolExecutor:
+    """Return this process's executor for blocking calls made from the event loop, starting it on first use.
+
+    The one way off the loop (``concurrency.offload``): a fixed pool, not
+    the loop's default executor (which other libraries share) nor asgiref's
+    thread-sensitive thread (which every sync view of the process queues on).
+    It outlives ``reset()`` (a settings change does not concern it); a
+    forked child starts its own, as the parent's threads are not in it.
+    """
+    global _executor
+    current = _executor
+    if current is None or current[0] != os.getpid():
+        with _lock:
+            current = _executor
+            if current is None or current[0] != os.getpid():
+                pool = ThreadPoolExecutor(EXECUTOR_THREADS, thread_name_prefix="django-sse")
+                current = _executor = (os.getpid(), pool)
+    return current[1]
 
 
-def get_publisher() -> ThreadPoolExecutor:
-    """Return this process's publishing executor (``asend_event``), starting it on first use."""
-    return _get("publisher", _start_publisher)
-
-
-def _start_publisher() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(PUBLISH_THREADS, thread_name_prefix="django-sse-publish")
+concurrency.use_executor(get_executor)
 
 
 def get_hub() -> Hub:
@@ -154,10 +119,7 @@ def reset() -> None:
     with _lock:
         hub, broker = _state.get("hub"), _state.get("broker")
         reporter = _state.get("presence")
-        publisher = _state.get("publisher")
         _state.clear()
-    if publisher is not None:
-        publisher.shutdown(wait=False)
     if reporter is not None:
         reporter.stop()
     if hub is not None:

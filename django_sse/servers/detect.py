@@ -1,4 +1,12 @@
-"""Which server runs us, and the one warning for servers that block a worker per stream."""
+"""Development servers and servers the library does not know, and the warning for blocking ones.
+
+runserver, ``gevent.pywsgi`` run by a program, the test client: nothing to
+watch (a program that runs a server itself calls
+``django_sse.shutdown.stop_gracefully()`` or ``end_streams()``), no
+start-up checks (Django's check framework runs them under runserver). A
+server that is neither gevent-patched nor a development server holds a
+whole thread per stream: the first WSGI stream logs that once.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +14,7 @@ import logging
 from typing import Any
 
 from ..core.concurrency import gevent_patched
+from .base import Adapter
 
 logger = logging.getLogger(__name__)
 
@@ -13,15 +22,29 @@ _warned = False
 
 
 def is_development_server(environ: dict[str, Any]) -> bool:
+    """Return whether ``environ`` comes from Django's test client or an unpatched ``wsgiref`` server."""
     if environ.get("SERVER_NAME") == "testserver":  # Django's test client
         return True
     return "WSGIServer" in environ.get("SERVER_SOFTWARE", "") and not gevent_patched()
 
 
-def warn_if_blocking_server(environ: dict[str, Any]) -> None:
-    """Log once per process when each stream would hold a whole worker thread."""
+class Development(Adapter):
+    """No server found: a development server, the test client, or a server run by a program."""
+
+    name = "development"
+    serving = False  # look again when the first stream opens
+
+    def workers(self) -> int | None:
+        return None
+
+    def blocks_threads(self, environ: dict[str, Any]) -> bool:
+        return not gevent_patched() and not is_development_server(environ)
+
+
+def warn_blocking_server(environ: dict[str, Any]) -> None:
+    """Log once per process that each stream holds a whole worker thread of this server."""
     global _warned
-    if _warned or gevent_patched() or is_development_server(environ):
+    if _warned:
         return
     _warned = True
     logger.warning(

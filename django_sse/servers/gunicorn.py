@@ -1,46 +1,31 @@
-"""Running inside gunicorn with no hook in the site's config file.
+"""gunicorn and its workers (``-k gevent``, ``-k sync``, ``-k gthread``), found with no hook in its config file.
 
 gunicorn installs a worker's signal handlers before it loads the WSGI
 application, so once Django is set up in a worker, the handler of
 ``SIGTERM`` is the bound ``handle_exit`` of the worker object: that is how
 the library finds its worker, whatever command line or config file started
-it. ``attach()`` then, once per worker process, runs the library's
-start-up checks (a wrong setting stops the worker before it serves), warns
-once about gunicorn settings that hurt streams, and watches ``worker.alive``
-so that TERM, HUP, ``max_requests`` and ``max_requests_jitter`` end every
-stream cleanly, with a retry hint, long before ``graceful_timeout``.
+it. Found serving, the adapter warns about gunicorn settings that hurt
+streams, watches ``worker.alive`` so that TERM, HUP, ``max_requests`` and
+``max_requests_jitter`` end every stream cleanly, with a retry hint, long
+before ``graceful_timeout``, and tunes a gevent worker (``servers.tuning``).
 
-``attach()`` is called from ``AppConfig.ready()`` and again, cheaply, when a
-stream opens: with ``--preload`` the application is loaded in the master,
-before any worker exists, and the first stream of each worker attaches it.
+With ``--preload`` the application is loaded in the master (found on the
+stack, ``Arbiter.setup()``), before any worker exists: the settings are
+checked there, and the first stream of each worker finds its worker.
 """
 
 from __future__ import annotations
 
-import inspect
-import logging
-import os
-import signal
 import sys
 from typing import Any
 
 from django.core import checks
 
-from ..checks import run_startup_checks
 from ..conf import sse_settings
+from ..core.concurrency import gevent_patched
 from ..shutdown import end_streams_when_stopping
-
-logger = logging.getLogger(__name__)
-
-_attached = False
-
-
-def _forget_attachment() -> None:
-    global _attached
-    _attached = False
-
-
-os.register_at_fork(after_in_child=_forget_attachment)
+from .base import Adapter, is_class_named, loading_owner, signal_owner
+from .tuning import tune_once_loaded
 
 
 def current_worker() -> Any | None:
@@ -49,50 +34,60 @@ def current_worker() -> Any | None:
         return None
     from gunicorn.workers.base import Worker
 
-    owner = getattr(signal.getsignal(signal.SIGTERM), "__self__", None)
+    owner = signal_owner()
     return owner if isinstance(owner, Worker) else None
 
 
-def _preloading_arbiter() -> Any | None:
-    """Return gunicorn's master when it is loading the application (``--preload``), else None.
+def is_gevent_worker(worker: Any) -> bool:
+    """Return whether ``worker`` is (a subclass of) gunicorn's gevent worker."""
+    return any(cls.__module__ == "gunicorn.workers.ggevent" for cls in type(worker).__mro__)
 
-    The master loads it from ``Arbiter.setup()``, before it installs its
-    signal handlers: look for that frame on the stack (once, at start-up).
-    """
+
+class GunicornWorker(Adapter):
+    """A gunicorn worker: its settings checked, its stop watched, a gevent worker tuned."""
+
+    name = "gunicorn"
+
+    def __init__(self, worker: Any) -> None:
+        self.worker = worker
+
+    def workers(self) -> int | None:
+        return int(self.worker.cfg.workers)
+
+    def config_warnings(self) -> list[checks.CheckMessage]:
+        return worker_config_warnings(self.worker)
+
+    def watch(self) -> None:
+        end_streams_when_stopping(self.worker)
+        if is_gevent_worker(self.worker):
+            tune_once_loaded(self.worker)
+
+    def blocks_threads(self, environ: dict[str, Any]) -> bool:
+        return not gevent_patched()
+
+
+class PreloadingMaster(Adapter):
+    """gunicorn's master loading the application (``--preload``): check settings, serve nothing."""
+
+    name = "gunicorn master"
+    serving = False
+
+    def __init__(self, arbiter: Any) -> None:
+        self.arbiter = arbiter
+
+    def workers(self) -> int | None:
+        return int(self.arbiter.cfg.workers)
+
+
+def find() -> Adapter | None:
+    """Return the adapter of this process's gunicorn worker, or of a preloading master, or None."""
+    worker = current_worker()
+    if worker is not None:
+        return GunicornWorker(worker)
     if "gunicorn.arbiter" not in sys.modules:
         return None
-    from gunicorn.arbiter import Arbiter
-
-    frame = inspect.currentframe()
-    while frame is not None:
-        owner = frame.f_locals.get("self")
-        if isinstance(owner, Arbiter):
-            return owner
-        frame = frame.f_back
-    return None
-
-
-def attach() -> bool:
-    """Check settings and watch for shutdown in this gunicorn worker; once per process.
-
-    Return whether this process is a gunicorn worker. Raises
-    ``ImproperlyConfigured`` for a wrong setting, which makes gunicorn stop
-    with the message ("Worker failed to boot"). In gunicorn's master (an
-    application loaded with ``--preload``) it runs the checks only.
-    """
-    global _attached
-    if _attached:
-        return True
-    worker = current_worker()
-    if worker is None:
-        arbiter = _preloading_arbiter()
-        if arbiter is not None:  # --preload: fail in the master, before forking
-            run_startup_checks(workers=arbiter.cfg.workers)
-        return False
-    _attached = True
-    run_startup_checks(workers=worker.cfg.workers, extra=worker_config_warnings(worker))
-    end_streams_when_stopping(worker)
-    return True
+    arbiter = loading_owner(lambda owner: is_class_named(owner, "gunicorn.arbiter", "Arbiter"))
+    return None if arbiter is None else PreloadingMaster(arbiter)
 
 
 def worker_config_warnings(worker: Any) -> list[checks.CheckMessage]:
@@ -101,7 +96,7 @@ def worker_config_warnings(worker: Any) -> list[checks.CheckMessage]:
     warnings: list[checks.CheckMessage] = []
     worker_class = type(worker)
     name = f"{worker_class.__module__}.{worker_class.__qualname__}"
-    is_gevent = any(cls.__module__ == "gunicorn.workers.ggevent" for cls in worker_class.__mro__)
+    is_gevent = is_gevent_worker(worker)
     if not is_gevent:
         warnings.append(
             checks.Warning(

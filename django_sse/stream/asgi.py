@@ -6,55 +6,33 @@ the task that sends it when the client disconnects (``http.disconnect``):
 the ``CancelledError`` (or the ``aclose()`` that follows) runs this
 generator's ``finally:``, which releases the stream at once.
 
-Everything but the wait runs as under gevent: the hub, the broker's reader
-and the heartbeat wheel are threads that put into the stream's mailbox and
-set its ``AsyncWakeup``. What may block runs in the loop's executor, never
-on the loop: a catch-up from history, a permission recheck, user code
-(a plain ``iterator()`` and its thread, an overridden opening or initial
-events), and subscribing and unsubscribing where the broker says they may
-wait (``Broker.blocking_subscriptions``: the cluster's). The rest stays on
-the loop: the hot path (live events, heartbeats), and a ``RedisQueueView``'s
-``start()`` and ``stop()`` on one Redis or the memory broker (the hub's
-lock, a command written), which would each cost a thread hop per stream.
+Everything but the wait runs as under gevent (``stream.engine`` decides;
+this driver only waits and writes): the hub, the broker's reader and the
+heartbeat wheel are threads that put into the stream's mailbox and set its
+``AsyncWakeup``. The hook rule: every hook a user overrides runs off the
+loop, through ``offload`` (the runtime's executor); the library's own
+defaults run on it, except the steps the view's ``blocking_steps()``
+declares (a catch-up from history, a permission recheck, a plain
+``iterator()``'s thread, and subscribing and unsubscribing where the broker
+says they may wait, ``Broker.blocking_subscriptions``: the cluster's). The
+hot path (live events, heartbeats) stays on the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import AsyncGenerator, AsyncIterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
 
-from .. import metrics
 from ..core.concurrency import offload, offload_soon, release_request_thread
-from ..core.heartbeat import wheel_for
-from ..core.mailbox import END, Mailbox
+from ..core.mailbox import Mailbox
 from ..servers import async_stream_opening
-from .connection import ClientConnection
-
-if TYPE_CHECKING:
-    from ..views import BaseSseView
+from .engine import Blocking, StreamEngine, StreamView
 
 logger = logging.getLogger(__name__)
 
-
-class _Begin:
-    """The stream's first step: ``start()``, then the opening chunk (in a thread if ``_opening_blocks()``)."""
-
-    __slots__ = ("view", "mailbox", "started")
-
-    def __init__(self, view: BaseSseView, mailbox: Mailbox) -> None:
-        self.view = view
-        self.mailbox = mailbox
-        self.started = False
-
-    def __call__(self) -> bytes:
-        view = self.view
-        if not view.iterator_is_async:  # an async iterator() was started on the loop
-            view.start(self.mailbox)
-            self.started = True
-        return view.opening() + view._opening_initial()
+_T = TypeVar("_T")
 
 
 #: Seconds an overflowed stream has to end by itself before its sending is cancelled.
@@ -103,64 +81,61 @@ class _HangUp:
         self._task = None
 
 
-async def stream(view: BaseSseView, mailbox: Mailbox) -> AsyncIterator[bytes]:
-    """Yield the chunks of one stream, as ``BaseSseView._stream`` does, waiting on the event loop."""
-    client = ClientConnection(view.request.META)  # no socket under ASGI: it watches nothing
-    wheel = wheel_for(view.get_heartbeat_interval())
-    name = view._metrics_name()
-    metrics.record_stream_opened(name)
-    opened = time.monotonic()
-    counts = metrics.counts
-    begin = _Begin(view, mailbox)
+async def _call(blocks: bool, hook: Callable[..., _T], *args: Any) -> _T:
+    """Call ``hook(*args)``: off the loop if it may block, else here."""
+    if blocks:
+        result: _T = await offload(hook, *args)
+        return result
+    return hook(*args)
+
+
+async def stream(view: StreamView, mailbox: Mailbox, name: str) -> AsyncIterator[bytes]:
+    """Yield the chunks of one stream, as ``wsgi.stream`` does, waiting on the event loop."""
+    engine = StreamEngine(view, mailbox, name)
     hang_up: _HangUp | None = None
     try:
         async_stream_opening()
         release_request_thread()
         hang_up = _HangUp(mailbox)
-        view._arm_wheel(mailbox, wheel)
-        if view.iterator_is_async:
+        engine.arm()
+        if view.iterator_is_async:  # its task must be created on the loop
             view.start(mailbox)
-            begin.started = True
-        opening = await offload(begin) if view._opening_blocks() else begin()
-        counts.bytes_sent += len(opening)
-        yield opening
+            engine.started = True
+        yield await _call(Blocking.OPENING in view.blocking_steps([]), engine.begin)
         while True:
             await mailbox.wait_async()
             items = mailbox.take()
-            if view._render_blocks(items):
+            if Blocking.RENDER in view.blocking_steps(items):
                 rendered = await offload(view.render, items, mailbox)
-            else:
+            else:  # the hot path: no coroutine to await
                 rendered = view.render(items, mailbox)
-            chunks = [chunk for chunk in rendered if chunk]
-            ending = mailbox.end_reason is not None
-            if mailbox.heartbeat_due and not ending:
-                if view._idle_blocks():
-                    chunks = await offload(view._heartbeat, mailbox, client, chunks)
-                else:
-                    chunks = view._heartbeat(mailbox, client, chunks)
-                ending = mailbox.end_reason is not None
+            chunks = engine.rendered(rendered)
+            if engine.heartbeat_due():
+                beat = engine.heartbeat(chunks, False)  # no socket to peek at under ASGI
+                if beat is None:
+                    blocks = Blocking.IDLE in view.blocking_steps([])
+                    beat = engine.idled(await _call(blocks, view.idle, mailbox))
+                chunks = beat
+            ending = engine.writing(chunks)
             for chunk in chunks:
-                counts.bytes_sent += len(chunk)
                 yield chunk
-            if chunks:
-                mailbox.mark_sent()
-            if ending:
+            if engine.written(chunks, ending):
                 break
-        closing = view._last_chunk(mailbox)
-        if closing is not None:
-            yield closing
+        if engine.tells_client():
+            blocks = Blocking.CLOSING in view.blocking_steps([])
+            yield engine.closed(await _call(blocks, view.closing, mailbox))
     finally:
         if hang_up is not None:
             hang_up.release()
-        view._release(mailbox, client, wheel, started=False)
-        if begin.started:
+        engine.release()
+        if engine.started:
             stop(view)
-        view._record_end(mailbox, name, opened)
+        engine.ended()
 
 
-def stop(view: BaseSseView) -> None:
-    """Call ``view.stop()``: here if it cannot block, else in the loop's executor."""
-    if not view._stop_blocks():
+def stop(view: StreamView) -> None:
+    """Call ``view.stop()``: here if it cannot block, else in the runtime's executor."""
+    if Blocking.STOP not in view.blocking_steps([]):
         try:
             view.stop()
         except Exception:
@@ -169,28 +144,3 @@ def stop(view: BaseSseView) -> None:
     # E.g. a user's stop(), or RedisQueueView.stop() on a cluster, whose unsubscribing
     # asks redis-py's pub/sub of a shard under its locks: the stream has ended already.
     offload_soon(view.stop, "Releasing a stream")
-
-
-async def run_iterator(
-    view: BaseSseView, generator: AsyncGenerator[Any, Any], mailbox: Mailbox
-) -> None:
-    """Run an ``async def iterator()`` on the event loop, putting each ``yield``'s events into ``mailbox``.
-
-    ``view.stop()`` cancels the task that runs this: ``CancelledError`` is
-    raised where the generator awaits, so its ``finally:`` runs at once.
-    """
-    from ..views import hand_over  # views imports this module
-
-    sse = view.sse
-    counted = sse.events_added
-    try:
-        async for _ in generator:
-            counted = hand_over(sse, mailbox, counted)
-            if mailbox.ending:
-                break
-        hand_over(sse, mailbox, counted)
-    except Exception:
-        logger.exception("%s.iterator() raised; ending the stream.", type(view).__name__)
-    finally:
-        await generator.aclose()
-        mailbox.put_control(END)

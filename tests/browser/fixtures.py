@@ -1,7 +1,7 @@
-"""Fixtures for the browser tests (also used by tests/test_readme.py): the example project under gunicorn or uvicorn + Redis, and headless Chromium.
+"""Fixtures for the browser tests (also used by tests/docs/): the example project under gunicorn or uvicorn + Redis, and headless Chromium.
 
 ``example`` serves the project on the server named by ``example_kind``:
-"gunicorn" here (tests/test_readme.py), each of ``EXAMPLE_KINDS`` in
+"gunicorn" here (tests/docs/), each of ``EXAMPLE_KINDS`` in
 tests/browser/ (its conftest.py parametrises ``example_kind``).
 """
 

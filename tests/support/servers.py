@@ -568,7 +568,7 @@ class DaphneServer(HttpServer):
         return [self.pid] if self.running else []
 
     def term(self) -> None:
-        """Ask daphne to stop (it ends django-sse's streams first: ``django_sse.servers.asgi``)."""
+        """Ask daphne to stop (it ends django-sse's streams first: ``django_sse.servers.daphne``)."""
         self.send_signal(signal.SIGTERM)
 
 

@@ -12,6 +12,7 @@ import gc
 import http.client
 import json
 import os
+import sys
 import threading
 
 from tests.support import introspect
@@ -68,12 +69,23 @@ def stats(request):
             "django_sse_file": django_sse.__file__,
             "worker_class": _worker_class(),
             "short_path_requests": getattr(current_worker(), "short_path_requests", None),
+            # The interpreter's tuning (django_sse.servers.tuning): frozen objects,
+            # the collector's thresholds, gevent's greenlet tree tracking (None: no gevent).
+            "gc_freeze_count": gc.get_freeze_count(),
+            "gc_threshold": list(gc.get_threshold()),
+            "greenlet_tree_tracked": _greenlet_tree_tracked(),
             **counters,
             **collector,
             **introspect.object_types(int(request.GET.get("types", "0"))),
             **trace,
         }
     )
+
+
+def _greenlet_tree_tracked() -> bool | None:
+    """Return gevent's ``track_greenlet_tree`` option, or None if gevent is not imported."""
+    gevent = sys.modules.get("gevent")
+    return None if gevent is None else bool(gevent.config.track_greenlet_tree)
 
 
 def _worker_class() -> str | None:

@@ -26,9 +26,13 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, cast
 
+from django.core.checks import CheckMessage
+
+from ...conf import Settings
 from ...core.concurrency import Task, sleep
 from ...exceptions import PublishOutcomeUnknown
 from ..base import BrokerListener
+from .checks import check_connection, check_sentinel
 from .common import (
     ACL_HINT,
     CATCH_UP,
@@ -36,6 +40,7 @@ from .common import (
     SUBSCRIBER_IDLE_PING,
     FirstContact,
     RedisBrokerBase,
+    redis_options,
     refused_by_acl,
     script,
 )
@@ -51,6 +56,9 @@ logger = logging.getLogger(__name__)
 #: Seconds the reply of a publish that waits for replicas may take past its WAIT.
 _WAIT_GRACE = 1.0
 
+#: The master's URL with Sentinel when SSE_REDIS_URL is not set: database 0, no password, no TLS.
+SENTINEL_DEFAULT_URL = "redis://sentinel-managed/0"
+
 
 class RedisBroker(RedisBrokerBase):
     """Publishes through Redis and feeds the hub from one pub/sub connection.
@@ -61,6 +69,26 @@ class RedisBroker(RedisBrokerBase):
     ``replicas`` (``SSE_PUBLISH_REPLICAS``): how many replicas must hold an
     event before ``publish`` returns its id (0: none, don't wait).
     """
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RedisBroker:
+        """Return a broker for the Redis at ``SSE_REDIS_URL``, or the master the sentinels name.
+
+        With ``SSE_REDIS_SENTINELS``, the URL (``SENTINEL_DEFAULT_URL`` when
+        unset) gives only the master's password, database and TLS.
+        """
+        url = settings.redis_url or SENTINEL_DEFAULT_URL
+        return cls(
+            url,
+            **redis_options(settings),
+            master=_sentinel_master(settings, url),
+            replicas=settings.SSE_PUBLISH_REPLICAS,
+        )
+
+    @classmethod
+    def check(cls, settings: Settings) -> list[CheckMessage]:
+        """Check the connection settings (E021-E024) and the Sentinel ones (E042, E043)."""
+        return check_connection(settings) + check_sentinel(settings)
 
     def __init__(
         self,
@@ -328,6 +356,26 @@ class RedisBroker(RedisBrokerBase):
         if params.get("path"):
             return f"unix:{params['path']}"
         return f"{params.get('host')}:{params.get('port')}"
+
+
+def _sentinel_master(settings: Settings, url: str) -> SentinelMaster | None:
+    """Return how to find the master when ``SSE_REDIS_SENTINELS`` is set, else None."""
+    sentinels = settings.SSE_REDIS_SENTINELS
+    if not sentinels:
+        return None
+    service = settings.SSE_REDIS_SENTINEL_SERVICE
+    if service is None:  # check() reports it (E043); a caller that skipped it learns here
+        raise ValueError("SSE_REDIS_SENTINELS needs SSE_REDIS_SENTINEL_SERVICE, the master's name.")
+    from .sentinel import SentinelMaster, sentinel_tls  # redis-py, needed only with Sentinel
+    from .url import parse_sentinel
+
+    return SentinelMaster(
+        [parse_sentinel(entry) for entry in sentinels],
+        service,
+        timeout=settings.SSE_PUBLISH_TIMEOUT,
+        password=settings.SSE_REDIS_SENTINEL_PASSWORD,
+        ssl=sentinel_tls(url),
+    )
 
 
 def _socket_params(url: str) -> dict[str, Any]:

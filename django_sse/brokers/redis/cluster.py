@@ -33,10 +33,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.core.checks import CheckMessage
+
+from ...conf import Settings
 from ...core.concurrency import new_rlock
 from ...exceptions import BrokerUnavailable
 from ..base import BrokerListener
-from .common import CATCH_UP, FirstContact, RedisBrokerBase, script
+from .checks import check_cluster, check_connection
+from .common import CATCH_UP, FirstContact, RedisBrokerBase, redis_options, script
 from .shard import READ_TIMEOUT, ShardSubscriber
 
 logger = logging.getLogger(__name__)
@@ -51,6 +55,19 @@ class RedisClusterBroker(RedisBrokerBase):
     blocking_subscriptions = True
     _publish_args = ("SPUBLISH",)
     _publish_commands = "TIME, XADD, XTRIM, PEXPIRE and SPUBLISH"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RedisClusterBroker:
+        """Return a broker for the cluster that the node at ``SSE_REDIS_URL`` belongs to."""
+        url = settings.redis_url
+        if url is None:  # check() reports it (E022 or E046); a caller that skipped it learns here
+            raise ValueError("RedisClusterBroker needs SSE_REDIS_URL, a node of the cluster.")
+        return cls(url, **redis_options(settings))
+
+    @classmethod
+    def check(cls, settings: Settings) -> list[CheckMessage]:
+        """Check the connection settings (E021-E024) and SSE_REDIS_CLUSTER's (E045-E049)."""
+        return check_connection(settings) + check_cluster(settings)
 
     def __init__(self, url: str, prefix: str, timeout: float, maxlen: int, ttl: float) -> None:
         from redis.connection import parse_url

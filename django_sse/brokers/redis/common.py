@@ -17,8 +17,9 @@ import re
 import threading
 import time
 from importlib import resources
-from typing import Any, cast
+from typing import Any, TypedDict, cast
 
+from ...conf import Settings
 from ...core.positions import ZERO, Position, format_position, parse_position
 from ...exceptions import BrokerUnavailable, PublishError, PublishOutcomeUnknown, PublishRefused
 from ..base import Broker, GapCause, History, Message
@@ -80,6 +81,25 @@ class FirstContact:
 def script(name: str) -> str:
     """Return the text of one of the package's Lua scripts."""
     return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
+
+
+class RedisOptions(TypedDict):
+    """What every Redis broker is built with besides its URL (``redis_options()``)."""
+
+    prefix: str
+    timeout: float
+    maxlen: int
+    ttl: float
+
+
+def redis_options(settings: Settings) -> RedisOptions:
+    """Return the options every Redis broker's ``from_settings()`` passes: prefix, timeout, history bounds."""
+    return RedisOptions(
+        prefix=settings.SSE_REDIS_PREFIX,
+        timeout=settings.SSE_PUBLISH_TIMEOUT,
+        maxlen=settings.SSE_HISTORY_MAXLEN,
+        ttl=settings.SSE_HISTORY_TTL,
+    )
 
 
 class RedisBrokerBase(Broker):

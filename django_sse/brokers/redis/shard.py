@@ -7,7 +7,7 @@ with ``CROSSSLOT``), and blocks in ``get_message(timeout=...)``, draining
 what is buffered into a batch. It never lets redis-py reconnect by itself
 (which would resubscribe every channel in one command): on a connection
 error, a ``MOVED`` reply or a ``sunsubscribe`` that Redis pushed because a
-slot moved, it hands the channels back to the broker (``RedisClusterBroker``),
+slot moved, it hands the channels back to the broker (a ``ShardOwner``: ``RedisClusterBroker``),
 which tells the hub and places them on their current owners.
 
 Every field but the task's locals is guarded by the broker's lock.
@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ...core.concurrency import Task, sleep
 from .common import (
@@ -27,12 +27,10 @@ from .common import (
     CATCH_UP,
     CATCH_UP_BYTES,
     SUBSCRIBER_IDLE_PING,
+    FirstContact,
     refused_by_acl,
     take_connection,
 )
-
-if TYPE_CHECKING:
-    from .cluster import RedisClusterBroker
 
 logger = logging.getLogger(__name__)
 
@@ -41,10 +39,50 @@ READ_TIMEOUT = 1.0
 _IDLE_PING = "django-sse:idle"
 
 
+class ShardOwner(Protocol):
+    """What a shard's reader needs of the broker that placed keys on it (``RedisClusterBroker``).
+
+    Written here so that this module does not import the cluster's: the
+    broker imports the shard, never the other way round. Every callback
+    runs in the shard's reader task; ``lock`` guards the shard's ``keys``.
+    """
+
+    lock: threading.RLock
+    contact: FirstContact
+    timeout: float
+
+    def node_params(self, host: str, port: int) -> dict[str, Any]:
+        """Return the connection keywords for the node at ``host:port``."""
+
+    def lost(self, keys: list[str]) -> None:
+        """``keys`` are not subscribed any more (the connection dropped)."""
+
+    def relocate(self, shard: ShardSubscriber) -> bool:
+        """``shard`` lost its connection: move its keys where they live now; whether it keeps any."""
+
+    def slot_moved(self, shard: ShardSubscriber, keys: list[str]) -> None:
+        """Redis said ``keys``' slot lives on another shard now."""
+
+    def moved(self, shard: ShardSubscriber, exc: Any) -> None:
+        """A command of ``shard`` was answered with MOVED (``exc``)."""
+
+    def forget_shard(self, shard: ShardSubscriber) -> None:
+        """The reader of ``shard`` ended."""
+
+    def confirmed(self, key: str) -> None:
+        """The subscription to ``key`` is confirmed."""
+
+    def deliver(self, key: bytes, payload: bytes) -> None:
+        """A message arrived on ``key``."""
+
+    def caught_up(self, token: str) -> None:
+        """The catch-up marker ``token`` came back."""
+
+
 class ShardSubscriber:
     """The subscriber connection to one master: its channels (keys, by slot) and its reader task."""
 
-    def __init__(self, broker: RedisClusterBroker, name: str, host: str, port: int) -> None:
+    def __init__(self, broker: ShardOwner, name: str, host: str, port: int) -> None:
         import redis
 
         self.name = name

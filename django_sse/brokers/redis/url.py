@@ -1,22 +1,11 @@
-"""Redis connection settings: the URL setting, the old django-sse dict turned into one, Sentinel addresses."""
+"""Redis connection settings: checking the URL setting, parsing Sentinel addresses.
+
+The old django-sse dict is turned into a URL by ``django_sse.conf.url_from_legacy_settings``.
+"""
 
 from __future__ import annotations
 
-from typing import Any
-from urllib.parse import quote
-
 SCHEMES = ("redis://", "rediss://", "unix://")
-
-
-def url_from_legacy_settings(legacy: dict[str, Any]) -> str:
-    """Return a URL for ``REDIS_SSEQUEUE_CONNECTION_SETTINGS`` (location, db, password)."""
-    location = str(legacy.get("location", "localhost:6379"))
-    db = int(legacy.get("db", 0) or 0)
-    password = legacy.get("password")
-    auth = f":{quote(str(password), safe='')}@" if password else ""
-    if location.startswith("unix:"):
-        return f"unix://{auth}{location[len('unix:') :]}?db={db}"
-    return f"redis://{auth}{location}/{db}"
 
 
 def url_problem(url: object) -> str | None:
