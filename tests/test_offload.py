@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 
 import asgiref.sync
@@ -56,7 +57,7 @@ def test_offload_and_offload_soon_run_on_the_runtime_executor():
         done.set()
 
     async def main() -> str:
-        concurrency.offload_soon(record, "Recording")
+        concurrency.offload_soon(record, "Recording", logging.getLogger("tests"))
         return str(await concurrency.offload(_thread_name))
 
     name = asyncio.run(main())

@@ -37,9 +37,12 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, MutableMapping
 from concurrent.futures import Executor
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 _patched = False
 
@@ -108,6 +111,22 @@ def new_lock() -> threading.Lock:
 def new_rlock() -> threading.RLock:
     """Return a lock its holder may take again (for callbacks that re-enter)."""
     return threading.RLock()
+
+
+def one_per_key(
+    table: MutableMapping[K, V], key: K, lock: threading.Lock, build: Callable[[], V]
+) -> V:
+    """Return ``table[key]``, built by ``build()`` on first use; one build per key, whatever the threads.
+
+    The common case (built already) takes no lock; ``lock`` guards the build.
+    """
+    value = table.get(key)
+    if value is None:
+        with lock:
+            value = table.get(key)
+            if value is None:
+                value = table[key] = build()
+    return value
 
 
 def sleep(seconds: float) -> None:
@@ -225,13 +244,7 @@ _wakers_lock = threading.Lock()
 
 
 def _waker_for(loop: asyncio.AbstractEventLoop) -> _LoopWaker:
-    waker = _wakers.get(loop)
-    if waker is None:
-        with _wakers_lock:
-            waker = _wakers.get(loop)
-            if waker is None:
-                waker = _wakers[loop] = _LoopWaker(loop)
-    return waker
+    return one_per_key(_wakers, loop, _wakers_lock, lambda: _LoopWaker(loop))
 
 
 class AsyncWakeup:
@@ -353,8 +366,8 @@ async def offload(func: Callable[..., Any], *args: Any) -> Any:
         raise
 
 
-def offload_soon(func: Callable[[], Any], what: str) -> None:
-    """Run blocking ``func()`` on the runtime's executor and return at once; log its failure as ``what``.
+def offload_soon(func: Callable[[], Any], what: str, log: logging.Logger) -> None:
+    """Run blocking ``func()`` on the runtime's executor and return at once; ``log`` its failure as ``what``.
 
     For releases nobody waits for (a stream's ``stop()`` once it has ended).
     Without a running loop or executor (the process is stopping), it runs here.
@@ -367,7 +380,7 @@ def offload_soon(func: Callable[[], Any], what: str) -> None:
 
     def log_failure(done: asyncio.Future[Any]) -> None:
         if not done.cancelled() and done.exception() is not None:
-            logging.getLogger(__name__).error("%s failed.", what, exc_info=done.exception())
+            log.error("%s failed.", what, exc_info=done.exception())
 
     future.add_done_callback(log_failure)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 
-from .concurrency import Task, new_lock, sleep
+from .concurrency import Task, new_lock, one_per_key, sleep
 from .mailbox import EndReason, Mailbox
 
 _MIN_TICK = 0.02
@@ -62,10 +62,4 @@ _lock = new_lock()
 
 def wheel_for(interval: float) -> HeartbeatWheel:
     """Return this process's wheel for ``interval`` seconds, starting it on first use."""
-    wheel = _wheels.get(interval)
-    if wheel is None:
-        with _lock:
-            wheel = _wheels.get(interval)
-            if wheel is None:
-                wheel = _wheels[interval] = HeartbeatWheel(interval)
-    return wheel
+    return one_per_key(_wheels, interval, _lock, lambda: HeartbeatWheel(interval))

@@ -143,4 +143,4 @@ def stop(view: StreamView) -> None:
         return
     # E.g. a user's stop(), or RedisQueueView.stop() on a cluster, whose unsubscribing
     # asks redis-py's pub/sub of a shard under its locks: the stream has ended already.
-    offload_soon(view.stop, "Releasing a stream")
+    offload_soon(view.stop, "Releasing a stream", logger)
