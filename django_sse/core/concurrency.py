@@ -391,8 +391,10 @@ def offload_soon(func: Callable[[], Any], what: str, log: logging.Logger) -> Non
 ASGIREF_INTERNALS = (
     "SyncToAsync.thread_sensitive_context",
     "SyncToAsync.context_to_thread_executor",
-    "ThreadSensitiveContext._executor",
 )
+#: Read when present: a context given an executor of its caller's (``_executor``, newer
+#: asgiref releases than 3.8) keeps it; without the attribute asgiref made the executor.
+ASGIREF_OPTIONAL_INTERNALS = ("ThreadSensitiveContext._executor",)
 
 
 def release_request_thread() -> None:
