@@ -39,6 +39,7 @@ import time
 import weakref
 from collections.abc import Callable, Coroutine, MutableMapping
 from concurrent.futures import Executor
+from contextlib import AbstractContextManager
 from typing import Any, Protocol, TypeVar
 
 K = TypeVar("K")
@@ -114,7 +115,7 @@ def new_rlock() -> threading.RLock:
 
 
 def one_per_key(
-    table: MutableMapping[K, V], key: K, lock: threading.Lock, build: Callable[[], V]
+    table: MutableMapping[K, V], key: K, lock: AbstractContextManager[Any], build: Callable[[], V]
 ) -> V:
     """Return ``table[key]``, built by ``build()`` on first use; one build per key, whatever the threads.
 

@@ -18,7 +18,7 @@ from ..brokers import registry
 from ..brokers.base import Broker
 from ..conf import sse_settings
 from . import concurrency
-from .concurrency import new_rlock
+from .concurrency import new_rlock, one_per_key
 from .hub import Hub
 from .presence import PresenceReporter
 from .registry import StreamRegistry
@@ -57,12 +57,8 @@ def _get(key: str, build: Callable[[], T]) -> T:
             if state.get("pid") != os.getpid():
                 state.clear()
                 state["pid"] = os.getpid()
-    value = state.get(key)
-    if value is None:
-        with _lock:
-            value = state.get(key)
-            if value is None:
-                value = state[key] = build()
+    # Re-entrant: building the hub gets the broker under the same lock.
+    value: T = one_per_key(state, key, _lock, build)
     return value
 
 
