@@ -41,6 +41,13 @@ def _engine(view_class: type[BaseSseView] = _Ticks) -> tuple[StreamEngine, Mailb
     return StreamEngine(view, mailbox, "engine-test"), mailbox, view
 
 
+def _finish(engine: StreamEngine) -> None:
+    """End the stream as the driver's ``finally:`` and the server's ``close()`` would."""
+    engine.release()
+    engine.ended()
+    streams.closed(engine.mailbox)  # the response is closed: no open response left behind
+
+
 def test_the_opening_is_the_retry_hint_and_a_comment_and_starts_the_producer_once():
     engine, mailbox, view = _engine()
     sent = metrics.counts.bytes_sent
@@ -50,9 +57,8 @@ def test_the_opening_is_the_retry_hint_and_a_comment_and_starts_the_producer_onc
         assert engine.started
         assert metrics.counts.bytes_sent - sent == len(first)
     finally:
-        engine.release()
         view.stop()
-        engine.ended()
+        _finish(engine)
 
 
 def test_a_silent_interval_writes_the_chunks_if_any_else_asks_idle_else_a_heartbeat():
@@ -67,8 +73,7 @@ def test_a_silent_interval_writes_the_chunks_if_any_else_asks_idle_else_a_heartb
         assert metrics.counts.heartbeats == beats + 1  # what idle() said is no heartbeat
         assert mailbox.end_reason is None
     finally:
-        engine.release()
-        engine.ended()
+        _finish(engine)
 
 
 def test_a_client_found_gone_at_a_heartbeat_ends_the_stream_with_nothing_written():
@@ -79,8 +84,7 @@ def test_a_client_found_gone_at_a_heartbeat_ends_the_stream_with_nothing_written
         assert engine.writing([]) is True
         assert engine.tells_client() is False  # nobody to tell
     finally:
-        engine.release()
-        engine.ended()
+        _finish(engine)
 
 
 @pytest.mark.parametrize(
@@ -102,16 +106,14 @@ def test_how_a_stream_ends_decides_its_closing_chunk_and_its_connection(reason, 
         assert engine.tells_client() is tells
         assert engine.sheds_connection() is sheds
     finally:
-        engine.release()
-        engine.ended()
+        _finish(engine)
 
 
 def test_release_gives_the_registry_slot_back_and_ends_the_mailbox():
     engine, mailbox, _ = _engine()
-    held = len(streams)
-    engine.release()
-    engine.ended()
-    assert len(streams) == held - 1
+    held = len(streams), streams.open_responses()
+    _finish(engine)
+    assert (len(streams), streams.open_responses()) == (held[0] - 1, held[1] - 1)
     assert mailbox.end_reason is EndReason.CLOSED
 
 
