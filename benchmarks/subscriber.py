@@ -1,4 +1,4 @@
-"""What one live message costs to receive: the library's RESP subscriber beside redis-py's PubSub.
+"""What one live message costs to receive: the library's subscriber beside redis-py's PubSub object.
 
     python -m benchmarks.subscriber                  # 20,000 messages, medians of 5 rounds
     python -m benchmarks.subscriber --messages 2000 --rounds 3
@@ -6,9 +6,10 @@
 Each round publishes a burst of the fan-out scenario's messages (pipelined,
 from a thread, before reading starts) and then reads them all on one
 subscriber connection, counting the reading thread's CPU time: once through
-``django_sse.brokers.redis.resp.PubSubConnection`` (what single-node and Sentinel
-deployments use) and once through redis-py's ``PubSub.get_message`` (what the
-cluster broker uses, one per shard). Both include turning the reply into the
+``django_sse.brokers.redis.subscriber.SubscriberConnection`` (what single-node
+and Sentinel deployments use: a redis-py connection read in batches) and once
+through redis-py's ``PubSub.get_message`` (what the cluster broker uses, one
+per shard). Both include turning the reply into the
 library's ``Message``. The figure that decides between them is the
 difference per message divided by the deliveries each message makes in the
 fan-out burst (``--subscribers``, 1,000 there), as a share of that
@@ -28,7 +29,7 @@ from collections.abc import Callable
 import redis
 
 from django_sse.brokers.base import Message
-from django_sse.brokers.redis.resp import PubSubConnection
+from django_sse.brokers.redis.subscriber import SubscriberConnection
 
 from .scenarios import median
 from .servers import RedisProcess
@@ -53,9 +54,10 @@ def _message(channel: bytes, payload: bytes) -> Message:
     return Message(channel.decode()[4:], event.decode(), data.decode(), None, event_id.decode())
 
 
-def _resp_round(port: int, count: int) -> float:
+def _library_round(port: int, count: int) -> float:
     """CPU seconds to read ``count`` messages through the library's subscriber."""
-    connection = PubSubConnection({"host": "127.0.0.1", "port": port}, 5.0, 30.0)
+    pool = redis.ConnectionPool(port=port, max_connections=1, protocol=2)
+    connection = SubscriberConnection(pool, idle_ping=30.0)
     connection.connect()
     try:
         connection.send("SUBSCRIBE", CHANNEL)
@@ -106,7 +108,7 @@ def _in_own_thread(run_round: Callable[[int, int], float], port: int, count: int
 def measure(messages: int, rounds: int, subscribers: int, per_delivery_us: float) -> dict:
     """Run the rounds on a fresh redis-server; return the medians and the share of a delivery."""
     paths: dict[str, Callable[[int, int], float]] = {
-        "resp": _resp_round,
+        "library": _library_round,
         "redis_py": _redis_py_round,
     }
     samples: dict[str, list[float]] = {name: [] for name in paths}
@@ -115,14 +117,14 @@ def measure(messages: int, rounds: int, subscribers: int, per_delivery_us: float
             for name, run_round in paths.items():
                 seconds = _in_own_thread(run_round, server.port, messages)
                 samples[name].append(seconds / messages * 1e6)
-    resp_us, redis_py_us = median(samples["resp"]), median(samples["redis_py"])
-    extra_per_delivery = (redis_py_us - resp_us) / subscribers
+    library_us, redis_py_us = median(samples["library"]), median(samples["redis_py"])
+    extra_per_delivery = (redis_py_us - library_us) / subscribers
     return {
         "messages": messages,
         "rounds": rounds,
-        "resp_us_per_message": round(resp_us, 2),
+        "library_us_per_message": round(library_us, 2),
         "redis_py_us_per_message": round(redis_py_us, 2),
-        "extra_us_per_message": round(redis_py_us - resp_us, 2),
+        "extra_us_per_message": round(redis_py_us - library_us, 2),
         "subscribers": subscribers,
         "per_delivery_us": per_delivery_us,
         "extra_share_of_delivery": round(extra_per_delivery / per_delivery_us, 4),

@@ -4,7 +4,7 @@ Publishing runs ``publish.lua``, which appends the event to the channel's
 stream (``XADD`` with an approximate ``MAXLEN`` and a ``MINID`` age trim) and
 ``PUBLISH``\\es it in one atomic step, so no subscriber sees an event that
 history lacks or the other way round. Each process keeps one pub/sub
-connection (``resp.PubSubConnection``) for every channel its streams read,
+connection (``subscriber.SubscriberConnection``) for every channel its streams read,
 plus one pooled connection for publishing and history reads: two in all,
 however many streams it serves.
 
@@ -44,7 +44,7 @@ from .common import (
     refused_by_acl,
     script,
 )
-from .resp import PubSubConnection, RespError
+from .subscriber import SubscriberConnection
 
 if TYPE_CHECKING:
     from .sentinel import SentinelMaster
@@ -126,16 +126,26 @@ class RedisBroker(RedisBrokerBase):
             retry=Retry(NoBackoff(), 0),
             **options,
         )
+        # The subscriber's own pool of one, with the same credentials, TLS and master;
+        # RESP2, whose pub/sub replies are the arrays _handle reads (redis-py 8 speaks RESP3).
+        self._subscriber_pool = redis.ConnectionPool.from_url(
+            url,
+            max_connections=1,
+            protocol=2,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
+            **options,
+        )
         self._client = redis.Redis(connection_pool=self._pool)
         self._publish = self._client.register_script(script("publish.lua"))
         self._read = self._client.register_script(script("read.lua"))
-        self._params = _socket_params(url)
         # Whitespace is never in a user's channel name, so this cannot collide with one.
         self.control_key = prefix + "django-sse control"
         self._control_key_bytes = self.control_key.encode()
         #: The sorted set of the processes that report presence (score: time of their last report).
         self.presence_key = prefix + "django-sse presence"
-        self._subscriber: PubSubConnection | None = None
+        self._subscriber: SubscriberConnection | None = None
         self._listener: BrokerListener | None = None
         self._closed = False
         self._reader: Task | None = None
@@ -211,26 +221,28 @@ class RedisBroker(RedisBrokerBase):
         return self._send_raw(command, *(self.prefix + channel for channel in channels))
 
     def _send_raw(self, *args: str) -> bool:
+        import redis
+
         subscriber = self._subscriber
         if subscriber is None:
             return False
         try:
             return subscriber.send(*args)
-        except OSError:
+        except (OSError, redis.RedisError, ValueError):
             return False  # the listener notices, reconnects and resubscribes everything
 
     def _listen(self, listener: BrokerListener) -> None:
+        import redis
+
         delay = 0.05
         outage_started = None
         # A subscription refused by the ACL: connecting is no proof it is back, a
         # channel's confirmation is (else every retry would log, without backoff).
         acl_refused = False
         while not self._closed:
-            subscriber = PubSubConnection(
-                self._params, self.timeout, idle_timeout=SUBSCRIBER_IDLE_PING
-            )
+            subscriber = SubscriberConnection(self._subscriber_pool, SUBSCRIBER_IDLE_PING)
             try:
-                self._connect_subscriber(subscriber)
+                subscriber.connect()
                 first = self._contact.succeeded()
                 if first and outage_started is not None:
                     logger.info(
@@ -253,7 +265,9 @@ class RedisBroker(RedisBrokerBase):
                         acl_refused = False
                         self._log_restored(outage_started, resubscribed)
                         outage_started, delay = None, 0.05
-            except (OSError, RespError) as exc:
+            # ValueError: a send from another task failed and closed the connection under
+            # this read (redis-py's buffer: "I/O operation on closed file").
+            except (OSError, redis.RedisError, ValueError) as exc:
                 if self._stopped():
                     break
                 acl_refused = acl_refused or refused_by_acl(exc)
@@ -261,7 +275,7 @@ class RedisBroker(RedisBrokerBase):
                     outage_started = time.monotonic()
                     if refused_by_acl(exc):
                         logger.error(
-                            "Redis at %s refused the subscription: %s %s Retrying with backoff.",
+                            "Redis at %s refused the subscription (NOPERM): %s %s Retrying with backoff.",
                             self._safe_url(),
                             exc,
                             ACL_HINT,
@@ -290,26 +304,6 @@ class RedisBroker(RedisBrokerBase):
                 sleep(delay)
                 delay = min(delay * 2, 2.0)
 
-    def _connect_subscriber(self, subscriber: PubSubConnection) -> None:
-        """Connect ``subscriber``: to the URL's server, or to the master the sentinels name.
-
-        Raises ``OSError`` (``MasterNotFound`` too) or ``RespError``. A Sentinel
-        master is asked its ``ROLE`` first: a demoted one would still deliver
-        (replicas relay PUBLISH), but only until it is reconfigured.
-        """
-        master = self.master
-        if master is None:
-            subscriber.connect()
-            return
-        address = master.address()
-        subscriber.connect(address)
-        role = subscriber.request("ROLE")
-        if isinstance(role, RespError):  # e.g. NOPERM: the ACL lacks +role
-            raise role
-        problem = master.role_problem(role, address)
-        if problem is not None:
-            raise ConnectionError(problem)
-
     @staticmethod
     def _log_restored(outage_started: float | None, resubscribed: int) -> None:
         """Log the end of an outage, if there was one."""
@@ -321,8 +315,6 @@ class RedisBroker(RedisBrokerBase):
             )
 
     def _handle(self, listener: BrokerListener, reply: Any) -> None:
-        if isinstance(reply, RespError):
-            raise reply
         kind = reply[0]
         if kind == b"message" and reply[1] == self._control_key_bytes:
             listener.on_control(reply[2].decode("utf-8", "replace"))
@@ -346,16 +338,17 @@ class RedisBroker(RedisBrokerBase):
         if subscriber is not None:
             subscriber.close()
         self._pool.disconnect()
+        self._subscriber_pool.disconnect()
         if self.master is not None:
             self.master.close()
 
     def _safe_url(self) -> str:
         if self.master is not None:
             return self.master.describe()
-        params = self._params
+        params = self._subscriber_pool.connection_kwargs
         if params.get("path"):
             return f"unix:{params['path']}"
-        return f"{params.get('host')}:{params.get('port')}"
+        return f"{params.get('host', 'localhost')}:{params.get('port', 6379)}"
 
 
 def _sentinel_master(settings: Settings, url: str) -> SentinelMaster | None:
@@ -376,11 +369,3 @@ def _sentinel_master(settings: Settings, url: str) -> SentinelMaster | None:
         password=settings.SSE_REDIS_SENTINEL_PASSWORD,
         ssl=sentinel_tls(url),
     )
-
-
-def _socket_params(url: str) -> dict[str, Any]:
-    from redis.connection import parse_url
-
-    params: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
-    params["ssl"] = url.startswith("rediss://")
-    return params

@@ -208,7 +208,7 @@ class ShardSubscriber:
                     if refused_by_acl(exc) and outage_started is None and not self.closed:
                         outage_started = time.monotonic()
                         logger.error(
-                            "Redis shard %s refused the subscription: %s %s Retrying with backoff.",
+                            "Redis shard %s refused the subscription (NOPERM): %s %s Retrying with backoff.",
                             self.name,
                             exc,
                             ACL_HINT,
