@@ -66,10 +66,10 @@ def _library_round(port: int, count: int) -> float:
         _publish_burst(port, count)
         started, received = time.thread_time(), 0
         while received < count:
-            for reply in next(replies):
-                if reply[0] == b"message":
-                    _message(reply[1], reply[2])
-                    received += 1
+            reply = next(replies)
+            if reply[0] == b"message":
+                _message(reply[1], reply[2])
+                received += 1
         return time.thread_time() - started
     finally:
         connection.close()

@@ -45,6 +45,7 @@ DEFAULTS: dict[str, Any] = {
     "SSE_HISTORY_TTL": 24 * 3600,
     "SSE_RESET_EVENT": "stream-reset",
     "SSE_METRICS": True,  # with the metrics extra (prometheus_client); False turns them off
+    "SSE_TUNE_GC": True,  # gevent workers freeze the heap and raise the GC thresholds once loaded
     "SSE_MAX_STREAMS": 20_000,
     "SSE_MAX_STREAMS_PER_USER": None,  # per process; None: no per-user limit
     "SSE_MAX_LIFETIME": None,
@@ -117,6 +118,7 @@ class Settings:
     SSE_HISTORY_TTL = Setting[float]()
     SSE_RESET_EVENT = Setting[str]()
     SSE_METRICS = Setting[bool]()
+    SSE_TUNE_GC = Setting[bool]()
     SSE_MAX_STREAMS = Setting[int | None]()
     SSE_MAX_STREAMS_PER_USER = Setting[int | None]()
     SSE_MAX_LIFETIME = Setting[float | None]()

@@ -8,11 +8,13 @@ combination of the streaming, replay and shutdown suites under this worker.)
 
 from __future__ import annotations
 
+import gc
 import http.client
 import json
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -316,6 +318,21 @@ def test_a_gevent_worker_tunes_the_interpreter_with_no_config_file(servers, work
 
     assert stats["gc_threshold"] == [10000, 50, 100]
     assert stats["greenlet_tree_tracked"] is False
+
+
+def test_sse_tune_gc_false_leaves_the_collector_as_python_has_it(servers):
+    """``SSE_TUNE_GC = False``: no frozen heap, Python's thresholds (the greenlet tree still untracked)."""
+    server = servers.gunicorn(
+        worker_class=WORKER, env={"DJANGO_SSE_TEST_SETTINGS": json.dumps({"SSE_TUNE_GC": False})}
+    )
+
+    stats = stats_when(server.port, lambda stats: stats["greenlet_tree_tracked"] is False)
+    time.sleep(0.5)  # the library's tuning task would have run by now (it waits for the boot)
+    stats = get_stats(server.port)
+
+    assert stats["gc_freeze_count"] == 0
+    assert stats["gc_threshold"] == list(gc.get_threshold())  # this process: Python's own
+    assert stats["gc_threshold"] != [10000, 50, 100]
 
 
 def test_a_sites_own_gc_tuning_and_greenlet_tree_are_kept(servers, tmp_path):

@@ -137,7 +137,7 @@ def check_channels() -> list[checks.CheckMessage]:
                     f"a list of channel names or 'prefix*' patterns, e.g. {example}",
                 )
             )
-    for setting in ("SSE_HISTORY", "SSE_METRICS"):
+    for setting in ("SSE_HISTORY", "SSE_METRICS", "SSE_TUNE_GC"):
         if not isinstance(sse_settings.raw(setting), bool):
             errors.append(
                 setting_error("E032", setting, sse_settings.raw(setting), "True or False")

@@ -60,7 +60,7 @@ class GunicornWorker(Adapter):
     def watch(self) -> None:
         end_streams_when_stopping(self.worker)
         if is_gevent_worker(self.worker):
-            tune_once_loaded(self.worker)
+            tune_once_loaded(self.worker, tune_gc=sse_settings.SSE_TUNE_GC is not False)
 
     def blocks_threads(self, environ: dict[str, Any]) -> bool:
         return not gevent_patched()

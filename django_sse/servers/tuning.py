@@ -20,10 +20,6 @@ from typing import Any
 
 from ..core.concurrency import Task, sleep
 
-#: Whether gevent workers freeze the heap and raise the collector's thresholds once
-#: loaded. Default on; turn it off to keep Python's collector as it is (e.g. to
-#: measure it). (A candidate for a setting: ``SSE_TUNE_GC``.)
-TUNE_GC = True
 #: The collector's thresholds once tuned (Python's default is (700, 10, 10)):
 #: thousands of streams allocate little, and each young collection costs time.
 GC_THRESHOLD = (10000, 50, 100)
@@ -43,15 +39,17 @@ def untrack_greenlet_tree() -> None:
     gevent.config.track_greenlet_tree = False
 
 
-def tune_once_loaded(worker: Any) -> None:
+def tune_once_loaded(worker: Any, tune_gc: bool = True) -> None:
     """Untrack the greenlet tree now; freeze the heap and raise the thresholds once ``worker`` has booted.
 
     gunicorn sets ``worker.booted`` after it has loaded the application and
-    run ``post_worker_init``. Pitfall: a site whose own hook set thresholds
+    run ``post_worker_init``. ``tune_gc`` (``SSE_TUNE_GC``, default True):
+    False leaves Python's collector as it is (to measure it, or for a site
+    that tunes it otherwise). Pitfall: a site whose own hook set thresholds
     keeps them (they are left alone when they differ from what they were here).
     """
     untrack_greenlet_tree()
-    if not TUNE_GC:
+    if not tune_gc:
         return
     before = gc.get_threshold()
 

@@ -258,9 +258,8 @@ class RedisBroker(RedisBrokerBase):
                 if not acl_refused:
                     self._log_restored(outage_started, resubscribed)
                     outage_started, delay = None, 0.05
-                for replies in subscriber.replies():
-                    for reply in replies:
-                        self._handle(listener, reply)
+                for reply in subscriber.replies():
+                    self._handle(listener, reply)
                     if acl_refused and self._confirmed:
                         acl_refused = False
                         self._log_restored(outage_started, resubscribed)

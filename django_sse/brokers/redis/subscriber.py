@@ -2,9 +2,8 @@
 
 redis-py serves the ordinary commands through its client; this connection
 only sends SUBSCRIBE/UNSUBSCRIBE/PING and reads what Redis pushes, straight
-from a redis-py ``Connection`` (its ``can_read`` and ``read_response``),
-so that every reply a read brought in is handed over as one batch and the
-hub fans out a whole burst before streams write. redis-py's ``PubSub``
+from a redis-py ``Connection`` (its ``read_response``).
+redis-py's ``PubSub``
 object is left out on purpose: it would resubscribe by itself after a
 reconnect, and its per-message dictionary costs CPU on every delivery
 (measured in ``benchmarks/README.rst``, "Receiving a live message").
@@ -24,15 +23,18 @@ from .common import take_connection
 class SubscriberConnection:
     """One connection of ``pool`` (a redis-py pool of one) held in subscriber mode.
 
-    ``idle_ping``: seconds of silence after which a PING is sent; a second
-    silence as long fails the connection (``ConnectionError``), so a Redis
-    that went away without a word is noticed. Pitfall: ``close()`` from
-    another task breaks a blocked read; the reader then sees an error.
+    The pool's ``socket_timeout`` bounds the handshake and each silent read;
+    after ``idle_ping`` seconds of silence (counted in such reads) a PING
+    goes out, and one more silent read fails the connection
+    (``ConnectionError``), so a Redis that went away without a word is
+    noticed. Pitfall: ``close()`` from another task breaks a blocked read;
+    the reader then sees an error.
     """
 
     def __init__(self, pool: Any, idle_ping: float) -> None:
         self._pool = pool
-        self._idle_ping = idle_ping
+        read_timeout = pool.connection_kwargs.get("socket_timeout") or idle_ping
+        self._silent_reads_before_ping = max(1, round(idle_ping / read_timeout))
         self._connection: Any = None  # None once closed: replies() and send() stop
         self._taken: Any = None  # the pool's connection, disconnected by every close()
         self._released = False
@@ -56,31 +58,36 @@ class SubscriberConnection:
             connection.send_command(*args, check_health=False)
         return True
 
-    def replies(self) -> Iterator[list[Any]]:
-        """Yield every batch of replies as it arrives; PING when idle, fail when Redis is silent.
+    def replies(self) -> Iterator[Any]:
+        """Yield every reply as it arrives; PING when idle, fail when Redis is silent.
 
-        An error reply is raised (redis-py's ``ResponseError``): on a pub/sub
-        connection it means a command was refused (``NOPERM``), and the
-        subscription is then not what the hub asked for.
+        Each read blocks on the socket itself (redis-py's ``read_response``):
+        no poll before it, which under gevent would cost a watcher per
+        message. A burst read in one go is handed over reply after reply
+        with no switch to another greenlet between them (redis-py answers
+        from its buffer), so the hub fans out the whole burst before streams
+        write. An error reply is raised (redis-py's ``ResponseError``): on a
+        pub/sub connection it means a command was refused (``NOPERM``).
         """
         import redis
 
-        pinged = False
+        silent_reads = 0
         while True:
             connection = self._connection
             if connection is None:
                 raise redis.ConnectionError("The Redis subscription was closed.")
-            if not connection.can_read(timeout=self._idle_ping):
-                if pinged:
-                    raise redis.ConnectionError("Redis did not answer a PING in time.")
-                self.send("PING")
-                pinged = True
+            try:
+                # Kept open on a timeout: nothing was read, the connection is in step.
+                reply = connection.read_response(disconnect_on_error=False)
+            except redis.TimeoutError:
+                silent_reads += 1
+                if silent_reads > self._silent_reads_before_ping:
+                    raise redis.ConnectionError("Redis did not answer a PING in time.") from None
+                if silent_reads == self._silent_reads_before_ping:
+                    self.send("PING")
                 continue
-            pinged = False
-            batch = [connection.read_response()]
-            while connection.can_read(timeout=0):
-                batch.append(connection.read_response())
-            yield batch
+            silent_reads = 0
+            yield reply
 
     def close(self) -> None:
         """Drop the connection (a read blocked on it fails) and give it back to the pool.
