@@ -130,6 +130,50 @@ def test_the_hub_reports_each_channels_streams_and_their_owners():
     assert hub.presence() == {"room": (1, frozenset({"1"})), "news": (1, frozenset())}
 
 
+class CountingHub(Hub):
+    """A hub that counts the walks of its channels (``presence()``)."""
+
+    walks = 0
+
+    def presence(self):
+        self.walks += 1
+        return super().presence()
+
+
+def test_a_report_walks_the_channels_again_only_after_a_stream_came_or_went():
+    """Reports in a row reuse the channels' JSON; an attach or a detach is in the next report."""
+    broker = MemoryBroker(maxlen=10, ttl=0)
+    hub = CountingHub(broker)
+    reporter = PresenceReporter(hub, open_streams=lambda: 1, interval=3600)
+    try:
+        reader = Mailbox(5, owner="4")
+        hub.attach(reader, ["room"])
+        reporter.report()
+        walks = hub.walks
+        reporter.report()
+        reporter.report()
+        unchanged = hub.walks - walks
+        [first] = decode_reports(broker.read_presence())
+        hub.attach(Mailbox(5), ["news"])
+        reporter.report()
+        [after_attach] = decode_reports(broker.read_presence())
+        hub.detach(reader, ["room"])
+        reporter.report()
+        [after_detach] = decode_reports(broker.read_presence())
+    finally:
+        reporter.stop()
+        hub.close()
+
+    assert unchanged == 0
+    assert first.channels == {"room": Presence(1, frozenset({"4"}))}
+    assert after_attach.channels == {
+        "room": Presence(1, frozenset({"4"})),
+        "news": Presence(1, frozenset()),
+    }
+    assert after_detach.channels == {"news": Presence(1, frozenset())}
+    assert after_detach.streams == 1 and after_detach.pid == os.getpid()
+
+
 # --- units: channel_presence in this process -------------------------------------
 
 

@@ -81,6 +81,8 @@ class Hub:
         # Channels whose tip is read, waiting for the broker's on_caught_up(token).
         self._catching_up: dict[str, tuple[str, _Channel, int]] = {}
         self._catch_ups = 0
+        #: Moves on every attach and detach: a presence report of the same value needs no new walk.
+        self.membership = 0
         #: History reads shared by the streams of a channel (a reconnect storm).
         self.reads = SharedReads(broker, self._readiness)
         broker.start(self)
@@ -104,6 +106,7 @@ class Hub:
                 elif channel.ready and channel.tip is not None:
                     marks[name] = (channel.tip, channel.generation)
                 channel.listeners[mailbox] = None
+            self.membership += 1
         if new:
             self._subscribe(new)
         return marks
@@ -112,6 +115,7 @@ class Hub:
         """Stop delivering to ``mailbox``; unsubscribe channels nobody listens to."""
         gone = []
         with self._lock:
+            self.membership += 1
             for name in channels:
                 channel = self._channels.get(name)
                 if channel is None:
