@@ -54,8 +54,10 @@ def tune_once_loaded(worker: Any, tune_gc: bool = True) -> None:
     before = gc.get_threshold()
 
     def tune() -> None:
+        # Checked every 2 ms: a storm of reconnections reaches a new worker as soon as it
+        # listens, and what it allocates before the thresholds are raised is collected often.
         while not getattr(worker, "booted", True):
-            sleep(0.05)
+            sleep(0.002)
         gc.freeze()
         if gc.get_threshold() == before:
             gc.set_threshold(*GC_THRESHOLD)
