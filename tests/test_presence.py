@@ -298,7 +298,7 @@ def test_a_report_costs_redis_one_transaction_however_many_streams_the_process_h
             hub.attach(Mailbox(5, owner=str(i % 50)), [f"channel-{i % 30}", "all"])
         broker = RedisBroker(redis_url, prefix="sse:", timeout=2, maxlen=100, ttl=0)
         # The hub's streams, reported to Redis (a hub of the Redis broker would also subscribe).
-        on_redis = SimpleNamespace(broker=broker, presence=hub.presence)
+        on_redis = SimpleNamespace(broker=broker, presence=hub.presence, membership=hub.membership)
         reporter = PresenceReporter(on_redis, lambda: streams, interval=60)
         try:
             eventually(broker.read_presence, what="the report the reporter writes as it starts")

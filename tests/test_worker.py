@@ -321,7 +321,7 @@ def test_a_gevent_worker_tunes_the_interpreter_with_no_config_file(servers, work
 
 
 def test_sse_tune_gc_false_leaves_the_collector_as_python_has_it(servers):
-    """``SSE_TUNE_GC = False``: no frozen heap, Python's thresholds (the greenlet tree still untracked)."""
+    """``SSE_TUNE_GC = False``: Python's thresholds are left as they are (the greenlet tree still untracked)."""
     server = servers.gunicorn(
         worker_class=WORKER, env={"DJANGO_SSE_TEST_SETTINGS": json.dumps({"SSE_TUNE_GC": False})}
     )
@@ -330,7 +330,6 @@ def test_sse_tune_gc_false_leaves_the_collector_as_python_has_it(servers):
     time.sleep(0.5)  # the library's tuning task would have run by now (it waits for the boot)
     stats = get_stats(server.port)
 
-    assert stats["gc_freeze_count"] == 0
     assert stats["gc_threshold"] == list(gc.get_threshold())  # this process: Python's own
     assert stats["gc_threshold"] != [10000, 50, 100]
 

@@ -128,7 +128,11 @@ def test_supported_versions_are_setup_cfgs_and_the_test_matrix():
     [gunicorn] = re.findall(r"gunicorn (\S+) or later", bullets[2])
     assert f"gunicorn>={gunicorn}" in test_extra.split()
     [redis] = re.findall(r"redis-py (\S+) or later", bullets[2])
-    assert setup["options.extras_require"]["redis"].split() == [f"redis>={redis}"]
+    [hiredis] = re.findall(r"hiredis (\S+) or later", bullets[2])
+    assert setup["options.extras_require"]["redis"].split() == [
+        f"redis>={redis}",
+        f"hiredis>={hiredis}",
+    ]
 
     # "The whole test suite runs on Django 6.1 with Python 3.13; all of it but ...; a part of it on ..."
     [paragraph] = [p for p in section.split("\n\n") if p.startswith("The whole test suite")]
