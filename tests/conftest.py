@@ -13,6 +13,7 @@ from tests.support.server_kinds import deselect_disabled_kinds, parametrize_serv
 from tests.support.servers import (
     DaphneServer,
     GunicornServer,
+    Http2GunicornServer,
     PywsgiServer,
     RedisServer,
     RunserverServer,
@@ -65,6 +66,10 @@ class Servers:
 
     def gunicorn(self, **kwargs) -> GunicornServer:
         return self._start(GunicornServer, kwargs)
+
+    def gunicorn_h2(self, **kwargs) -> Http2GunicornServer:
+        """gunicorn over TLS with HTTP/2 (``--http-protocols h2,h1``); pass ``certificates``."""
+        return self._start(Http2GunicornServer, kwargs)
 
     def pywsgi(self, **kwargs) -> PywsgiServer:
         return self._start(PywsgiServer, kwargs)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import subprocess
 import time
 import urllib.parse
 
@@ -28,6 +27,7 @@ from tests.support.polling import eventually
 from tests.support.readme_samples import Samples, track
 from tests.support.redis_helpers import connect, wait_position
 from tests.support.servers import REPO_TOP, RedisServer
+from tests.support.tls import make_certificates
 
 pytestmark = pytest.mark.integration
 
@@ -41,63 +41,6 @@ PASSWORD = "correct-horse-battery-staple"
 
 
 # --- a redis-server with TLS and the page's ACL user -----------------------------------
-
-
-def make_certificates(directory) -> dict[str, str]:
-    """A CA and a server certificate for 127.0.0.1 and localhost, signed by it."""
-    paths = {
-        name: str(directory / name) for name in ("ca.key", "ca.crt", "server.key", "server.crt")
-    }
-    # Python 3.13 verifies strictly (VERIFY_X509_STRICT): a CA needs its key usage, a
-    # server certificate its key identifiers, as real ones have.
-    ext = directory / "server.ext"
-    ext.write_text(
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
-        "basicConstraints=critical,CA:FALSE\n"
-        "keyUsage=critical,digitalSignature,keyEncipherment\n"
-        "extendedKeyUsage=serverAuth\n"
-        "subjectKeyIdentifier=hash\n"
-        "authorityKeyIdentifier=keyid,issuer\n"
-    )
-
-    def openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
-
-    openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-keyout",
-        paths["ca.key"],
-        "-out",
-        paths["ca.crt"],
-        "-subj",
-        "/CN=django-sse test CA",
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign,cRLSign",
-    )
-    openssl(
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        paths["server.key"],
-        "-out",
-        str(directory / "server.csr"),
-        "-subj",
-        "/CN=localhost",
-    )
-    openssl("x509", "-req", "-in", str(directory / "server.csr"), "-CA", paths["ca.crt"],
-            "-CAkey", paths["ca.key"], "-CAcreateserial", "-days", "2",
-            "-out", paths["server.crt"], "-extfile", str(ext))  # fmt: skip
-    return paths
 
 
 def free_port() -> int:

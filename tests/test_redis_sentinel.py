@@ -433,7 +433,7 @@ def test_no_sentinel_knows_the_master_is_said_by_send_event(sentinel_redis, sett
 
 def test_a_rediss_url_reaches_the_sentinels_and_the_master_over_tls(servers, settings, tmp_path):
     """rediss:// with Sentinel: the sentinel and the master are reached over TLS only, verified by the URL's CA."""
-    from tests.test_redis_security import make_certificates
+    from tests.support.tls import make_certificates
 
     certificates = make_certificates(tmp_path)
     tls = {

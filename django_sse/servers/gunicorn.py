@@ -125,4 +125,26 @@ def worker_config_warnings(worker: Any) -> list[checks.CheckMessage]:
                 id="django_sse.W003",
             )
         )
+    if is_gevent and "h2" in _http_protocols(cfg):
+        warnings.append(
+            checks.Warning(
+                "gunicorn serves HTTP/2 here (http_protocols includes h2), and its gevent "
+                "worker answers the requests of one HTTP/2 connection one after another: a "
+                "stream holds its connection, so the other streams and pages a browser sends "
+                "on that connection wait until the stream ends.",
+                hint=(
+                    "Serve this worker over HTTP/1.1 (--http-protocols h1) and let a proxy in "
+                    "front speak HTTP/2 to browsers; see the deployment guide, 'HTTP/2'."
+                ),
+                id="django_sse.W005",
+            )
+        )
     return warnings
+
+
+def _http_protocols(cfg: Any) -> list[str]:
+    """Return gunicorn's ``http_protocols`` as a list (``["h1"]`` before gunicorn had it)."""
+    protocols = getattr(cfg, "http_protocols", None) or ["h1"]
+    if isinstance(protocols, str):
+        protocols = protocols.split(",")
+    return [str(protocol).strip() for protocol in protocols]

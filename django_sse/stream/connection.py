@@ -21,8 +21,25 @@ from ..core.concurrency import Watch, watch_readable
 _ALIVE_ERRNOS = {errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR}
 
 
+def multiplexed(environ: dict[str, Any]) -> bool:
+    """Return whether the request came over HTTP/2 or later, where one connection carries many streams.
+
+    Its socket is then not this stream's: the client's frames (window
+    updates, pings, other requests) make it readable, TLS wraps it, and
+    shutting it down would end every stream of the connection.
+    """
+    protocol = str(environ.get("SERVER_PROTOCOL", ""))
+    return protocol.startswith(("HTTP/2", "HTTP/3")) or environ.get("HTTP_VERSION") == "2"
+
+
 def _raw_socket(environ: dict[str, Any]) -> _socket.socket | None:
-    """Return the OS-level socket of the request, when the server lets us find it."""
+    """Return the OS-level socket of the request, when the server lets us find it.
+
+    None over HTTP/2 (see ``multiplexed``): the stream then learns that its
+    client left from the server, when a write fails.
+    """
+    if multiplexed(environ):
+        return None
     sock = environ.get("gunicorn.socket")
     if sock is None:
         # gevent.pywsgi and wsgiref (runserver) read the request from socket.makefile(),

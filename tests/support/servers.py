@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -465,6 +466,47 @@ class GunicornServer(HttpServer):
     def term(self) -> None:
         """Ask the master for a graceful shutdown (the master alone, as systemd would)."""
         self.send_signal(signal.SIGTERM)
+
+
+class Http2GunicornServer(GunicornServer):
+    """gunicorn serving HTTP/2 and HTTP/1.1 over TLS: ``--http-protocols h2,h1`` and a test certificate.
+
+    ``certificates`` are ``tests.support.tls.make_certificates``'s; clients
+    trust ``ca`` (its path).
+    """
+
+    name = "gunicorn-h2"
+
+    def __init__(self, certificates: dict[str, str], extra_args=(), **kwargs):
+        tls = [
+            "--http-protocols", "h2,h1",
+            "--certfile", certificates["server.crt"],
+            "--keyfile", certificates["server.key"],
+        ]  # fmt: skip
+        super().__init__(extra_args=[*tls, *extra_args], **kwargs)
+        self.ca = certificates["ca.crt"]
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def ready(self) -> bool:
+        return len(self.worker_pids()) >= self.workers and _https_answers(self.port, self.ca)
+
+
+def _https_answers(port: int, ca: str) -> bool:
+    """Return whether a GET over TLS (HTTP/1.1) gets an HTTP status line back."""
+    context = ssl.create_default_context(cafile=ca)
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+            with context.wrap_socket(raw, server_hostname="localhost") as sock:
+                sock.sendall(
+                    f"GET {PROBE_PATH} HTTP/1.1\r\nHost: localhost:{port}\r\n"
+                    "Connection: close\r\n\r\n".encode()
+                )
+                return sock.recv(5) == b"HTTP/"
+    except OSError:
+        return False
 
 
 class PywsgiServer(HttpServer):

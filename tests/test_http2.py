@@ -1,0 +1,127 @@
+"""The library's views over HTTP/2: gunicorn 27's ``--http-protocols h2,h1`` (TLS), an HTTP/2 client.
+
+gunicorn's gevent worker and the library's (which hands TLS connections to
+gunicorn's own code) serve HTTP/2; httpx with h2 is the client. Over HTTP/2
+one TCP connection carries every stream, so the library must not take the
+connection's own frames for its client leaving: a first version ended every
+stream right after its first event.
+"""
+
+from __future__ import annotations
+
+import ssl
+import time
+
+import httpx
+import pytest
+
+from tests.support.polling import eventually
+from tests.support.sse import spread_retry
+from tests.support.tls import make_certificates
+
+pytestmark = pytest.mark.integration
+
+WORKERS = ["gevent", "django_sse.worker.GeventWorker"]
+
+
+@pytest.fixture(params=WORKERS)
+def h2_server(request, servers, tmp_path):
+    """gunicorn with HTTP/2 over TLS, on gunicorn's gevent worker or the library's."""
+    return servers.gunicorn_h2(
+        certificates=make_certificates(tmp_path),
+        worker_class=request.param,
+        extra_args=["--graceful-timeout", "10"],
+        env={"DJANGO_SSE_TEST_HEARTBEAT": "0.3"},
+    )
+
+
+def h2_client(server) -> httpx.Client:
+    context = ssl.create_default_context(cafile=server.ca)
+    return httpx.Client(http2=True, verify=context, timeout=10, base_url=server.url)
+
+
+class Body:
+    """The body of a streamed response, read event by event and then to its end."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.chunks = response.iter_bytes()
+        self.pending = b""
+
+    def events(self, count: int) -> tuple[list[str], list[float]]:
+        """Return the data of the next ``count`` events and the time each arrived."""
+        data: list[str] = []
+        arrivals: list[float] = []
+        while len(data) < count:
+            if b"\n\n" not in self.pending:
+                self.pending += next(self.chunks)
+                continue
+            event, self.pending = self.pending.split(b"\n\n", 1)
+            for line in event.split(b"\n"):
+                if line.startswith(b"data: "):
+                    data.append(line[len(b"data: ") :].decode())
+                    arrivals.append(time.monotonic())
+        return data, arrivals
+
+    def rest(self) -> bytes:
+        """Return what is left until the response ends (an error if it is reset instead)."""
+        return self.pending + b"".join(self.chunks)
+
+
+def stream_count(server) -> int:
+    with h2_client(server) as client:
+        return int(client.get("/stats/").json()["streams"])
+
+
+def test_a_stream_over_http2_goes_on_after_its_first_event(h2_server):
+    """``/ticks/`` over HTTP/2: tick after tick on one response, as over HTTP/1.1."""
+    with h2_client(h2_server) as client, client.stream("GET", "/ticks/?interval=0.05") as response:
+        ticks, _ = Body(response).events(20)
+
+    assert response.http_version == "HTTP/2"
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert ticks == [str(n) for n in range(20)]
+
+
+def test_each_event_is_flushed_as_it_is_produced_over_http2(h2_server):
+    """Three ticks 0.4 s apart arrive 0.4 s apart, not together at the end of the response."""
+    with h2_client(h2_server) as client:
+        with client.stream("GET", "/ticks/?interval=0.4&n=3") as response:
+            ticks, arrivals = Body(response).events(3)
+
+    assert ticks == ["0", "1", "2"]
+    assert arrivals[2] - arrivals[0] > 0.6
+
+
+def test_an_http2_stream_ends_when_its_client_closes_the_connection(h2_server):
+    """A client that closes its connection: the stream is released at the next heartbeat."""
+    client = h2_client(h2_server)
+    with client.stream("GET", "/ticks/?interval=600") as response:
+        assert Body(response).events(1)[0] == ["0"]
+        assert stream_count(h2_server) == 1
+    client.close()
+
+    assert eventually(lambda: stream_count(h2_server), what="streams", until=lambda n: n == 0) == 0
+
+
+def test_term_ends_an_http2_stream_cleanly(h2_server):
+    """TERM the master: the HTTP/2 stream ends with its retry hint, and the worker exits by itself."""
+    with h2_client(h2_server) as client, client.stream("GET", "/ticks/?interval=0.2") as response:
+        body = Body(response)
+        body.events(2)
+        workers = h2_server.worker_pids()
+        h2_server.term()
+        rest = body.rest()
+
+    assert spread_retry(rest) is not None
+    h2_server.process.wait(15)
+    assert h2_server.process.returncode == 0
+    assert h2_server.killed_workers(workers) == []
+
+
+def test_gunicorn_warns_that_its_gevent_worker_serves_an_http2_connections_streams_in_turn(
+    h2_server,
+):
+    """W005 at start: one HTTP/2 connection's requests are answered one after another."""
+    text = eventually(h2_server.stderr_text, until=lambda text: "django_sse.W005" in text)
+
+    assert "one after another" in text and "--http-protocols h1" in text
