@@ -56,12 +56,16 @@ def _accepts(port: int) -> bool:
         return False
 
 
-def _http_answers(port: int) -> bool:
-    """Return whether a GET gets an HTTP status line back (any status)."""
+def _http_answers(port: int, tls_ca: str | None = None) -> bool:
+    """Return whether a GET gets an HTTP status line back (any status); over TLS given ``tls_ca``."""
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+            sock = raw
+            if tls_ca is not None:
+                context = ssl.create_default_context(cafile=tls_ca)
+                sock = context.wrap_socket(raw, server_hostname="localhost")
             sock.sendall(
-                f"GET {PROBE_PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                f"GET {PROBE_PATH} HTTP/1.1\r\nHost: localhost:{port}\r\n"
                 "Connection: close\r\n\r\n".encode()
             )
             return sock.recv(5) == b"HTTP/"
@@ -491,22 +495,7 @@ class Http2GunicornServer(GunicornServer):
         return f"https://127.0.0.1:{self.port}"
 
     def ready(self) -> bool:
-        return len(self.worker_pids()) >= self.workers and _https_answers(self.port, self.ca)
-
-
-def _https_answers(port: int, ca: str) -> bool:
-    """Return whether a GET over TLS (HTTP/1.1) gets an HTTP status line back."""
-    context = ssl.create_default_context(cafile=ca)
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
-            with context.wrap_socket(raw, server_hostname="localhost") as sock:
-                sock.sendall(
-                    f"GET {PROBE_PATH} HTTP/1.1\r\nHost: localhost:{port}\r\n"
-                    "Connection: close\r\n\r\n".encode()
-                )
-                return sock.recv(5) == b"HTTP/"
-    except OSError:
-        return False
+        return len(self.worker_pids()) >= self.workers and _http_answers(self.port, self.ca)
 
 
 class PywsgiServer(HttpServer):
