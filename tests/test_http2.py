@@ -9,30 +9,55 @@ stream right after its first event.
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 import time
 
 import httpx
 import pytest
 
+from tests.support.h2_client import H2Connection
 from tests.support.polling import eventually
 from tests.support.sse import spread_retry
 from tests.support.tls import make_certificates
 
 pytestmark = pytest.mark.integration
 
-WORKERS = ["gevent", "django_sse.worker.GeventWorker"]
+#: Each server kind: the application and gunicorn's worker class.
+SERVERS = {
+    "gevent": ("tests.wsgi:application", "gevent"),
+    "worker": ("tests.wsgi:application", "django_sse.worker.GeventWorker"),
+    "asgi": ("tests.asgi:application", "asgi"),  # gunicorn's own ASGI worker
+}
 
 
-@pytest.fixture(params=WORKERS)
-def h2_server(request, servers, tmp_path):
-    """gunicorn with HTTP/2 over TLS, on gunicorn's gevent worker or the library's."""
+def start_h2(servers, tmp_path, kind: str):
+    app, worker_class = SERVERS[kind]
     return servers.gunicorn_h2(
         certificates=make_certificates(tmp_path),
-        worker_class=request.param,
+        app=app,
+        worker_class=worker_class,
         extra_args=["--graceful-timeout", "10"],
         env={"DJANGO_SSE_TEST_HEARTBEAT": "0.3"},
     )
+
+
+@pytest.fixture(params=list(SERVERS))
+def h2_server(request, servers, tmp_path):
+    """gunicorn with HTTP/2 over TLS: its gevent worker, the library's, or its ASGI worker."""
+    return start_h2(servers, tmp_path, request.param)
+
+
+@pytest.fixture(params=["gevent", "worker"])
+def h2_gevent_server(request, servers, tmp_path):
+    """gunicorn with HTTP/2 over TLS on a gevent worker (gunicorn's or the library's)."""
+    return start_h2(servers, tmp_path, request.param)
+
+
+@pytest.fixture
+def h2_asgi_server(servers, tmp_path):
+    """gunicorn with HTTP/2 over TLS on its own ASGI worker."""
+    return start_h2(servers, tmp_path, "asgi")
 
 
 def h2_client(server) -> httpx.Client:
@@ -119,9 +144,53 @@ def test_term_ends_an_http2_stream_cleanly(h2_server):
 
 
 def test_gunicorn_warns_that_its_gevent_worker_serves_an_http2_connections_streams_in_turn(
-    h2_server,
+    h2_gevent_server,
 ):
     """W005 at start: one HTTP/2 connection's requests are answered one after another."""
-    text = eventually(h2_server.stderr_text, until=lambda text: "django_sse.W005" in text)
+    text = eventually(h2_gevent_server.stderr_text, until=lambda text: "django_sse.W005" in text)
 
     assert "one after another" in text and "--http-protocols h1" in text
+
+
+def test_the_asgi_worker_does_not_warn_about_http2(h2_asgi_server):
+    """gunicorn's ASGI worker serves the streams of one HTTP/2 connection side by side: no W005."""
+    with h2_client(h2_asgi_server) as client:
+        client.get("/stats/")
+
+    assert "django_sse.W005" not in h2_asgi_server.stderr_text()
+
+
+def test_eight_streams_share_one_http2_connection_under_the_asgi_worker(h2_asgi_server):
+    """Eight tabs' worth of streams over one connection: each gets its own ticks, side by side."""
+    with h2_client(h2_asgi_server) as client:
+        with contextlib.ExitStack() as stack:
+            responses = [
+                stack.enter_context(client.stream("GET", f"/ticks/?interval=0.1&tab={n}"))
+                for n in range(8)
+            ]
+            bodies = [Body(response) for response in responses]
+            ticks = [body.events(3)[0] for body in bodies]
+            connections = {id(response.extensions["network_stream"]) for response in responses}
+
+    assert ticks == [["0", "1", "2"]] * 8
+    assert len(connections) == 1
+
+
+def test_a_stream_its_client_resets_is_released_while_the_connection_stays(h2_asgi_server):
+    """RST_STREAM on one of two streams of a connection that goes on: the server drops that stream."""
+    connection = H2Connection(h2_asgi_server.port, h2_asgi_server.ca)
+    try:
+        kept, reset = connection.get("/ticks/?interval=600"), connection.get("/ticks/?interval=600")
+        connection.read_until(kept, b"data: 0")
+        connection.read_until(reset, b"data: 0")
+        assert stream_count(h2_asgi_server) == 2
+        connection.reset(reset)
+        count = eventually(
+            lambda: stream_count(h2_asgi_server), what="streams", until=lambda n: n == 1
+        )
+        still_beating = connection.read_until(kept, b"data: 0\n\n:\n\n")  # its heartbeat goes on
+    finally:
+        connection.close()
+
+    assert count == 1
+    assert still_beating.endswith(b":\n\n")

@@ -2,7 +2,8 @@
 
 One module per server: ``gunicorn`` (its workers, ``-k gevent`` among them),
 ``sse_worker`` (the library's own worker), ``uvicorn_worker`` (gunicorn's
-``uvicorn_worker.UvicornWorker``), ``uvicorn``, ``daphne``, and ``detect``
+``uvicorn_worker.UvicornWorker``), ``gunicorn_asgi`` (gunicorn's own ASGI
+worker), ``uvicorn``, ``daphne``, and ``detect``
 (development servers and unknown ones). ``start()`` finds the server once,
 from ``AppConfig.ready()``; a process where that found no server serving it
 (gunicorn's master with ``--preload``, or a program that set Django up
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 # are imported when ``find()`` first runs: the library's worker imports
 # ``servers.http1`` in gunicorn's master, which must import no Django before
 # gevent patches the worker (Django's connections would be shared by greenlets).
-_ADAPTERS = ("uvicorn_worker", "sse_worker", "gunicorn", "uvicorn", "daphne")
+_ADAPTERS = ("uvicorn_worker", "gunicorn_asgi", "sse_worker", "gunicorn", "uvicorn", "daphne")
 
 _adapter: ServerAdapter | None = None
 _looked_again = False
