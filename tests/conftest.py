@@ -13,6 +13,7 @@ from tests.support.server_kinds import deselect_disabled_kinds, parametrize_serv
 from tests.support.servers import (
     DaphneServer,
     GunicornServer,
+    Http2AsgiServer,
     Http2GunicornServer,
     PywsgiServer,
     RedisServer,
@@ -70,6 +71,10 @@ class Servers:
     def gunicorn_h2(self, **kwargs) -> Http2GunicornServer:
         """gunicorn over TLS with HTTP/2 (``--http-protocols h2,h1``); pass ``certificates``."""
         return self._start(Http2GunicornServer, kwargs)
+
+    def asgi_h2(self, kind: str, **kwargs) -> Http2AsgiServer:
+        """hypercorn or granian (``kind``) over TLS with HTTP/2; pass ``certificates``."""
+        return self._start(Http2AsgiServer, {"kind": kind, **kwargs})
 
     def pywsgi(self, **kwargs) -> PywsgiServer:
         return self._start(PywsgiServer, kwargs)

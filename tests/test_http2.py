@@ -48,6 +48,18 @@ def h2_server(request, servers, tmp_path):
     return start_h2(servers, tmp_path, request.param)
 
 
+@pytest.fixture(params=["asgi", "hypercorn", "granian"])
+def multiplexing_server(request, servers, tmp_path):
+    """A server that serves the streams of one HTTP/2 connection side by side."""
+    if request.param == "asgi":
+        return start_h2(servers, tmp_path, "asgi")
+    return servers.asgi_h2(
+        request.param,
+        certificates=make_certificates(tmp_path),
+        env={"DJANGO_SSE_TEST_HEARTBEAT": "0.3"},
+    )
+
+
 @pytest.fixture(params=["gevent", "worker"])
 def h2_gevent_server(request, servers, tmp_path):
     """gunicorn with HTTP/2 over TLS on a gevent worker (gunicorn's or the library's)."""
@@ -160,9 +172,9 @@ def test_the_asgi_worker_does_not_warn_about_http2(h2_asgi_server):
     assert "django_sse.W005" not in h2_asgi_server.stderr_text()
 
 
-def test_eight_streams_share_one_http2_connection_under_the_asgi_worker(h2_asgi_server):
+def test_eight_streams_share_one_http2_connection(multiplexing_server):
     """Eight tabs' worth of streams over one connection: each gets its own ticks, side by side."""
-    with h2_client(h2_asgi_server) as client:
+    with h2_client(multiplexing_server) as client:
         with contextlib.ExitStack() as stack:
             responses = [
                 stack.enter_context(client.stream("GET", f"/ticks/?interval=0.1&tab={n}"))
@@ -176,17 +188,17 @@ def test_eight_streams_share_one_http2_connection_under_the_asgi_worker(h2_asgi_
     assert len(connections) == 1
 
 
-def test_a_stream_its_client_resets_is_released_while_the_connection_stays(h2_asgi_server):
+def test_a_stream_its_client_resets_is_released_while_the_connection_stays(multiplexing_server):
     """RST_STREAM on one of two streams of a connection that goes on: the server drops that stream."""
-    connection = H2Connection(h2_asgi_server.port, h2_asgi_server.ca)
+    connection = H2Connection(multiplexing_server.port, multiplexing_server.ca)
     try:
         kept, reset = connection.get("/ticks/?interval=600"), connection.get("/ticks/?interval=600")
         connection.read_until(kept, b"data: 0")
         connection.read_until(reset, b"data: 0")
-        assert stream_count(h2_asgi_server) == 2
+        assert stream_count(multiplexing_server) == 2
         connection.reset(reset)
         count = eventually(
-            lambda: stream_count(h2_asgi_server), what="streams", until=lambda n: n == 1
+            lambda: stream_count(multiplexing_server), what="streams", until=lambda n: n == 1
         )
         still_beating = connection.read_until(kept, b"data: 0\n\n:\n\n")  # its heartbeat goes on
     finally:
@@ -194,3 +206,17 @@ def test_a_stream_its_client_resets_is_released_while_the_connection_stays(h2_as
 
     assert count == 1
     assert still_beating.endswith(b":\n\n")
+
+
+def test_hypercorn_and_granian_stream_each_event_as_produced(servers, tmp_path):
+    """Under hypercorn and granian over HTTP/2: ticks go on, each flushed as it is produced."""
+    certificates = make_certificates(tmp_path)
+    for kind in ("hypercorn", "granian"):
+        server = servers.asgi_h2(kind, certificates=certificates)
+        with h2_client(server) as client:
+            with client.stream("GET", "/ticks/?interval=0.4&n=3") as response:
+                ticks, arrivals = Body(response).events(3)
+
+        assert response.http_version == "HTTP/2", kind
+        assert ticks == ["0", "1", "2"], kind
+        assert arrivals[2] - arrivals[0] > 0.6, kind

@@ -498,6 +498,45 @@ class Http2GunicornServer(GunicornServer):
         return len(self.worker_pids()) >= self.workers and _http_answers(self.port, self.ca)
 
 
+class Http2AsgiServer(HttpServer):
+    """The test project's ASGI application on ``hypercorn`` or ``granian``, HTTP/2 and HTTP/1.1 over TLS.
+
+    ``certificates`` are ``tests.support.tls.make_certificates``'s; clients
+    trust ``ca`` (its path).
+    """
+
+    KINDS = ("hypercorn", "granian")
+
+    def __init__(self, kind: str, certificates: dict[str, str], **kwargs):
+        if kind not in self.KINDS:
+            raise ValueError(f"kind must be one of {self.KINDS}, not {kind!r}")
+        self.name = kind
+        self.certificates = certificates
+        self.ca = certificates["ca.crt"]
+        super().__init__(**kwargs)
+
+    def command(self) -> list[str]:
+        cert, key = self.certificates["server.crt"], self.certificates["server.key"]
+        app = "tests.asgi:application"
+        if self.name == "hypercorn":
+            return [
+                sys.executable, "-m", "hypercorn", "--certfile", cert, "--keyfile", key,
+                "--bind", f"127.0.0.1:{self.port}", app,
+            ]  # fmt: skip
+        return [
+            sys.executable, "-m", "granian", "--interface", "asgi", "--http", "auto",
+            "--ssl-certificate", cert, "--ssl-keyfile", key,
+            "--host", "127.0.0.1", "--port", str(self.port), app,
+        ]  # fmt: skip
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def ready(self) -> bool:
+        return _http_answers(self.port, self.ca)
+
+
 class PywsgiServer(HttpServer):
     """The test project on gevent's pywsgi.WSGIServer (tests/pywsgi_main.py)."""
 
