@@ -25,6 +25,7 @@ urlpatterns = [
     path("publish/", views.publish),
     path("stats/", stats),
     path("plain/", views.plain),
+    path("eventsource-page/", views.eventsource_page),
     path("echo/", views.echo),
     path("echo/<path:rest>", views.echo),
     path("overlong/", views.overlong),

@@ -136,6 +136,17 @@ def publish(request):
     return JsonResponse({"id": event_id})
 
 
+def eventsource_page(request):
+    """A page with an ``EventSource`` of its own on ``/ticks/``, counting the ticks (browser tests)."""
+    return HttpResponse(
+        "<!doctype html><title>ticks</title><p id='count'>0</p><script>"
+        "let ticks = 0; const source = new EventSource('/ticks/?interval=0.2');"
+        "source.addEventListener('tick', () => {"
+        " document.getElementById('count').textContent = String(++ticks); });"
+        "</script>"
+    )
+
+
 def plain(request):
     """A non-streaming page, to compare middleware behaviour."""
     return HttpResponse("x" * 1000)

@@ -193,12 +193,13 @@ def browser(request, output_dir):
     drivers = []
     profiles = []
 
-    def open_browser():
+    def open_browser(*arguments: str):
+        """Open a session; ``arguments`` are Chromium's, after the usual ones."""
         profile = tempfile.mkdtemp(prefix="django-sse-chromium-")
         profiles.append(profile)
         options = webdriver.ChromeOptions()
         options.binary_location = CHROMIUM
-        for argument in [*CHROME_ARGUMENTS, f"--user-data-dir={profile}"]:
+        for argument in [*CHROME_ARGUMENTS, f"--user-data-dir={profile}", *arguments]:
             options.add_argument(argument)
         driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
         driver.set_page_load_timeout(WAIT)

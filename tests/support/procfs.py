@@ -109,3 +109,18 @@ def tcp_connections(pid: int, remote_port: int) -> list[Connection]:
 def redis_connections_of(pid: int, redis_port: int) -> int:
     """Return how many established TCP connections ``pid`` holds to ``redis_port``."""
     return sum(1 for connection in tcp_connections(pid, redis_port) if connection.established)
+
+
+def established_to_port(port: int) -> int:
+    """Return how many established TCP connections have ``port`` as their local end (a server's)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == ESTABLISHED:
+                count += 1
+    return count
