@@ -2,11 +2,12 @@
 
 redis-py serves the ordinary commands through its client; this connection
 only sends SUBSCRIBE/UNSUBSCRIBE/PING and reads what Redis pushes, straight
-from a redis-py ``Connection`` (its ``read_response``).
-redis-py's ``PubSub``
-object is left out on purpose: it would resubscribe by itself after a
-reconnect, and its per-message dictionary costs CPU on every delivery
-(measured in ``benchmarks/README.rst``, "Receiving a live message").
+from a redis-py ``Connection`` (its ``read_response``). redis-py's
+``PubSub`` object is left out on purpose: it would resubscribe by itself
+after a reconnect, and its per-message dictionary costs CPU on every
+delivery (measured in ``benchmarks/README.rst``, "Receiving a live message").
+The pool must speak RESP2 (``protocol=2``): under RESP3 a message is a push
+frame, which redis-py hands to its own handlers instead of returning it.
 
 Blocking socket calls only, so gevent (patched sockets) and threads both work.
 """
