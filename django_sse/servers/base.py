@@ -96,6 +96,16 @@ async def asleep_through(pauses: Iterator[float]) -> None:
         await asyncio.sleep(pause)
 
 
+class GunicornWorkerAdapter:
+    """Mixin for the adapters of a gunicorn worker (any class): ``worker``, and gunicorn's ``workers``."""
+
+    def __init__(self, worker: Any) -> None:
+        self.worker = worker
+
+    def workers(self) -> int | None:
+        return int(self.worker.cfg.workers)
+
+
 class Adapter:
     """Defaults for an adapter: serving, one worker, no warnings, nothing to watch, no blocking."""
 

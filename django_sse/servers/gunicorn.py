@@ -24,7 +24,7 @@ from django.core import checks
 from ..conf import sse_settings
 from ..core.concurrency import gevent_patched
 from ..shutdown import end_streams_when_stopping
-from .base import Adapter, is_class_named, loading_owner, signal_owner
+from .base import Adapter, GunicornWorkerAdapter, is_class_named, loading_owner, signal_owner
 from .tuning import tune_once_loaded
 
 
@@ -43,16 +43,10 @@ def is_gevent_worker(worker: Any) -> bool:
     return any(cls.__module__ == "gunicorn.workers.ggevent" for cls in type(worker).__mro__)
 
 
-class GunicornWorker(Adapter):
+class GunicornWorker(GunicornWorkerAdapter, Adapter):
     """A gunicorn worker: its settings checked, its stop watched, a gevent worker tuned."""
 
     name = "gunicorn"
-
-    def __init__(self, worker: Any) -> None:
-        self.worker = worker
-
-    def workers(self) -> int | None:
-        return int(self.worker.cfg.workers)
 
     def config_warnings(self) -> list[checks.CheckMessage]:
         return worker_config_warnings(self.worker)

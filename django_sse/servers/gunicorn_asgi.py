@@ -18,30 +18,20 @@ import asyncio
 import sys
 from typing import Any
 
-from ..shutdown import stop_pauses
-from .base import Adapter, asleep_through, is_class_named, loading_owner
-from .uvicorn import ACCEPT_WAIT, POLL, keep
+from .base import Adapter, GunicornWorkerAdapter, is_class_named, loading_owner
+from .uvicorn import watch_stop
 
 _MODULE, _CLASS = "gunicorn.workers.gasgi", "ASGIWorker"
 
 
-class GunicornAsgiWorker(Adapter):
+class GunicornAsgiWorker(GunicornWorkerAdapter, Adapter):
     """A gunicorn worker of class ``asgi``: its stop seen on its event loop."""
 
     name = "gunicorn asgi worker"
 
-    def __init__(self, worker: Any) -> None:
-        self.worker = worker
-
-    def workers(self) -> int | None:
-        return int(self.worker.cfg.workers)
-
     def watch_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         worker = self.worker
-        pauses = stop_pauses(
-            lambda: not worker.alive, lambda: _accepting(worker), POLL, ACCEPT_WAIT
-        )
-        keep(loop.create_task(asleep_through(pauses), name="django-sse-shutdown"))
+        watch_stop(loop, lambda: not worker.alive, lambda: _accepting(worker))
 
 
 def _accepting(worker: Any) -> bool:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from ..shutdown import stop_pauses
@@ -52,13 +53,20 @@ def _serving(server: Any) -> bool:
     return not listeners or any(listener.is_serving() for listener in listeners)
 
 
+def watch_stop(
+    loop: asyncio.AbstractEventLoop, stopping: Callable[[], bool], accepting: Callable[[], bool]
+) -> None:
+    """Start a task on ``loop`` that ends the streams once ``stopping()`` and no longer ``accepting()``."""
+    pauses = stop_pauses(stopping, accepting, POLL, ACCEPT_WAIT)
+    keep(loop.create_task(asleep_through(pauses), name="django-sse-shutdown"))
+
+
 def watch_uvicorn(loop: asyncio.AbstractEventLoop) -> None:
     """End the streams of ``loop`` once the ``uvicorn.Server`` running it exits (nothing if none runs)."""
     server = uvicorn_server()
     if server is None:
         return
-    pauses = stop_pauses(lambda: server.should_exit, lambda: _serving(server), POLL, ACCEPT_WAIT)
-    keep(loop.create_task(asleep_through(pauses), name="django-sse-shutdown"))
+    watch_stop(loop, lambda: server.should_exit, lambda: _serving(server))
 
 
 class Uvicorn(Adapter):

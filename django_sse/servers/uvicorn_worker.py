@@ -14,22 +14,15 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-from typing import Any
 
-from .base import Adapter, signal_owner
+from .base import Adapter, GunicornWorkerAdapter, signal_owner
 from .uvicorn import watch_uvicorn
 
 
-class GunicornUvicornWorker(Adapter):
+class GunicornUvicornWorker(GunicornWorkerAdapter, Adapter):
     """A gunicorn worker of class ``uvicorn_worker.UvicornWorker``."""
 
     name = "gunicorn uvicorn worker"
-
-    def __init__(self, worker: Any) -> None:
-        self.worker = worker
-
-    def workers(self) -> int | None:
-        return int(self.worker.cfg.workers)
 
     def watch_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         watch_uvicorn(loop)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -86,10 +87,8 @@ class Connection(NamedTuple):
     established: bool
 
 
-def tcp_connections(pid: int, remote_port: int) -> list[Connection]:
-    """Return ``pid``'s TCP sockets whose remote end is port ``remote_port`` (any state)."""
-    inodes = socket_inodes(pid)
-    found = []
+def _tcp_sockets() -> Iterator[tuple[str, Connection]]:
+    """Yield every TCP socket of the machine as (inode, connection), from /proc/net/tcp(6)."""
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             lines = Path(table).read_text().splitlines()[1:]
@@ -97,13 +96,19 @@ def tcp_connections(pid: int, remote_port: int) -> list[Connection]:
             continue
         for line in lines:
             fields = line.split()
-            if fields[9] not in inodes:
-                continue
+            local = int(fields[1].rsplit(":", 1)[1], 16)
             remote = int(fields[2].rsplit(":", 1)[1], 16)
-            if remote == remote_port:
-                local = int(fields[1].rsplit(":", 1)[1], 16)
-                found.append(Connection(local, remote, fields[3] == ESTABLISHED))
-    return found
+            yield fields[9], Connection(local, remote, fields[3] == ESTABLISHED)
+
+
+def tcp_connections(pid: int, remote_port: int) -> list[Connection]:
+    """Return ``pid``'s TCP sockets whose remote end is port ``remote_port`` (any state)."""
+    inodes = socket_inodes(pid)
+    return [
+        connection
+        for inode, connection in _tcp_sockets()
+        if inode in inodes and connection.remote_port == remote_port
+    ]
 
 
 def redis_connections_of(pid: int, redis_port: int) -> int:
@@ -113,14 +118,8 @@ def redis_connections_of(pid: int, redis_port: int) -> int:
 
 def established_to_port(port: int) -> int:
     """Return how many established TCP connections have ``port`` as their local end (a server's)."""
-    count = 0
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == ESTABLISHED:
-                count += 1
-    return count
+    return sum(
+        1
+        for _, connection in _tcp_sockets()
+        if connection.local_port == port and connection.established
+    )
