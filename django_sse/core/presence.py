@@ -142,12 +142,13 @@ class PresenceReporter:
 
     def snapshot(self) -> ProcessReport:
         """Return the report of this process as it is now."""
-        return self._report(
-            {
-                name: Presence(streams, users)
-                for name, (streams, users) in self.hub.presence().items()
-            }
-        )
+        return self._report(self._channels())
+
+    def _channels(self) -> dict[str, Presence]:
+        """Each channel's presence in this process, from the hub's walk of its streams."""
+        return {
+            name: Presence(streams, users) for name, (streams, users) in self.hub.presence().items()
+        }
 
     def _report(self, channels: dict[str, Presence]) -> ProcessReport:
         return ProcessReport(
@@ -169,7 +170,7 @@ class PresenceReporter:
         """
         membership = self.hub.membership  # read first: a later change only makes it re-encode
         if membership != self._membership:
-            self._channels_json = encode_channels(self.snapshot().channels)
+            self._channels_json = encode_channels(self._channels())
             self._membership = membership
         text = self._report({}).encode_with(self._channels_json)
         self.broker.write_presence(self.key, text, self.ttl)
