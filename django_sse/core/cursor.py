@@ -144,16 +144,21 @@ class ChannelCursor:
 
     def deliver(self, message: Message) -> bytes:
         """Return ``message`` as the client should get it, or b"" if it already has it."""
+        # The hot path of a fan-out (once per event and stream): each attribute is read once.
         position = message.position
         channel = message.channel
-        if position is None or channel not in self.positions:
+        positions = self.positions
+        last = positions.get(channel)
+        if position is None or last is None:
             return message.frame if len(self.channels) == 1 else message.body
-        if position <= self.positions[channel] and channel not in self.fresh:
+        fresh = self.fresh
+        if position <= last and channel not in fresh:
             return b""  # already sent by the replay, or older than this stream's start
         # A new client starts at the tip the hub knew; an event published meanwhile can
         # be older than that tip and still arrive live: it was never sent, so send it.
-        self.fresh.discard(channel)
-        self.positions[channel] = position
+        if fresh:
+            fresh.discard(channel)
+        positions[channel] = position
         if self.single:
             self.sent_id = message.id
             return message.frame

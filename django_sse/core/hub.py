@@ -262,8 +262,9 @@ class Hub:
             return
         if message.position is not None and (channel.ready or channel.learning):
             channel.advance(message.position)
+        size = message.size  # measured once for every mailbox
         for mailbox in tuple(channel.listeners):
-            mailbox.put(message)
+            mailbox.put(message, size)
 
     def on_control(self, payload: str) -> None:
         """Act on a control message published by any process (see ``control``)."""

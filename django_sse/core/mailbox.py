@@ -138,17 +138,23 @@ class Mailbox:
 
     # Producers ---------------------------------------------------------------
 
-    def put(self, item: Any) -> None:
-        """Leave ``item``; overflow instead when the mailbox is full (in items or in bytes)."""
-        size = item.size if type(item) is Message else item_size(item)
+    def put(self, item: Any, size: int | None = None) -> None:
+        """Leave ``item``; overflow instead when the mailbox is full (in items or in bytes).
+
+        ``size`` is ``item_size(item)`` when the caller knows it already (the
+        hub, which puts one event into many mailboxes, measures it once).
+        """
+        if size is None:
+            size = item.size if type(item) is Message else item_size(item)
+        items = self._items
         held = self._bytes + self._aside
-        if len(self._items) >= self.limit or (
+        if len(items) >= self.limit or (
             held and self.max_bytes is not None and held + size > self.max_bytes
         ):
             self.overflow()
         else:
             self._bytes += size
-            self._items.append(item)
+            items.append(item)
             self._wakeup.set()
 
     def put_control(self, item: Any) -> None:
