@@ -61,6 +61,9 @@ DEFAULTS: dict[str, Any] = {
     "SSE_REDIS_SENTINEL_SERVICE": None,  # the master's name in the sentinels' config
     "SSE_REDIS_SENTINEL_PASSWORD": None,  # the sentinels' own password (requirepass), if any
     "SSE_PUBLISH_REPLICAS": 0,  # replicas that must hold an event before send_event returns
+    "SSE_GRIP_URL": None,  # a GRIP proxy's control API (Pushpin: "http://localhost:5561"): GRIP mode
+    "SSE_GRIP_PUBLISH_HEADERS": {},  # headers of each publish to it (Fastly Fanout: its key)
+    "SSE_GRIP_RECOVERY_INTERVAL": 300.0,  # the proxy asks each stream's view at least this often
     # The old django-sse names keep working.
     "REDIS_SSEQUEUE_CONNECTION_SETTINGS": None,
     "REDIS_SSEQUEUE_CHANEL_NAME": "sse",
@@ -134,6 +137,9 @@ class Settings:
     SSE_REDIS_SENTINEL_SERVICE = Setting[str | None]()
     SSE_REDIS_SENTINEL_PASSWORD = Setting[str | None]()
     SSE_PUBLISH_REPLICAS = Setting[int]()
+    SSE_GRIP_URL = Setting[str | None]()
+    SSE_GRIP_PUBLISH_HEADERS = Setting[dict[str, str]]()
+    SSE_GRIP_RECOVERY_INTERVAL = Setting[float]()
     REDIS_SSEQUEUE_CONNECTION_SETTINGS = Setting[dict[str, Any] | None]()
     REDIS_SSEQUEUE_CHANEL_NAME = Setting[str]()
 

@@ -13,6 +13,7 @@ from .conf import sse_settings
 from .core.channels import validate_channel
 from .core.control import PermissionChanged, encode_control
 from .core.runtime import get_broker
+from .grip import publisher as grip_publisher
 
 
 class ChannelManager:
@@ -95,6 +96,11 @@ def channel_permission_changed(user: Any, channel: str) -> None:
     manager) again, for the user as a new request would load them now
     (see ``current_request()``), and ends at once when refused. ``user`` is
     a user object or its primary key.
+
+    In GRIP mode (``SSE_GRIP_URL``) the proxy ends every GRIP stream of
+    the user (a proxy cannot ask the view); each client opens its stream
+    anew and is checked as a new stream: refused with a 403, or resumed
+    after its ``Last-Event-ID`` with nothing lost.
     """
     validate_channel(channel)
     key = user_key(user)
@@ -103,6 +109,8 @@ def channel_permission_changed(user: Any, channel: str) -> None:
             "channel_permission_changed() needs an authenticated user or a primary key."
         )
     get_broker().publish_control(encode_control(PermissionChanged(key, channel)))
+    if sse_settings.SSE_GRIP_URL is not None:
+        grip_publisher.close_user_streams(key)
 
 
 @functools.lru_cache(maxsize=8)

@@ -11,6 +11,7 @@ from .core.channels import validate_channel
 from .core.concurrency import offload
 from .core.runtime import get_broker
 from .exceptions import EventTooLarge, PublishError
+from .grip import publisher as grip_publisher
 from .sse import encode_data, validate_event_name
 
 
@@ -35,6 +36,10 @@ def send_event(
     within ``SSE_PUBLISH_TIMEOUT`` (a hung Redis may still run it): it may be
     delivered, and a plain retry may deliver it twice (see that exception for
     how to retry without duplicates).
+
+    With ``SSE_GRIP_URL`` set the event then goes to the GRIP proxy too; a
+    proxy that does not take it is logged, not raised (the event is in the
+    broker's history, and the proxy asks for it: see ``django_sse.grip``).
     """
     channel, text, history = _prepare(event_name, data, channel, history)
     return _publish(channel, event_name, text, history)
@@ -82,7 +87,11 @@ def _prepare(
 def _publish(channel: str, event_name: str, text: str, history: bool) -> str | None:
     started = time.perf_counter()
     try:
-        event_id = get_broker().publish(channel, event_name, text, history)
+        if sse_settings.SSE_GRIP_URL is not None:
+            # The broker first (history, other processes), then the GRIP proxy.
+            event_id = grip_publisher.publish(get_broker(), channel, event_name, text, history)
+        else:
+            event_id = get_broker().publish(channel, event_name, text, history)
     except PublishError:
         metrics.record_publish(time.perf_counter() - started, failed=True)
         raise

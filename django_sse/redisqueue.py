@@ -11,7 +11,7 @@ import logging
 import random
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 
 from . import metrics
 from .brokers.base import Message
@@ -23,8 +23,10 @@ from .core.database import release_connections
 from .core.mailbox import NEXT_BATCH, SYNC, UNSYNCED, EndReason, Mailbox, Recheck
 from .core.runtime import get_hub
 from .exceptions import InvalidChannel
+from .grip import hold as grip_hold
 from .permissions import current_request, get_channel_manager
 from .publish import send_event
+from .stream.cors import add_cors_headers
 from .stream.engine import Blocking
 from .stream.responses import bad_request, forbidden
 from .views import BaseSseView, overridden_steps
@@ -47,6 +49,9 @@ class RedisQueueView(BaseSseView):
     redis_channels: list[str] | None = None
     #: Resume a reconnecting client from ``Last-Event-ID``; False streams live events only.
     replay: bool = True
+    #: Answer in GRIP mode (a proxy holds the stream: see ``django_sse.grip``) when
+    #: ``SSE_GRIP_URL`` is set; False streams from this process all the same.
+    grip: bool = True
 
     #: ``get_initial_events()`` and ``can_read_channel()`` run within a catch-up or a
     #: recheck, which are blocking steps already.
@@ -94,7 +99,28 @@ class RedisQueueView(BaseSseView):
 
     # Request checks ----------------------------------------------------------
 
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        if self.grip_enabled():
+            return add_cors_headers(request, grip_hold.answer(self))
+        return super().get(request, *args, **kwargs)
+
+    def grip_enabled(self) -> bool:
+        """Return whether this view answers in GRIP mode: ``grip`` and ``SSE_GRIP_URL`` set."""
+        return self.grip and sse_settings.SSE_GRIP_URL is not None
+
     def check_request(self) -> HttpResponse | None:
+        refusal = self.check_channels()
+        if refusal is not None:
+            return refusal
+        if get_hub().broker.never_reached():
+            return self.broker_unreachable()
+        return None
+
+    def check_channels(self) -> HttpResponse | None:
+        """Check the stream's channels and the client's right to read them; set ``channels``.
+
+        Return the 400/403 that refuses the stream, or None.
+        """
         try:
             channels = list(dict.fromkeys(self.get_redis_channels()))
             for channel in channels:
@@ -112,8 +138,6 @@ class RedisQueueView(BaseSseView):
             if not self._may_read(self.request, channel):
                 return forbidden(f"You may not read the channel {channel!r}.")
         self.channels = channels
-        if get_hub().broker.never_reached():
-            return self.broker_unreachable()
         return None
 
     def broker_unreachable(self) -> HttpResponse:

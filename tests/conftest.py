@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import django_sse
+from tests.support.pushpin import PushpinServer
 from tests.support.server_kinds import deselect_disabled_kinds, parametrize_server_kind
 from tests.support.servers import (
     DaphneServer,
@@ -75,6 +76,10 @@ class Servers:
     def asgi_h2(self, kind: str, **kwargs) -> Http2AsgiServer:
         """hypercorn or granian (``kind``) over TLS with HTTP/2; pass ``certificates``."""
         return self._start(Http2AsgiServer, {"kind": kind, **kwargs})
+
+    def pushpin(self, **kwargs) -> PushpinServer:
+        """Pushpin with the routes file ``routes`` (see ``tests/support/pushpin.py``)."""
+        return self._start(PushpinServer, kwargs)
 
     def pywsgi(self, **kwargs) -> PywsgiServer:
         return self._start(PywsgiServer, kwargs)

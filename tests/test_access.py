@@ -11,9 +11,6 @@ would. The CORS tests need no server: Django's test client shows the headers.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 
 import pytest
@@ -21,29 +18,12 @@ from django.test import Client
 
 import django_sse
 from tests.support.redis_helpers import data_of, open_live, wait_live
-from tests.support.servers import REPO_TOP, HttpServer, RedisServer, project_env
+from tests.support.servers import project_env
+from tests.support.site import USERS_SETUP, Site, django_command
 from tests.support.sse import SseClient, streams_on_every_worker
 
 MANAGER = "tests.channel_manager.UserChannels"
 ORIGIN = "https://app.example.com"
-
-_SETUP = """
-import json
-from django.contrib.auth.models import Group, User
-from django.test import Client
-
-news = Group.objects.create(name="news")
-staff = Group.objects.create(name="staff")
-users = {}
-for name in ("alice", "bob", "carol"):
-    user = User.objects.create_user(name)
-    if name != "carol":
-        user.groups.add(news, staff)
-    client = Client()
-    client.force_login(user)
-    users[name] = {"pk": user.pk, "cookie": client.cookies["sessionid"].value}
-print(json.dumps(users))
-"""
 
 _REVOKE = """
 from django.contrib.auth.models import Group, User
@@ -54,43 +34,6 @@ alice.groups.remove(Group.objects.get(name="news"))
 channel_permission_changed(alice, "group-news")
 channel_permission_changed(bob.pk, "group-news")  # unchanged: bob's streams must go on
 """
-
-
-def _django(env: dict[str, str], *args: str) -> str:
-    """Run ``python -m django ARGS`` for the site (its database, its Redis); return stdout."""
-    result = subprocess.run(
-        [sys.executable, "-m", "django", *args],
-        env={**os.environ, **env},
-        cwd=REPO_TOP,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout
-
-
-class Site:
-    """The running site: its server, its Redis, its users (pk and session cookie)."""
-
-    def __init__(self, server: HttpServer, redis: RedisServer, env: dict, users: dict):
-        self.server = server
-        self.redis = redis
-        self.env = env
-        self.users = users
-
-    def connect(self, path: str, user: str | None = None, **kwargs) -> SseClient:
-        headers = {"Cookie": f"sessionid={self.users[user]['cookie']}"} if user else {}
-        return SseClient.connect(self.server.port, path, headers=headers, **kwargs)
-
-    def refusal(self, path: str, user: str | None = None) -> SseClient:
-        client = self.connect(path, user)
-        client.read_to_end()
-        client.close()
-        return client
-
-    def channel(self, user: str) -> str:
-        return f"user-{self.users[user]['pk']}"
 
 
 @pytest.fixture(scope="module")
@@ -107,8 +50,8 @@ def site(module_servers, tmp_path_factory, server_kind):
         DJANGO_SETTINGS_MODULE="tests.settings",
         DJANGO_SSE_TEST_DB=str(tmp_path_factory.mktemp("site") / "db.sqlite3"),
     )
-    _django(env, "migrate", "-v", "0")
-    users = json.loads(_django(env, "shell", "-c", _SETUP).strip().splitlines()[-1])
+    django_command(env, "migrate", "-v", "0")
+    users = json.loads(django_command(env, "shell", "-c", USERS_SETUP).strip().splitlines()[-1])
     return Site(module_servers.http(server_kind, env=env, workers=2), redis, env, users)
 
 
@@ -188,7 +131,7 @@ def test_channel_permission_changed_in_another_process_closes_the_users_streams_
     try:
         for client in clients:
             wait_live(client)
-        _django(site.env, "shell", "-c", _REVOKE)
+        django_command(site.env, "shell", "-c", _REVOKE)
         deadline = time.monotonic() + 1.0  # the publish happened before the shell exited
         for client in alice_news:
             client.read_to_end(timeout=max(0.01, deadline - time.monotonic()))
@@ -239,7 +182,7 @@ def test_an_async_can_read_channel_awaiting_request_auser_decides_at_open_and_on
         for client in (alice, bob):
             assert client.status == 200, client.body
             wait_live(client)
-        _django(site.env, "shell", "-c", _REVOKE_STAFF)
+        django_command(site.env, "shell", "-c", _REVOKE_STAFF)
         alice.read_to_end(timeout=5)
         publish("note", "staff only", channel="staff-room")
         bob_got = data_of(bob, 1)
@@ -317,7 +260,7 @@ def test_a_recheck_sees_the_user_as_a_new_request_would_load_them(site, publish,
     """Rule on ``request.user.is_staff``: after the change and a recheck, the stream ends before the next event; the unchanged user's goes on."""
     changed, kept = f"{change}-changed", f"{change}-kept"
     names = f"CHANGED, KEPT = {changed!r}, {kept!r}\n"
-    output = _django(site.env, "shell", "-c", names + _STAFF_USERS)
+    output = django_command(site.env, "shell", "-c", names + _STAFF_USERS)
     users = json.loads(output.strip().splitlines()[-1])
     site.users.update(users)
     path = "/staff-events/staff-news/"
@@ -328,7 +271,7 @@ def test_a_recheck_sees_the_user_as_a_new_request_would_load_them(site, publish,
             wait_live(client)
         cookie = f"COOKIE = {users[changed]['cookie']!r}\n"
         script = names + cookie + _CHANGED_USER + _CHANGES[change] + _NOTIFY
-        _django(site.env, "shell", "-c", script)
+        django_command(site.env, "shell", "-c", script)
         publish("note", "staff only", channel="staff-news")
         streams[changed].read_to_end(timeout=5)
         kept_got = data_of(streams[kept], 1)

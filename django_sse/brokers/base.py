@@ -191,6 +191,18 @@ class Broker(ABC):
         a retry must know which.
         """
 
+    def publish_in_sequence(self, channel: str, event: str, data: str) -> tuple[str, str]:
+        """Record and announce one event with history; return its id and the id of the one before it.
+
+        The id before is that of the channel's newest retained event when
+        this one was recorded (``0-0`` when none), read in the same atomic
+        step: GRIP mode publishes it as the event's ``prev-id``, from which
+        the proxy finds any event it was not given. The default raises
+        ``NotImplementedError``: a broker that cannot tell leaves GRIP mode
+        refused at start-up (``django_sse.E058``). Raises as ``publish()``.
+        """
+        raise NotImplementedError
+
     @abstractmethod
     def publish_control(self, payload: str) -> None:
         """Announce a control message to the listener of every process (``on_control``)."""

@@ -14,7 +14,7 @@ from collections import deque
 
 from ..conf import Settings
 from ..core.concurrency import new_lock
-from ..core.positions import ZERO, Position
+from ..core.positions import ZERO, Position, format_position
 from .base import Broker, BrokerListener, GapCause, History, Message
 
 
@@ -74,12 +74,26 @@ class MemoryBroker(Broker):
         return True
 
     def publish(self, channel: str, event: str, data: str, history: bool) -> str | None:
+        return self._publish(channel, event, data, history)[0]
+
+    def publish_in_sequence(self, channel: str, event: str, data: str) -> tuple[str, str]:
+        event_id, previous = self._publish(channel, event, data, True)
+        assert event_id is not None
+        return event_id, format_position(previous)
+
+    def _publish(
+        self, channel: str, event: str, data: str, history: bool
+    ) -> tuple[str | None, Position]:
         with self._lock:
             position = None
+            previous = ZERO
             if history:
                 log = self._logs.get(channel)
+                if log is not None and self.ttl and time.time() - log.touched > self.ttl:
+                    log = None  # expired: the event before it is gone, as on Redis
                 if log is None:
                     log = self._logs[channel] = _Log()
+                previous = log.last
                 position = self._next_position(log.last)
                 log.last = position
                 message = Message(channel, event, data, position)
@@ -92,7 +106,7 @@ class MemoryBroker(Broker):
             # Announce under the lock, so every stream sees events in id order.
             if listener is not None:
                 listener.on_message(message)
-        return message.id
+        return message.id, previous
 
     def publish_control(self, payload: str) -> None:
         if self._listener is not None:

@@ -25,6 +25,7 @@ from ..brokers import registry
 from ..conf import DEFAULTS, setting_error, sse_settings
 from ..core.channels import validate_channel
 from ..exceptions import InvalidChannel
+from ..grip.checks import check_grip
 from ..sse import validate_event_name
 from ..stream.cors import origin_problem
 from .deploy import check_broker_answers
@@ -52,6 +53,12 @@ _NUMBERS = {
         False,
         1,
         "a positive integer of bytes, e.g. 4194304 (4 MiB)",
+    ),
+    "SSE_GRIP_RECOVERY_INTERVAL": (
+        "E057",
+        False,
+        5,
+        "a number of seconds of at least 5 (Pushpin's least), e.g. 300",
     ),
     "SSE_PUBLISH_REPLICAS": (
         "E044",
@@ -276,6 +283,7 @@ def check_unknown_settings() -> list[checks.CheckMessage]:
 
 ALL_CHECKS = (
     check_numbers,
+    check_grip,
     check_unknown_settings,
     check_broker,
     check_channels,

@@ -91,7 +91,7 @@ def worker_config_warnings(worker: Any) -> list[checks.CheckMessage]:
     worker_class = type(worker)
     name = f"{worker_class.__module__}.{worker_class.__qualname__}"
     is_gevent = is_gevent_worker(worker)
-    if not is_gevent:
+    if not is_gevent and sse_settings.SSE_GRIP_URL is None:  # GRIP: the proxy holds streams
         warnings.append(
             checks.Warning(
                 f"gunicorn runs the worker class {name}: every open stream holds a whole "

@@ -79,8 +79,10 @@ def test_redis_cli_sample_publishes_with_history(orders_on_redis, redis_server, 
     )
     result = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
-    event_id = result.stdout.strip().strip('"')
-    assert re.fullmatch(r"\d+-\d+", event_id) and re.fullmatch(r'"\d+-\d+"', output[0])
+    # redis-cli prints a reply's elements one per line when its output is not a terminal.
+    event_id, previous_id = result.stdout.split()
+    assert re.fullmatch(r"\d+-\d+", event_id) and previous_id == "0-0"  # the channel's first
+    assert re.fullmatch(r'1\) "\d+-\d+"', output[0]) and output[1] == '2) "0-0"'
 
     [event] = [
         e for e in orders_on_redis.until(named("order-shipped")) if e.type == "order-shipped"

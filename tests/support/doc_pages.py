@@ -49,6 +49,7 @@ TESTED_BY: dict[Path, str] = {
     GUIDES / "redis-cluster.rst": "tests.test_redis_cluster",
     GUIDES / "redis-sentinel.rst": "tests.test_redis_sentinel",
     GUIDES / "asgi.rst": "tests.test_asgi",
+    GUIDES / "grip.rst": "tests.test_grip",
 }
 
 

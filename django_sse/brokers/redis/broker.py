@@ -159,13 +159,13 @@ class RedisBroker(RedisBrokerBase):
     def never_reached(self) -> bool:
         return self._contact.never_reached(self.timeout)
 
-    def _run_publish(self, key: str, args: list[str | int]) -> bytes:
+    def _run_publish(self, key: str, args: list[str | int]) -> list[bytes]:
         if not self.replicas:
             return super()._run_publish(key, args)
         return self._publish_replicated(key, args)
 
-    def _publish_replicated(self, key: str, args: list[str | int]) -> bytes:
-        """Run the publish script and ``WAIT`` for ``replicas`` in one round trip; return the id.
+    def _publish_replicated(self, key: str, args: list[str | int]) -> list[bytes]:
+        """Run the publish script and ``WAIT`` for ``replicas`` in one round trip; return the ids.
 
         Raises ``PublishOutcomeUnknown`` when fewer replicas confirm within the
         timeout, or ``WAIT`` fails (the event is on the master, and streams
@@ -178,14 +178,15 @@ class RedisBroker(RedisBrokerBase):
                 pipe.evalsha(self._publish.sha, 1, key, *args)
                 pipe.execute_command("WAIT", self.replicas, self._wait_ms)
                 # Each reply apart: an error of WAIT must not hide that the event was published.
-                event_id, confirmed = pipe.execute(raise_on_error=False)
-            if isinstance(event_id, redis.exceptions.NoScriptError) and not attempt:
+                reply, confirmed = pipe.execute(raise_on_error=False)
+            if isinstance(reply, redis.exceptions.NoScriptError) and not attempt:
                 # A new or restarted master: load the script, then publish (it never ran).
                 self._client.script_load(self._publish.script)
                 continue
             break
-        if isinstance(event_id, Exception):
-            raise event_id
+        if isinstance(reply, Exception):
+            raise reply
+        event_id = reply[0]
         if isinstance(confirmed, Exception):
             raise PublishOutcomeUnknown(
                 f"Event {event_id.decode()} was published on Redis at {self._safe_url()} but "
@@ -198,7 +199,7 @@ class RedisBroker(RedisBrokerBase):
                 f"only {confirmed} of SSE_PUBLISH_REPLICAS={self.replicas} replicas confirmed it "
                 f"within SSE_PUBLISH_TIMEOUT ({self.timeout}s): a failover could lose it."
             )
-        return cast(bytes, event_id)
+        return cast(list[bytes], reply)
 
     # The subscriber --------------------------------------------------------
 

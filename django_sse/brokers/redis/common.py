@@ -117,7 +117,7 @@ class RedisBrokerBase(Broker):
     #: Extra arguments of publish.lua (none: the single-server format, ``PUBLISH``).
     _publish_args: tuple[str, ...] = ()
     #: What publish.lua runs (a refusal inside a script does not name its command).
-    _publish_commands = "TIME, XADD, XTRIM, PEXPIRE and PUBLISH"
+    _publish_commands = "XREVRANGE, TIME, XADD, XTRIM, PEXPIRE and PUBLISH"
 
     control_key: str
     presence_key: str
@@ -173,7 +173,17 @@ class RedisBrokerBase(Broker):
     # Publishing and history ------------------------------------------------
 
     def publish(self, channel: str, event: str, data: str, history: bool) -> str | None:
+        return self._publish_event(channel, event, data, history)[0]
 
+    def publish_in_sequence(self, channel: str, event: str, data: str) -> tuple[str, str]:
+        event_id, previous = self._publish_event(channel, event, data, True)
+        assert event_id is not None and previous is not None  # with history, both
+        return event_id, previous
+
+    def _publish_event(
+        self, channel: str, event: str, data: str, history: bool
+    ) -> tuple[str | None, str | None]:
+        """Publish; return the event's id and the id before it (both None without history)."""
         key = self._key(channel)
         started = time.monotonic()
         try:
@@ -184,12 +194,12 @@ class RedisBrokerBase(Broker):
             if not history:
                 payload = b"1\n\n%s\n%s" % (event.encode(), data.encode())
                 self._commands().execute_command(self.publish_command, key, payload)
-                return None
+                return None, None
             args: list[str | int] = [key, event, data, self.maxlen, self.ttl_ms]
-            event_id = self._run_publish(key, [*args, *self._publish_args])
+            event_id, previous = self._run_publish(key, [*args, *self._publish_args])
         except redis_errors() as exc:
             raise self._publish_error(exc, sent=True, started=started) from exc
-        return event_id.decode()
+        return event_id.decode(), previous.decode()
 
     def _connect_publisher(self, key: str) -> None:
         """Open (or check) the connection that publishes to ``key``, sending no command of ours.
@@ -224,10 +234,10 @@ class RedisBrokerBase(Broker):
             f"{self.timeout}s)"
         )
 
-    def _run_publish(self, key: str, args: list[str | int]) -> bytes:
-        """Run publish.lua for ``key``; return the new event's id (override to add a step)."""
+    def _run_publish(self, key: str, args: list[str | int]) -> list[bytes]:
+        """Run publish.lua for ``key``; return the new event's id and the one before it (override to add a step)."""
         self._commands()
-        return cast(bytes, self._publish(keys=[key], args=args))
+        return cast(list[bytes], self._publish(keys=[key], args=args))
 
     def publish_control(self, payload: str) -> None:
 

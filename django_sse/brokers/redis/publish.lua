@@ -5,7 +5,12 @@
 -- ARGV[4]  MAXLEN (approximate)   ARGV[5]  history TTL in milliseconds (0: keep)
 -- ARGV[6]  the command that announces it: PUBLISH when absent, SPUBLISH in a cluster
 --          (then ARGV[1] is KEYS[1]: the shard channel is declared, in the same slot)
--- Returns the new event id ("<ms>-<seq>").
+-- Returns {the new event id ("<ms>-<seq>"), the id of the event before it ("0-0": none)}.
+local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local previous = '0-0'
+if newest[1] then
+  previous = newest[1][1]
+end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], '*', 'event', ARGV[2], 'data', ARGV[3])
 local ttl = tonumber(ARGV[5])
 if ttl > 0 then
@@ -17,4 +22,4 @@ if ttl > 0 then
   redis.call('PEXPIRE', KEYS[1], ttl)
 end
 redis.call(ARGV[6] or 'PUBLISH', ARGV[1], '1\n' .. id .. '\n' .. ARGV[2] .. '\n' .. ARGV[3])
-return id
+return {id, previous}

@@ -1,0 +1,178 @@
+"""The view's one answer in GRIP mode: the opening, what the client missed, and the hold.
+
+A stream request from a client (through the proxy) is checked as any
+stream (channels, permissions); the answer is the opening, the catch-up
+after its ``Last-Event-ID`` (or a new client's id and initial events), and
+the hold. The proxy's own requests, on the link a hold gave it, carry a
+grant instead (see ``instructions``) and get what follows the ids of their
+``Grip-Last``, without the opening. A catch-up larger than one answer
+(``PAGE_BYTES``) goes in pages: an answer without a hold, whose link the
+proxy follows at once for the next.
+
+History is read from the broker directly, not through the process's hub:
+a process that only answers GRIP requests subscribes to nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from django.http import HttpRequest, HttpResponse
+
+from ..brokers.base import Broker, History, Message
+from ..conf import sse_settings
+from ..core.cursor import ChannelCursor
+from ..core.positions import Position, encode_positions, format_position, parse_position
+from ..core.runtime import get_broker
+from ..exceptions import BrokerUnavailable
+from ..permissions import user_key
+from ..stream.engine import HEARTBEAT
+from ..stream.responses import bad_request, forbidden
+from .instructions import (
+    GRANT_PARAMETER,
+    NO_ID,
+    Grant,
+    hold_headers,
+    next_link,
+    paging_headers,
+    parse_grip_last,
+    read_grant,
+)
+from .names import stream_channel, user_channel
+
+#: The most bytes of history one answer carries (one event larger than it goes alone).
+#: Pushpin refuses a first answer over 100,000 bytes that it must read whole.
+PAGE_BYTES = 64 * 1024
+
+
+class GripView(Protocol):
+    """What ``answer()`` needs of the view (``RedisQueueView``)."""
+
+    request: HttpRequest
+    channels: list[str]
+    replay: bool
+    last_event_id: str | None
+    last_event_id_sent: bool
+
+    def check_channels(self) -> HttpResponse | None: ...
+
+    def broker_unreachable(self) -> HttpResponse: ...
+
+    def opening(self) -> bytes: ...
+
+    def _initial_chunk(self) -> bytes: ...
+
+    def get_heartbeat_interval(self) -> float: ...
+
+
+class BrokerHistory:
+    """A cursor's ``HistorySource`` that reads the broker itself (no hub, no shared reads)."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+
+    def read_history(
+        self,
+        name: str,
+        after: Position,
+        limit: int,
+        mark: object = None,
+        max_bytes: int | None = None,
+    ) -> History:
+        return self.broker.read_history(name, after, limit, max_bytes)
+
+    def current_tip(self, name: str) -> Position:
+        return self.broker.read_history(name, None, 0).tip
+
+    def start_position(self, name: str, mark: object = None) -> Position | None:
+        # What the proxy holds from: the tip now. An event published before the
+        # proxy holds the connection shows as a gap in its prev-ids, and is asked for.
+        return self.current_tip(name)
+
+    def read_latest(self, name: str) -> Message | None:
+        return self.broker.read_latest(name)
+
+
+def answer(view: GripView) -> HttpResponse:
+    """Return the GRIP answer to ``view``'s request (a 4xx/503 when refused)."""
+    request = view.request
+    token = request.GET.get(GRANT_PARAMETER)
+    if token is None:
+        refusal = view.check_channels()
+        if refusal is not None:
+            return refusal
+        grant = Grant(tuple(view.channels), user_key(getattr(request, "user", None)))
+        last_event_id = view.last_event_id
+        resuming = view.replay and view.last_event_id_sent
+    else:
+        max_age = 2 * sse_settings.SSE_GRIP_RECOVERY_INTERVAL + 60
+        found = read_grant(token, max_age)
+        if found is None:
+            return forbidden("The GRIP link's grant is not valid (altered, or expired).")
+        grant = found
+        header = request.META.get("HTTP_GRIP_LAST")
+        last_event_id = view.last_event_id
+        if header is not None:
+            last_ids = parse_grip_last(header)
+            if last_ids is None:
+                return bad_request("The Grip-Last header is malformed.")
+            last_event_id = _positions_of(_history(view, grant.channels), last_ids) or last_event_id
+        resuming = view.replay
+    channels = list(grant.channels)
+    history = _history(view, grant.channels)
+    several = len(history) > 1  # the ids are then tagged (see ``names``)
+    latest = frozenset(c for c in history if sse_settings.latest_value(c))
+    cursor = ChannelCursor(channels, history, last_event_id, resuming, latest)
+    try:
+        caught_up, read = cursor.catch_up(BrokerHistory(get_broker()), PAGE_BYTES)
+    except BrokerUnavailable:
+        read = False
+    if not read:
+        return view.broker_unreachable()
+    body = b""
+    if token is None:
+        body = view.opening()
+        if not view.last_event_id_sent:
+            body += view._initial_chunk()
+    body += caught_up
+    positions = encode_positions(cursor.positions) if cursor.positions else None
+    link = next_link(request.path, grant, positions)
+    response = HttpResponse(body, content_type="text/event-stream; charset=utf-8")
+    response["Cache-Control"] = "no-cache"
+    if not cursor.synced:
+        headers = paging_headers(link)
+    else:
+        prev_ids = {
+            stream_channel(channel, several): (
+                format_position(cursor.positions[channel]) if channel in cursor.positions else NO_ID
+            )
+            for channel in channels
+        }
+        if grant.user_key is not None:
+            prev_ids[user_channel(grant.user_key)] = NO_ID
+        headers = hold_headers(
+            prev_ids,
+            link,
+            recovery_interval=round(sse_settings.SSE_GRIP_RECOVERY_INTERVAL),
+            keep_alive=HEARTBEAT,
+            keep_alive_interval=max(1, round(view.get_heartbeat_interval())),
+        )
+    for name, value in headers.items():
+        response[name] = value
+    return response
+
+
+def _history(view: GripView, channels: tuple[str, ...]) -> list[str]:
+    """Return the channels of ``channels`` whose events carry ids and are replayed."""
+    return [c for c in channels if view.replay and sse_settings.history_enabled(c)]
+
+
+def _positions_of(history: list[str], last_ids: dict[str, str]) -> str | None:
+    """Return the ``Last-Event-ID`` equivalent of the proxy's ``Grip-Last`` ids, or None if it names none."""
+    several = len(history) > 1
+    positions: dict[str, Position] = {}
+    for channel in history:
+        position = parse_position(last_ids.get(stream_channel(channel, several), ""))
+        if position is not None:
+            positions[channel] = position
+    return encode_positions(positions) if positions else None
