@@ -104,6 +104,98 @@ def new_wakeup() -> Wakeup:
     return threading.Event()
 
 
+def new_stream_wakeup() -> Wakeup:
+    """Return the ``Wakeup`` of one stream's mailbox: one waiter, many producers.
+
+    Under gevent a ``_StreamWakeup`` (about half the CPU of gevent's event
+    per wake-up, which a stream pays for every write); elsewhere a
+    ``threading.Event``, as ``new_wakeup()``.
+    """
+    if not gevent_patched():
+        return threading.Event()
+    if _StreamWakeup.getcurrent is None:
+        import gevent
+        from gevent.exceptions import InvalidSwitchError
+
+        _StreamWakeup.bind(gevent.getcurrent, gevent.get_hub, gevent.Timeout, InvalidSwitchError)
+    return _StreamWakeup()
+
+
+class _StreamWakeup:
+    """A wake-up flag that one greenlet waits on, set from any greenlet of its thread.
+
+    What gevent's ``Event`` does for one waiter, without its list of links:
+    ``set()`` schedules one callback in the hub's loop, which switches to
+    the waiter if it still waits then (a waiter that left ``wait()``, killed
+    or timed out, is not switched to). Pitfall: not for several waiters, nor
+    for a producer in another OS thread (every greenlet of a gevent worker
+    shares one); ``new_wakeup()`` is.
+    """
+
+    __slots__ = ("_flag", "_waiter", "_hub", "_scheduled")
+
+    # gevent's, bound once by new_stream_wakeup() (this module imports no gevent).
+    getcurrent: Any = None
+    get_hub: Any = None
+    timeout_class: Any = None
+    invalid_switch: Any = None
+
+    @classmethod
+    def bind(cls, getcurrent: Any, get_hub: Any, timeout_class: Any, invalid_switch: Any) -> None:
+        cls.getcurrent = staticmethod(getcurrent)
+        cls.get_hub = staticmethod(get_hub)
+        cls.timeout_class = timeout_class
+        cls.invalid_switch = invalid_switch
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._waiter: Any = None
+        self._hub: Any = None
+        self._scheduled = False
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    def set(self) -> None:
+        self._flag = True
+        if self._waiter is not None and not self._scheduled:
+            self._scheduled = True
+            self._hub.loop.run_callback(self._notify)
+
+    def clear(self) -> None:
+        self._flag = False
+
+    def _notify(self) -> None:
+        self._scheduled = False
+        waiter = self._waiter
+        if waiter is not None and self._flag:
+            self._waiter = None
+            waiter.switch(self)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if self._flag:
+            return True
+        waiter = self.getcurrent()
+        hub = self._hub = self.get_hub()
+        if waiter is hub:
+            raise self.invalid_switch("A stream's wake-up cannot be waited on from the hub.")
+        timer = None if timeout is None else self.timeout_class.start_new(timeout)
+        self._waiter = waiter
+        try:
+            result = hub.switch()
+            if result is not self:
+                raise self.invalid_switch(f"Invalid switch into a stream's wait(): {result!r}")
+        except self.timeout_class as exc:
+            if exc is not timer:
+                raise
+        finally:
+            if timer is not None:
+                timer.close()
+            if self._waiter is waiter:
+                self._waiter = None
+        return self._flag
+
+
 def new_lock() -> threading.Lock:
     """Return a mutual-exclusion lock; hold it only around work that does not wait."""
     return threading.Lock()
@@ -459,4 +551,4 @@ def call_hook(hook: Callable[..., Any], *args: Any) -> Any:
 
 #: Both flavours meet the shared protocols: mypy checks these two assignments.
 TASK_CLASSES: tuple[type[TaskHandle], ...] = (Task, AsyncTask)
-WAKEUP_CLASSES: tuple[type[WakeupSignal], ...] = (threading.Event, AsyncWakeup)
+WAKEUP_CLASSES: tuple[type[WakeupSignal], ...] = (threading.Event, _StreamWakeup, AsyncWakeup)

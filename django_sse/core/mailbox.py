@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..brokers.base import Message
-from .concurrency import AsyncWakeup, Wakeup, new_wakeup
+from .concurrency import AsyncWakeup, Wakeup, new_stream_wakeup
 
 
 class EndReason(enum.Enum):
@@ -121,7 +121,7 @@ class Mailbox:
         self._bytes = 0
         self._aside = 0
         # asynchronous: the stream is a coroutine (ASGI), which awaits wait_async().
-        self._wakeup: Wakeup | AsyncWakeup = AsyncWakeup() if asynchronous else new_wakeup()
+        self._wakeup: Wakeup | AsyncWakeup = AsyncWakeup() if asynchronous else new_stream_wakeup()
         self._on_overflow: Callable[[], None] | None = None
         self._last_sent = time.monotonic()
         #: Why the stream was asked to finish (``OVERFLOW`` once it overflowed); None meanwhile.
