@@ -9,7 +9,8 @@ the latency from publish to receipt and find lost or repeated events;
 ``probe`` events (no history) tell the driver that a stream is live.
 
 Commands: ``publish`` (``count`` events per channel, paced at ``rate`` per
-second or as fast as ``send_event`` goes), ``probe``, ``start``/``stop`` (a
+second or as fast as ``send_event`` goes), ``probe``, ``grip`` (publish to a
+GRIP proxy too, or no longer), ``start``/``stop`` (a
 background tick stream), ``cost`` (events/s of ``send_event``, or of a raw
 redis-py publish for comparison), ``exit``.
 """
@@ -81,6 +82,16 @@ class _Server:
             "elapsed": elapsed,
             "ids": returned,
         }
+
+    def grip(self, url: str | None) -> dict:
+        """Publish to the GRIP proxy at ``url`` too (``SSE_GRIP_URL``), or no longer (None)."""
+        from django.conf import settings
+
+        from django_sse.conf import sse_settings
+
+        settings.SSE_GRIP_URL = url
+        sse_settings.forget()
+        return {"grip": url}
 
     def probe(self, channels: list[str]) -> dict:
         for channel in channels:

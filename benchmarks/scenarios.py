@@ -32,6 +32,7 @@ from .servers import (
     redis_connections,
     redis_env,
     redis_nodes,
+    server_stats,
     worker_stats,
 )
 
@@ -105,6 +106,9 @@ class Bench:
         server = SERVERS[kind](self.redis.url, self.log_dir)
         server.env.update(redis_env(self.redis))
         server.start()
+        grip_url = getattr(server, "control_url", None)  # GRIP mode: publish to the proxy too
+        if grip_url is not None:
+            self.publisher.call("grip", url=grip_url)
         sampler = None
         if self.profile_dir is not None and kind in self.profile_kinds:
             from .profiling import Sampler
@@ -118,13 +122,15 @@ class Bench:
         finally:
             if sampler is not None:
                 sampler.stop()
+            if grip_url is not None:
+                self.publisher.call("grip", url=None)
             server.stop()
 
     def clients(self, server: HttpServer, streams: int) -> ClientPool:
         processes = self.client_processes
         if processes is None:
             processes = 1 if streams <= 200 else min(2, os.cpu_count() or 1)
-        return ClientPool(server.port, processes)
+        return ClientPool(server.client_port, processes)
 
 
 # Helpers -----------------------------------------------------------------------
@@ -293,13 +299,13 @@ def idle(bench: Bench, kind: str, n: int = 1000, hold: float = 2.0) -> dict:
         with bench.clients(server, n) as pool:
             warm_up(bench, server, pool)
             before_stats = server.stats()
-            before = worker_stats(pid)
+            before = server_stats(server)
             commands = redis_commands(bench)
-            opened = pool.open(["/events/idle/"] * n)
+            opened = pool.open(["/events/idle/"] * n, pending=server.open_pending)
             probed = probe_until(bench, pool, ["idle"], n)
             time.sleep(hold)  # held: nothing may drop them meanwhile
             status = pool.status()
-            after = worker_stats(pid)
+            after = server_stats(server)
             commands = redis_commands(bench, commands)
             connections = redis_figures(bench, pid)
             stats = server.stats()
@@ -355,24 +361,26 @@ def fanout(
         pid = server.worker_pid
         with bench.clients(server, n) as pool:
             warm_up(bench, server, pool)
-            pool.open([f"/events/{names[i % channels]}/" for i in range(n)])
+            pool.open(
+                [f"/events/{names[i % channels]}/" for i in range(n)], pending=server.open_pending
+            )
             probe_until(bench, pool, names, n)
             # Steady: paced events, latency without backlog.
             pool.target(0, steady)
-            cpu0 = worker_stats(pid)["cpu"]
+            cpu0 = server_stats(server)["cpu"]
             client0, wall0 = pool.status()["cpu"], time.monotonic()
             bench.publisher.call("publish", channels=names, count=steady, rate=rate)
             client1, wall1 = pool.wait(lambda s: s["done"] >= n, WAIT)["cpu"], time.monotonic()
-            cpu1 = worker_stats(pid)["cpu"]
+            cpu1 = server_stats(server)["cpu"]
             first = pool.collect(0, steady)
             # Burst: as fast as send_event goes; the worker's CPU per delivery.
             pool.target(steady, total)
             gc_before = server.stats()["gc_seconds"]
-            cpu2 = worker_stats(pid)["cpu"]
+            cpu2 = server_stats(server)["cpu"]
             client2, wall2 = pool.status()["cpu"], time.monotonic()
             published = bench.publisher.call("publish", channels=names, count=burst, seq0=steady)
             client3, wall3 = pool.wait(lambda s: s["done"] >= n, WAIT)["cpu"], time.monotonic()
-            cpu3 = worker_stats(pid)["cpu"]
+            cpu3 = server_stats(server)["cpu"]
             gc_burst = server.stats()["gc_seconds"] - gc_before
             second = pool.collect(steady, total)
             whole = pool.collect(0, total)
@@ -579,7 +587,9 @@ def storm(
         with bench.clients(server, n) as pool:
             warm_up(bench, server, pool)
             pool.honour_retry(True)
-            pool.open([f"/events/{names[i % channels]}/" for i in range(n)])
+            pool.open(
+                [f"/events/{names[i % channels]}/" for i in range(n)], pending=server.open_pending
+            )
             probe_until(bench, pool, names, n)
             pool.target(0, total)
             pool.reconnections()  # forget the warm-up's

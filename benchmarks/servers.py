@@ -5,7 +5,8 @@ persistence), ``LibraryServer`` (gunicorn, the project's
 ``gunicorn.conf.py``, one gevent worker, ``benchmarks.project``) and
 ``LibraryAsgiServer`` (uvicorn, one worker, ``benchmarks.project.asgi``),
 ``StarletteServer`` (sse-starlette on uvicorn, ``benchmarks.starlette_app``),
-``DjangoFloorServer`` (Django's ASGI handler alone, ``benchmarks.project.floor``) and
+``DjangoFloorServer`` (Django's ASGI handler alone, ``benchmarks.project.floor``),
+``GripServer`` (GRIP mode: sync gunicorn behind Pushpin) and
 ``CeilingServer`` (``benchmarks.ceiling``) are the runners of
 ``tests.support.servers`` (own process group, free 127.0.0.1 port, stopped
 by PID) with the benchmark's command lines. ``worker_stats()`` reads the
@@ -22,7 +23,8 @@ import sys
 from pathlib import Path
 
 from tests.support import servers as runners
-from tests.support.procfs import process_stats, tcp_connections
+from tests.support.procfs import children, process_stats, tcp_connections
+from tests.support.pushpin import PushpinServer
 from tests.support.servers import REPO_TOP, ServerError, free_port
 from tests.support.stats import get_stats
 
@@ -37,6 +39,7 @@ __all__ = [
     "free_port",
     "redis_connections",
     "redis_nodes",
+    "server_stats",
     "worker_stats",
 ]
 
@@ -110,6 +113,18 @@ class HttpServer:
         """GET /stats/: what the serving process holds (streams, greenlets, fds...)."""
         return get_stats(self.port, timeout=timeout, query=query, close=False)
 
+    #: Opens the load client keeps in flight at once.
+    open_pending = 1000
+
+    @property
+    def client_port(self) -> int:
+        """Where the load client connects (default: the server's own port)."""
+        return self.port
+
+    def pids(self) -> list[int]:
+        """The processes whose CPU and memory count as the server's (default: the serving worker)."""
+        return [self.worker_pid]
+
 
 class LibraryServer(HttpServer, runners.GunicornServer):
     """django-sse under gunicorn's gevent worker: ``-c gunicorn.conf.py``, one worker."""
@@ -171,6 +186,68 @@ class CeilingServer(HttpServer, runners.Server):
         ]  # fmt: skip
 
 
+class GripServer(HttpServer, runners.GunicornServer):
+    """GRIP mode: a plain sync gunicorn (two workers, no config file) behind Pushpin, which holds the streams.
+
+    The figures count Django and Pushpin together: ``pids()`` are gunicorn's
+    workers and every process of Pushpin (its runner, condure, zurl, the proxy
+    and the handler). The publisher posts to Pushpin's control API
+    (``Bench.serving`` tells it where).
+    """
+
+    name = kind = "library-grip"
+    settings_module = "benchmarks.project.settings"
+    # Pushpin 1.36's proxy answers 502 rather than queue when its requests to the
+    # backend pile up (a few hundred at once here): the client opens 100 at a time.
+    open_pending = 100
+
+    def __init__(self, redis_url: str, log_dir: str | Path | None = None) -> None:
+        control_port = free_port()
+        self.control_url = f"http://127.0.0.1:{control_port}"
+        super().__init__(
+            app="benchmarks.project.wsgi:application",
+            workers=2,
+            worker_class="sync",
+            env={"BENCH_REDIS_URL": redis_url, "BENCH_GRIP_URL": self.control_url},
+            log_dir=log_dir,
+        )
+        self.redis_url = redis_url
+        self.proxy = PushpinServer(
+            routes=f"* 127.0.0.1:{self.port}",
+            control_port=control_port,
+            ready_path="/events/pushpin-ready/",
+            # Room for a burst of 2,000 events to 10,000 streams (Debian's defaults are
+            # 2,500/s and 25,000: past them Pushpin drops deliveries).
+            message_rate=10_000_000,
+            message_hwm=25_000_000,
+            log_dir=log_dir,
+        )
+
+    @property
+    def client_port(self) -> int:
+        return self.proxy.port
+
+    def start(self) -> GripServer:
+        super().start()
+        self.proxy.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        self.proxy.stop()
+        return super().stop(timeout)
+
+    def pids(self) -> list[int]:
+        proxy = [self.proxy.pid, *_descendants(self.proxy.pid)] if self.proxy.running else []
+        return [*self.worker_pids(), *proxy]
+
+
+def _descendants(pid: int) -> list[int]:
+    found = []
+    for child in children(pid):
+        found += [child, *_descendants(child)]
+    return found
+
+
 #: uvicorn's options for both ASGI kinds (one worker; httptools and uvloop when installed).
 UVICORN_ARGS = ("--backlog", "4096", "--timeout-keep-alive", "5")
 
@@ -230,6 +307,7 @@ SERVERS = {
     "library-asgi": LibraryAsgiServer,
     "sse-starlette": StarletteServer,
     "django-floor": DjangoFloorServer,
+    "library-grip": GripServer,
     "ceiling": CeilingServer,
 }
 
@@ -238,6 +316,15 @@ def worker_stats(pid: int) -> dict:
     """Resident memory (bytes), open fds and CPU seconds (user + system) of ``pid``."""
     stats = process_stats(pid)
     return {"rss": stats.rss, "fds": stats.fds, "cpu": stats.cpu_seconds}
+
+
+def server_stats(server: HttpServer) -> dict:
+    """``worker_stats()`` summed over the server's processes (``pids()``)."""
+    totals = {"rss": 0, "fds": 0, "cpu": 0.0}
+    for pid in server.pids():
+        for name, value in worker_stats(pid).items():
+            totals[name] += value
+    return totals
 
 
 def _clients_of(pid: int, node: runners.RedisServer) -> list[dict]:

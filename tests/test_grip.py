@@ -79,7 +79,9 @@ def grip_site(module_servers, tmp_path_factory):
     users = json.loads(django_command(env, "shell", "-c", USERS_SETUP).strip().splitlines()[-1])
     django = module_servers.gunicorn(env=env, workers=workers, worker_class="sync")
     routes = route.replace("localhost:8000", f"127.0.0.1:{django.port}")
-    proxy = module_servers.pushpin(routes=routes, control_port=control_port)
+    proxy = module_servers.pushpin(
+        routes=routes, control_port=control_port, ready_path="/events/grip-ready/"
+    )
     return GripSite(proxy, django, redis, env, users, control_url)
 
 
@@ -155,6 +157,22 @@ def test_a_client_that_reconnects_through_pushpin_gets_exactly_what_it_missed(gr
 
 def _ticks_seen(client: SseClient) -> list[tuple[str, str]]:
     return [(e.data, e.last_event_id) for e in client.events]
+
+
+@pytest.mark.integration
+def test_a_catch_up_larger_than_one_answer_arrives_whole_in_order_once(grip, publish):
+    """160 KB missed: the view answers in pages of 64 KiB, held at each page's end, and Pushpin asks on."""
+    client = _open(grip, "/events/grip-pages/")
+    seen = publish("tick", "seen", channel="grip-pages")
+    assert _ticks(client, 1) == [("seen", seen)]
+    client.close()
+    missed = [publish("tick", f"{n:04d}" + "x" * 4000, channel="grip-pages") for n in range(40)]
+    again = _open(grip, "/events/grip-pages/", last_event_id=seen)
+    assert [event_id for _, event_id in _ticks(again, 40)] == missed
+    live = publish("tick", "live", channel="grip-pages")
+    assert _ticks(again, 1) == [("live", live)]
+    assert _quiet(again) == []
+    again.close()
 
 
 @pytest.mark.integration

@@ -16,6 +16,8 @@ SSE_REDIS_CLUSTER = os.environ.get("BENCH_REDIS_CLUSTER") == "1"
 # Off unless the server asks (library-metrics): the other servers measure the
 # library as it runs without the metrics extra.
 SSE_METRICS = os.environ.get("BENCH_METRICS") == "1"
+# The library-grip kind: Pushpin's control API (GRIP mode); unset elsewhere.
+SSE_GRIP_URL = os.environ.get("BENCH_GRIP_URL") or None
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

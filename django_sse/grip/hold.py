@@ -6,8 +6,11 @@ after its ``Last-Event-ID`` (or a new client's id and initial events), and
 the hold. The proxy's own requests, on the link a hold gave it, carry a
 grant instead (see ``instructions``) and get what follows the ids of their
 ``Grip-Last``, without the opening. A catch-up larger than one answer
-(``PAGE_BYTES``) goes in pages: an answer without a hold, whose link the
-proxy follows at once for the next.
+(``PAGE_BYTES``) goes in pages: each answer holds the stream at the
+positions it reached, and asks the proxy to come back a second later. (An
+answer without a hold would not move the proxy's ``Grip-Last``, and the
+proxy shares the requests of one path and ``Grip-Last`` between its
+connections, whatever the query: the position must be in ``Grip-Last``.)
 
 History is read from the broker directly, not through the process's hub:
 a process that only answers GRIP requests subscribes to nothing.
@@ -34,7 +37,6 @@ from .instructions import (
     Grant,
     hold_headers,
     next_link,
-    paging_headers,
     parse_grip_last,
     read_grant,
 )
@@ -139,24 +141,24 @@ def answer(view: GripView) -> HttpResponse:
     link = next_link(request.path, grant, positions)
     response = HttpResponse(body, content_type="text/event-stream; charset=utf-8")
     response["Cache-Control"] = "no-cache"
-    if not cursor.synced:
-        headers = paging_headers(link)
-    else:
-        prev_ids = {
-            stream_channel(channel, several): (
-                format_position(cursor.positions[channel]) if channel in cursor.positions else NO_ID
-            )
-            for channel in channels
-        }
-        if grant.user_key is not None:
-            prev_ids[user_channel(grant.user_key)] = NO_ID
-        headers = hold_headers(
-            prev_ids,
-            link,
-            recovery_interval=round(sse_settings.SSE_GRIP_RECOVERY_INTERVAL),
-            keep_alive=HEARTBEAT,
-            keep_alive_interval=max(1, round(view.get_heartbeat_interval())),
+    prev_ids = {
+        stream_channel(channel, several): (
+            format_position(cursor.positions[channel]) if channel in cursor.positions else NO_ID
         )
+        for channel in channels
+    }
+    if grant.user_key is not None:
+        prev_ids[user_channel(grant.user_key)] = NO_ID
+    # A catch-up with more to come is held at the positions it reached, and the proxy
+    # asks for the rest a second later (or at once, when an event shows the gap).
+    interval = round(sse_settings.SSE_GRIP_RECOVERY_INTERVAL) if cursor.synced else 1
+    headers = hold_headers(
+        prev_ids,
+        link,
+        recovery_interval=interval,
+        keep_alive=HEARTBEAT,
+        keep_alive_interval=max(1, round(view.get_heartbeat_interval())),
+    )
     for name, value in headers.items():
         response[name] = value
     return response

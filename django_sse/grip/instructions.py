@@ -91,11 +91,6 @@ def hold_headers(
     }
 
 
-def paging_headers(link: str) -> dict[str, str]:
-    """Return the headers of a page of catch-up that has more to come: no hold, the next page's link."""
-    return {"Grip-Link": f"<{link}>; rel=next"}
-
-
 def parse_grip_last(value: str) -> dict[str, str] | None:
     """Return each channel's last id from a ``Grip-Last`` header (several joined with ``,``).
 
