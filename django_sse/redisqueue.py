@@ -213,6 +213,12 @@ class RedisQueueView(BaseSseView):
         for item in items:
             if item is SYNC or item is NEXT_BATCH:
                 if item is SYNC:
+                    if cursor.synced and cursor.history:
+                        # Another of the stream's channels became ready after the catch-up
+                        # that all of them allowed: nothing was lost (a lost subscription
+                        # sends UNSYNCED first). Reading again would hold live events
+                        # meanwhile, and deliver them after history events published later.
+                        continue
                     cursor.restart()  # (re)subscribed: every channel may have missed events
                 else:
                     self._next_batch_queued = False

@@ -208,6 +208,8 @@ def test_an_asgi_streams_unsubscribe_runs_off_the_event_loop_when_the_broker_say
 
             closed_in, off_the_loop = asyncio.run(main())
             response.close()
+            # Let go, the UNSUBSCRIBE returns in its executor thread (later on a busy machine).
+            eventually(lambda: returned, interval=0.01, what="the waiting UNSUBSCRIBE returned")
         finally:
             gate.set()
             broker.unsubscribe = unsubscribe
