@@ -19,6 +19,7 @@ import time
 import pytest
 
 from django_sse.servers.http1 import Limits, head_is_doomed, parse_simple_head
+from tests.support.polling import eventually
 from tests.support.redis_helpers import connect, get_stats, stats_when, wait_position
 from tests.support.servers import REPO_TOP
 from tests.support.sse import SseClient
@@ -359,11 +360,15 @@ def test_with_an_access_log_every_request_takes_gunicorns_path_and_is_logged(ser
     finally:
         client.close()
     stats = get_stats(site.port)
-    log = site.stderr_text(100_000)  # stdout and stderr
+    # The stream's line is written once the worker has seen the client go (a moment later).
+    log = eventually(
+        lambda: site.stderr_text(100_000),  # stdout and stderr
+        until=lambda text: '"GET /ticks/ HTTP/1.1" 200' in text,
+        what="the stream's access log line",
+    )
 
     assert stats["short_path_requests"] == 0
     assert "answers every request by gunicorn's path: an access log is written" in log
-    assert '"GET /ticks/ HTTP/1.1" 200' in log
 
 
 def _read_to_close(sock: socket.socket) -> bytes:
