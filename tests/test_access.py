@@ -19,21 +19,10 @@ from django.test import Client
 import django_sse
 from tests.support.redis_helpers import data_of, open_live, wait_live
 from tests.support.servers import project_env
-from tests.support.site import USERS_SETUP, Site, django_command
+from tests.support.site import MANAGER, REVOKE_ALICE_FROM_NEWS, USERS_SETUP, Site, django_command
 from tests.support.sse import SseClient, streams_on_every_worker
 
-MANAGER = "tests.channel_manager.UserChannels"
 ORIGIN = "https://app.example.com"
-
-_REVOKE = """
-from django.contrib.auth.models import Group, User
-from django_sse import channel_permission_changed
-
-alice, bob = User.objects.get(username="alice"), User.objects.get(username="bob")
-alice.groups.remove(Group.objects.get(name="news"))
-channel_permission_changed(alice, "group-news")
-channel_permission_changed(bob.pk, "group-news")  # unchanged: bob's streams must go on
-"""
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +120,7 @@ def test_channel_permission_changed_in_another_process_closes_the_users_streams_
     try:
         for client in clients:
             wait_live(client)
-        django_command(site.env, "shell", "-c", _REVOKE)
+        django_command(site.env, "shell", "-c", REVOKE_ALICE_FROM_NEWS)
         deadline = time.monotonic() + 1.0  # the publish happened before the shell exited
         for client in alice_news:
             client.read_to_end(timeout=max(0.01, deadline - time.monotonic()))
@@ -158,7 +147,7 @@ def test_channel_permission_changed_in_another_process_closes_the_users_streams_
     assert again.status == 403
 
 
-_REVOKE_STAFF = """
+REVOKE_ALICE_FROM_NEWS_STAFF = """
 from django.contrib.auth.models import Group, User
 from django_sse import channel_permission_changed
 
@@ -182,7 +171,7 @@ def test_an_async_can_read_channel_awaiting_request_auser_decides_at_open_and_on
         for client in (alice, bob):
             assert client.status == 200, client.body
             wait_live(client)
-        django_command(site.env, "shell", "-c", _REVOKE_STAFF)
+        django_command(site.env, "shell", "-c", REVOKE_ALICE_FROM_NEWS_STAFF)
         alice.read_to_end(timeout=5)
         publish("note", "staff only", channel="staff-room")
         bob_got = data_of(bob, 1)

@@ -24,7 +24,7 @@ from tests.support.doc_pages import commands, pages_tested_by
 from tests.support.readme_samples import Samples, track
 from tests.support.redis_helpers import multi_path, wait_position
 from tests.support.servers import free_port, project_env
-from tests.support.site import USERS_SETUP, Site, django_command
+from tests.support.site import MANAGER, USERS_SETUP, Site, django_command
 from tests.support.sse import SseClient
 
 SAMPLES = Samples(*pages_tested_by(__name__))  # docs/guides/grip.rst
@@ -32,8 +32,6 @@ grip_sample_reader = track(SAMPLES)  # an autouse fixture: which test read what,
 ROUTES = SAMPLES.find("text", "/etc/pushpin/routes")
 SETTINGS = SAMPLES.find("python", "SSE_GRIP_URL")
 COMMAND = SAMPLES.find("console", "gunicorn")
-
-MANAGER = "tests.channel_manager.UserChannels"
 
 
 class GripSite(Site):

@@ -17,19 +17,22 @@ frame) sends no RST either way: each side finds out only by its own timers.
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 import time
 
 import pytest
 
 from django_sse.brokers.redis.broker import SUBSCRIBER_IDLE_PING
 from tests.support.netns import InNamespace, Network, Port
-from tests.support.servers import REPO_TOP, GunicornServer, RedisServer, project_env
+from tests.support.servers import GunicornServer, RedisServer, project_env
+from tests.support.site import (
+    MANAGER,
+    REVOKE_ALICE_FROM_NEWS,
+    USERS_SETUP,
+    django_command,
+    run_python,
+)
 from tests.support.sse import SseClient
-from tests.test_access import _REVOKE, _SETUP, MANAGER, _django
 
 pytestmark = pytest.mark.integration
 
@@ -75,16 +78,7 @@ class Host:
 
     def run(self, *args: str) -> str:
         """Run ``python ARGS`` on this host as the site's code would (its settings, its Redis)."""
-        result = subprocess.run(
-            [*self.ns.prefix(), sys.executable, *args],
-            env={**os.environ, **self.env},
-            cwd=REPO_TOP,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert result.returncode == 0, result.stderr[-3000:]
-        return result.stdout
+        return run_python(self.env, *args, prefix=tuple(self.ns.prefix()))
 
     def publish(self, channels: list[str], start: int, count: int) -> list[str]:
         """Publish ``count`` events to each of ``channels`` from a process of this host; return their data in order."""
@@ -129,8 +123,10 @@ def deployment(tmp_path_factory):
             DJANGO_SSE_TEST_DB=str(log_dir / "db.sqlite3"),  # shared by both hosts
         )
         a, b = Host("A", on_a, env, log_dir), Host("B", on_b, env, log_dir)
-        _django(a.env, "migrate", "-v", "0")
-        users = json.loads(_django(a.env, "shell", "-c", _SETUP).strip().splitlines()[-1])
+        django_command(a.env, "migrate", "-v", "0")
+        users = json.loads(
+            django_command(a.env, "shell", "-c", USERS_SETUP).strip().splitlines()[-1]
+        )
         for host in (a, b):
             started.append(host.server.start())
         yield Deployment(redis, a, b, users)
@@ -233,7 +229,7 @@ def test_channel_permission_changed_on_host_a_ends_exactly_the_revoked_streams_o
     clients = [*alice_news, *bob_news, *alice_own]
     try:
         wait_all_live(clients)
-        deployment.a.run("-m", "django", "shell", "-c", _REVOKE)
+        deployment.a.run("-m", "django", "shell", "-c", REVOKE_ALICE_FROM_NEWS)
         revoked = time.monotonic()
         for client in alice_news:
             client.read_to_end(timeout=5)

@@ -15,6 +15,9 @@ import sys
 from .servers import REPO_TOP, HttpServer, RedisServer
 from .sse import SseClient
 
+#: The channel manager of the site: ``user-<pk>`` channels and ``group-<name>`` ones.
+MANAGER = "tests.channel_manager.UserChannels"
+
 USERS_SETUP = """
 import json
 from django.contrib.auth.models import Group, User
@@ -34,10 +37,22 @@ print(json.dumps(users))
 """
 
 
-def django_command(env: dict[str, str], *args: str) -> str:
-    """Run ``python -m django ARGS`` for the site (its database, its Redis); return stdout."""
+#: Run in ``shell -c``: alice leaves group "news", and both users' streams of it are rechecked.
+REVOKE_ALICE_FROM_NEWS = """
+from django.contrib.auth.models import Group, User
+from django_sse import channel_permission_changed
+
+alice, bob = User.objects.get(username="alice"), User.objects.get(username="bob")
+alice.groups.remove(Group.objects.get(name="news"))
+channel_permission_changed(alice, "group-news")
+channel_permission_changed(bob.pk, "group-news")  # unchanged: bob's streams must go on
+"""
+
+
+def run_python(env: dict[str, str], *args: str, prefix: tuple[str, ...] = ()) -> str:
+    """Run ``python ARGS`` (after ``prefix``, e.g. ``ip netns exec``) with ``env`` added; return stdout."""
     result = subprocess.run(
-        [sys.executable, "-m", "django", *args],
+        [*prefix, sys.executable, *args],
         env={**os.environ, **env},
         cwd=REPO_TOP,
         capture_output=True,
@@ -46,6 +61,11 @@ def django_command(env: dict[str, str], *args: str) -> str:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
+
+
+def django_command(env: dict[str, str], *args: str) -> str:
+    """Run ``python -m django ARGS`` for the site (its database, its Redis); return stdout."""
+    return run_python(env, "-m", "django", *args)
 
 
 class Site:
