@@ -27,7 +27,7 @@ from django.core.signals import setting_changed
 T = TypeVar("T")
 
 DEFAULTS: dict[str, Any] = {
-    "SSE_BROKER": None,  # "memory" or "redis"; None: redis when a Redis URL is set
+    "SSE_BROKER": None,  # "memory", "redis" or "postgres"; None: redis when a Redis URL is set
     "SSE_REDIS_URL": None,
     "SSE_REDIS_PREFIX": "sse:",
     "SSE_REDIS_CLUSTER": False,  # True: SSE_REDIS_URL names a node of a Redis Cluster
@@ -61,6 +61,10 @@ DEFAULTS: dict[str, Any] = {
     "SSE_REDIS_SENTINEL_SERVICE": None,  # the master's name in the sentinels' config
     "SSE_REDIS_SENTINEL_PASSWORD": None,  # the sentinels' own password (requirepass), if any
     "SSE_PUBLISH_REPLICAS": 0,  # replicas that must hold an event before send_event returns
+    "SSE_POSTGRES_DATABASE": "default",  # the DATABASES alias of the PostgreSQL broker
+    "SSE_POSTGRES_LISTEN_OPTIONS": {},  # libpq keywords over the alias's, for the listener alone
+    "SSE_POSTGRES_POLL_INTERVAL": 1.0,  # seconds between reads that no notification asked for
+    "SSE_POSTGRES_CLEANUP_INTERVAL": 10.0,  # seconds between each process's retention runs
     # The old django-sse names keep working.
     "REDIS_SSEQUEUE_CONNECTION_SETTINGS": None,
     "REDIS_SSEQUEUE_CHANEL_NAME": "sse",
@@ -134,6 +138,10 @@ class Settings:
     SSE_REDIS_SENTINEL_SERVICE = Setting[str | None]()
     SSE_REDIS_SENTINEL_PASSWORD = Setting[str | None]()
     SSE_PUBLISH_REPLICAS = Setting[int]()
+    SSE_POSTGRES_DATABASE = Setting[str]()
+    SSE_POSTGRES_LISTEN_OPTIONS = Setting[dict[str, Any]]()
+    SSE_POSTGRES_POLL_INTERVAL = Setting[float]()
+    SSE_POSTGRES_CLEANUP_INTERVAL = Setting[float]()
     REDIS_SSEQUEUE_CONNECTION_SETTINGS = Setting[dict[str, Any] | None]()
     REDIS_SSEQUEUE_CHANEL_NAME = Setting[str]()
 
