@@ -9,8 +9,7 @@ in autocommit, and the listener has one of its own.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ...exceptions import BrokerUnavailable
@@ -93,12 +92,6 @@ class SharedConnection:
                 raise BrokerUnavailable(
                     f"Could not {what} on {describe(self.params)}: {exc}"
                 ) from exc
-
-    @contextmanager
-    def transaction(self, connection: Any) -> Iterator[Any]:
-        """Run the block in one transaction of ``connection`` (from inside ``run``)."""
-        with connection.transaction():
-            yield connection
 
     def _discard(self) -> None:
         connection, self._connection = self._connection, None

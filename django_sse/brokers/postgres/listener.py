@@ -50,7 +50,7 @@ class Listener:
     """Reads events for one hub from its own connection (``params``: psycopg keywords)."""
 
     def __init__(self, params: dict[str, Any], process_key: str, poll_interval: float) -> None:
-        self.params = params
+        self.params = {**params, "application_name": "django-sse listener"}
         self.process_key = process_key
         self.poll_interval = poll_interval
         #: Seconds after which the cleaner no longer waits for a silent listener.

@@ -74,10 +74,12 @@ HORIZON = f"SELECT {_HORIZON}::text"
 
 #: The listener's read: rows after (xid, id), oldest first; ``ready`` is false from the
 #: first row at or above the horizon on (such rows are committed but must wait).
+#: Pitfall: ORDER BY names the table's column (``e.xid``); a bare ``xid`` would be the
+#: output column, the text, and sort 1000 before 999.
 LIVE = f"""
-    SELECT xid::text, id, channel, event, data, history, xid < {_HORIZON}
-    FROM {EVENTS} WHERE (xid, id) > (%s::xid8, %s)
-    ORDER BY xid, id LIMIT %s
+    SELECT e.xid::text, e.id, e.channel, e.event, e.data, e.history, e.xid < {_HORIZON}
+    FROM {EVENTS} e WHERE (e.xid, e.id) > (%s::xid8, %s)
+    ORDER BY e.xid, e.id LIMIT %s
 """
 
 #: A channel's history after a position, bounded by the horizon, a count and (roughly) bytes,
@@ -117,9 +119,9 @@ HISTORY = f"""
 
 #: The newest event of a channel with history, below the horizon.
 LATEST = f"""
-    SELECT xid::text, id, event, data FROM {EVENTS}
-    WHERE channel = %s AND history AND xid < {_HORIZON}
-    ORDER BY xid DESC, id DESC LIMIT 1
+    SELECT e.xid::text, e.id, e.event, e.data FROM {EVENTS} e
+    WHERE e.channel = %s AND e.history AND e.xid < {_HORIZON}
+    ORDER BY e.xid DESC, e.id DESC LIMIT 1
 """
 
 WRITE_PRESENCE = f"""
