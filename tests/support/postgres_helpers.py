@@ -154,3 +154,25 @@ def empty_tables(server: PostgresServer, name: str = DATABASE) -> None:
     with server.connect(dbname=name) as connection:
         tables = ", ".join((schema.EVENTS, schema.TRIMS, schema.PRESENCE, schema.LISTENERS))
         connection.execute(f"TRUNCATE {tables}")
+
+
+def site_settings(server: PostgresServer, **extra: Any) -> dict[str, Any]:
+    """Return the test project's settings (``project_env(settings=...)``) for the PostgreSQL broker on ``server``."""
+    return {
+        "DATABASES": {
+            "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"},
+            ALIAS: server.database_settings(),
+        },
+        "SSE_BROKER": "postgres",
+        "SSE_POSTGRES_DATABASE": ALIAS,
+        "SSE_POSTGRES_POLL_INTERVAL": 0.5,
+        "SSE_POSTGRES_CLEANUP_INTERVAL": 0.2,
+        **extra,
+    }
+
+
+def use_postgres(settings: Any, alias: str = ALIAS) -> None:
+    """Make ``send_event`` in this process publish through the PostgreSQL broker on ``alias``."""
+    settings.SSE_BROKER = "postgres"
+    settings.SSE_POSTGRES_DATABASE = alias
+    settings.SSE_POSTGRES_CLEANUP_INTERVAL = 0.1

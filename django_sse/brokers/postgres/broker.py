@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from typing import Any
 
 from django.core.checks import CheckMessage
 
 from ...conf import Settings
+from ...core.concurrency import sleep
 from ...core.positions import ZERO, Position
 from ...exceptions import BrokerUnavailable, PublishOutcomeUnknown, PublishRefused
 from ..base import Broker, BrokerListener, GapCause, History, Message
@@ -34,6 +36,8 @@ from .retention import Cleaner
 
 #: The largest value of a PostgreSQL bigint: positions past it were never issued.
 _BIGINT_MAX = 2**63 - 1
+#: Seconds a tip read waits for committed rows that an open transaction holds back.
+TIP_WAIT = 0.5
 #: NOTIFY refuses payloads of 8000 bytes or more.
 _NOTIFY_MAX = 7999
 
@@ -146,9 +150,7 @@ class PostgresBroker(Broker):
             "limit": 0 if after is None else limit,
             "max_bytes": max_bytes or 0,
         }
-        rows = self._shared.run(
-            "read history", lambda c: c.execute(schema.HISTORY, params).fetchall()
-        )
+        rows = self._read_history(params, tip_only=after is None)
         tip_text, known, trimmed_text = rows[0][:3]
         tip = parse_row_position(tip_text) if tip_text else None
         if after is None:
@@ -161,15 +163,34 @@ class PostgresBroker(Broker):
         cause = _lost_after(after, tip, trimmed, bool(known) and not beyond)
         if cause is not None:
             return History(gap=True, tip=tip, cause=cause)
-        page = [row for row in rows if row[3] is not None]
-        if max_bytes and len(page) > 1 and page[-1][8] + page[-1][7] > max_bytes:
+        page = [row[4:] for row in rows if row[4] is not None]
+        if max_bytes and len(page) > 1 and page[-1][5] + page[-1][4] > max_bytes:
             page.pop()  # the event that takes the read past the bound (the first always stays)
         messages = [
             Message(channel, event, data, (int(xid_text), number))
-            for _, _, _, xid_text, number, event, data, _, _, _ in page
+            for xid_text, number, event, data, _, _, _ in page
         ]
-        cut = bool(page) and page[0][9] > len(page)
+        cut = bool(page) and page[0][6] > len(page)
         return History(messages=messages, tip=tip, more=cut or len(messages) >= limit)
+
+    def _read_history(self, params: dict[str, Any], tip_only: bool) -> list[Any]:
+        """Run ``schema.HISTORY``; for a tip, first wait (``TIP_WAIT`` s at most) for committed rows held back.
+
+        A new stream starts at the tip: waiting a moment for the short
+        transactions that hold the horizon back (anyone's, on the whole
+        cluster) starts it after the events committed before it opened,
+        rather than sending them as live ones.
+        """
+        deadline = time.monotonic() + TIP_WAIT
+        delay = 0.002
+        while True:
+            rows: list[Any] = self._shared.run(
+                "read history", lambda c: c.execute(schema.HISTORY, params).fetchall()
+            )
+            if not (tip_only and rows[0][3]) or time.monotonic() > deadline:
+                return rows
+            sleep(delay)
+            delay = min(delay * 2, 0.05)
 
     def read_latest(self, channel: str) -> Message | None:
         row = self._shared.run(

@@ -11,7 +11,8 @@ end of that transaction is announced by nobody.
 Subscribing is local (every row is read; the set decides what is handed
 on); its confirmation, like ``catch_up_live``'s answer, comes from the
 listener's task after a read that began after the call, so it follows every
-event committed before the call. The cursor, written to the listeners'
+event committed before the call, and a channel's rows are handed on from
+the next read on (as Redis sends nothing published before a SUBSCRIBE). The cursor, written to the listeners'
 table every ``poll_interval``, bounds what the cleaner may delete; a
 listener that could not write it for ``alive / 2`` seconds counts as
 disconnected (its streams catch up from history), since the cleaner may
@@ -76,7 +77,6 @@ class Listener:
     def subscribe(self, channels: list[str]) -> bool:
         if not self._connected:
             return False
-        self._subscribed.update(channels)
         self._command(*(("subscribed", channel) for channel in channels))
         return True
 
@@ -203,7 +203,8 @@ class Listener:
             if notified or commands or due:
                 held = self._read(connection, listener)
                 for kind, value in commands:
-                    if kind == "subscribed":
+                    if kind == "subscribed":  # from the next read on: rows read now came before
+                        self._subscribed.add(value)
                         listener.on_subscribed(value)
                     else:
                         listener.on_caught_up(value)

@@ -83,7 +83,8 @@ LIVE = f"""
 """
 
 #: A channel's history after a position, bounded by the horizon, a count and (roughly) bytes,
-#: with what tells a gap: the tip, whether the position is a row, the newest trimmed position.
+#: with what tells a gap: the tip, whether the position is a row, the newest trimmed position;
+#: and whether committed rows of the channel wait behind the horizon.
 #: Parameters: channel, after xid, after id, limit, max bytes (0: none).
 HISTORY = f"""
     WITH h AS MATERIALIZED (SELECT {_HORIZON} AS horizon),
@@ -95,7 +96,9 @@ HISTORY = f"""
             EXISTS (SELECT 1 FROM {EVENTS}
                     WHERE xid = %(xid)s::xid8 AND id = %(id)s AND channel = %(channel)s
                     AND history) AS known,
-            (SELECT xid::text || '-' || id FROM {TRIMS} WHERE channel = %(channel)s) AS trimmed
+            (SELECT xid::text || '-' || id FROM {TRIMS} WHERE channel = %(channel)s) AS trimmed,
+            EXISTS (SELECT 1 FROM {EVENTS}, h
+                    WHERE channel = %(channel)s AND history AND xid >= h.horizon) AS held
     ),
     page AS (
         SELECT xid, id, event, data, octet_length(event) + octet_length(data) AS size
@@ -108,7 +111,7 @@ HISTORY = f"""
         SELECT *, sum(size) OVER (ORDER BY xid, id) - size AS before, count(*) OVER () AS total
         FROM page
     )
-    SELECT meta.tip, meta.known, meta.trimmed, s.xid::text, s.id, s.event, s.data, s.size, s.before,
+    SELECT meta.tip, meta.known, meta.trimmed, meta.held, s.xid::text, s.id, s.event, s.data, s.size, s.before,
         s.total
     FROM meta LEFT JOIN LATERAL (
         SELECT * FROM sized WHERE %(max_bytes)s = 0 OR sized.before <= %(max_bytes)s
