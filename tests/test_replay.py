@@ -83,7 +83,6 @@ class Backend:
         with urllib.request.urlopen(f"{self.server.url}/publish/", body, timeout=10) as response:
             return json.loads(response.read())["id"]
 
-
     def settle(self, channel: str) -> None:
         """Wait until retention has trimmed ``channel``: the PostgreSQL broker trims in its cleaner.
 
