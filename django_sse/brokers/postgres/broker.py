@@ -112,6 +112,8 @@ class PostgresBroker(Broker):
             # In a transaction, a failed statement leaves nothing to commit; in autocommit
             # a lost connection may have lost only the answer.
             unknown = isinstance(exc, (OperationalError, InterfaceError))
+            if unknown and not connection.in_atomic_block:
+                connection.close()  # a broken connection: the next publish opens another
             if connection.in_atomic_block or not unknown:
                 raise PublishRefused(
                     f"Could not publish to {describe(self.params)}, nothing was published: {exc}"
