@@ -139,6 +139,10 @@ def register_alias(settings_dict: dict[str, Any], alias: str = ALIAS) -> None:
         {"default": connections.settings["default"], alias: dict(settings_dict)}
     )
     connections.settings[alias] = configured[alias]
+    try:
+        del connections[alias]  # this thread's wrapper, made with the old settings
+    except AttributeError:
+        pass
 
 
 def migrate(alias: str = ALIAS) -> None:
@@ -176,3 +180,49 @@ def use_postgres(settings: Any, alias: str = ALIAS) -> None:
     settings.SSE_BROKER = "postgres"
     settings.SSE_POSTGRES_DATABASE = alias
     settings.SSE_POSTGRES_CLEANUP_INTERVAL = 0.1
+
+
+class PgBouncerServer(Server):
+    """pgbouncer in transaction pooling in front of ``postgres`` (database ``sse``), trusting everyone.
+
+    Run as the postgres user when we are root (pgbouncer refuses root too).
+    """
+
+    name = "pgbouncer"
+
+    def __init__(self, postgres: PostgresServer, pool_mode: str = "transaction", **kwargs: Any):
+        super().__init__(**kwargs)
+        self.postgres = postgres
+        self.pool_mode = pool_mode
+        self.directory = Path(tempfile.mkdtemp(prefix="django-sse-pgbouncer-"))
+
+    def command(self) -> list[str]:
+        binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+        if not Path(binary).exists():
+            raise ServerError("pgbouncer is not installed; run scripts/install-system-deps.")
+        (self.directory / "users.txt").write_text('"postgres" ""\n')
+        config = self.directory / "pgbouncer.ini"
+        config.write_text(
+            "[databases]\n"
+            f"{DATABASE} = host=127.0.0.1 port={self.postgres.port} dbname={DATABASE}\n"
+            "[pgbouncer]\n"
+            f"listen_addr = 127.0.0.1\nlisten_port = {self.port}\n"
+            "unix_socket_dir =\n"
+            "auth_type = trust\n"
+            f"auth_file = {self.directory / 'users.txt'}\n"
+            f"pool_mode = {self.pool_mode}\n"
+            "max_client_conn = 500\ndefault_pool_size = 10\n"
+            "ignore_startup_parameters = extra_float_digits,options\n"
+        )
+        if os.geteuid() == 0:
+            user = pwd.getpwnam("postgres")
+            for path in (self.directory, config, self.directory / "users.txt"):
+                os.chown(path, user.pw_uid, user.pw_gid)
+        return _as_postgres([binary, str(config)])
+
+    def database_settings(self) -> dict[str, Any]:
+        """Return the ``DATABASES`` entry of the cluster's database through this pooler."""
+        return {**self.postgres.database_settings(), "PORT": str(self.port)}
+
+    def remove(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)

@@ -59,10 +59,15 @@ def describe(params: dict[str, Any]) -> str:
 
 
 def connect(params: dict[str, Any]) -> Any:
-    """Return a new psycopg connection in autocommit; raises ``psycopg.Error``."""
+    """Return a new psycopg connection in autocommit; raises ``psycopg.Error``.
+
+    Nothing is prepared on the server (``prepare_threshold=None``): a
+    statement prepared on one server connection of a pooler in transaction
+    mode (PgBouncer) is unknown to the next.
+    """
     import psycopg
 
-    return psycopg.connect(autocommit=True, **params)
+    return psycopg.connect(autocommit=True, prepare_threshold=None, **params)
 
 
 class SharedConnection:

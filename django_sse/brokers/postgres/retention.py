@@ -3,7 +3,7 @@
 Publishing never deletes (a delete in the publisher's transaction would
 lock rows other publishers delete too): each process runs a cleaner every
 ``SSE_POSTGRES_CLEANUP_INTERVAL`` seconds, and the one that takes the
-advisory lock deletes, in short batches, rows past the count or the age,
+advisory lock deletes, in short batches (a transaction each), rows past the count or the age,
 and rows without history. It never deletes a row that a live listener has
 not read yet (see ``schema.CLEAN``), so trimming cannot hide an event from
 a live stream; a trimmed position is a gap (``stream-reset``) for a client
@@ -59,25 +59,24 @@ class Cleaner:
         return self.connection.run("apply retention", self._clean)
 
     def _clean(self, connection: Any) -> int:
-        locked = connection.execute(
-            "SELECT pg_try_advisory_lock(%s)", (schema.CLEANER_LOCK,)
-        ).fetchone()[0]
-        if not locked:
-            return 0
+        # Each batch is a transaction holding the lock (an advisory lock of the transaction,
+        # so that it works through a pooler in transaction mode).
+        params = {"maxlen": self.maxlen, "ttl": self.ttl, "alive": self.alive, "batch": BATCH}
         deleted = 0
-        try:
-            params = {"maxlen": self.maxlen, "ttl": self.ttl, "alive": self.alive, "batch": BATCH}
-            while True:
+        while True:
+            with connection.transaction():
+                locked = connection.execute(
+                    "SELECT pg_try_advisory_xact_lock(%s)", (schema.CLEANER_LOCK,)
+                ).fetchone()[0]
+                if not locked:
+                    return deleted
                 count = connection.execute(schema.CLEAN, params).fetchone()[0]
                 deleted += count
                 if count < BATCH:
-                    break
-            connection.execute(schema.FORGET_TRIMS)
-            connection.execute(schema.EXPIRE_PRESENCE)
-            connection.execute(schema.FORGET_LISTENERS)
-        finally:
-            connection.execute("SELECT pg_advisory_unlock(%s)", (schema.CLEANER_LOCK,))
-        return deleted
+                    connection.execute(schema.FORGET_TRIMS)
+                    connection.execute(schema.EXPIRE_PRESENCE)
+                    connection.execute(schema.FORGET_LISTENERS)
+                    return deleted
 
     def _run(self) -> None:
         while not self._closed:

@@ -142,11 +142,11 @@ LISTENER_SEEN = f"""
 """
 LISTENER_GONE = f"DELETE FROM {LISTENERS} WHERE process = %s"
 
-#: The cleaner's lock (``pg_try_advisory_lock``): one process cleans at a time.
+#: The cleaner's lock (``pg_try_advisory_xact_lock``): one process cleans at a time.
 CLEANER_LOCK = 0x64_6A_73_73_65  # "djsse"
 
-#: One batch of cleaning, in one short statement (its transaction holds the horizon back
-#: while it runs): at most %(batch)s rows, oldest first, among those below the horizon
+#: One batch of cleaning, in one short transaction (which holds the horizon back while it
+#: runs): at most %(batch)s rows, oldest first, among those below the horizon
 #: and at or before the cursor of every live listener (seen within %(alive)s seconds):
 #: rows without history, rows older than %(ttl)s seconds (0: none by age), rows not
 #: among the %(maxlen)s newest of their channel. Records each channel's newest deleted
