@@ -19,9 +19,17 @@ from django_sse.brokers.postgres.broker import PostgresBroker
 from django_sse.core.hub import Hub
 from django_sse.core.mailbox import SYNC, UNSYNCED, Mailbox
 from django_sse.core.positions import ZERO, parse_position
+from tests.support.doc_pages import GUIDES
 from tests.support.polling import eventually
+from tests.support.readme_samples import Samples, track
 
 pytestmark = pytest.mark.integration
+
+SAMPLES = Samples(GUIDES / "postgres.rst")
+postgres_sample_reader = track(SAMPLES)  # an autouse fixture: which test read what, and passed
+
+SETTINGS = SAMPLES.find("python", "SSE_POSTGRES_DATABASE")
+SHIP = SAMPLES.find("python", "def ship(order)")
 
 
 @pytest.fixture
@@ -282,3 +290,58 @@ def test_an_unreachable_database_at_start_is_never_reached_and_refuses_publishin
             broker.publish("a", "tick", "x", True)
     finally:
         hub.close()
+
+
+# --- the guide's samples -----------------------------------------------------------------
+
+
+def test_the_guides_settings_select_the_postgres_broker_and_pass_its_checks():
+    """docs/guides/postgres.rst's settings: the broker is PostgreSQL on "default", and no check fails."""
+    from django.test import override_settings
+
+    from django_sse.brokers import registry
+    from django_sse.conf import sse_settings
+
+    namespace: dict = {}
+    exec(compile(SETTINGS.code, "<postgres.rst settings.py>", "exec"), namespace)
+    overrides = {name: value for name, value in namespace.items() if name.startswith("SSE_")}
+    with override_settings(DATABASES=namespace["DATABASES"], **overrides):
+        assert registry.broker_class(sse_settings) is PostgresBroker
+        assert PostgresBroker.check(sse_settings) == []
+    assert "django_sse" in namespace["INSTALLED_APPS"]
+
+
+def test_the_guides_ship_sample_publishes_only_what_commits(make_broker, use_postgres):
+    """docs/guides/postgres.rst's ship(): a failed save sends nothing; a committed one, its event."""
+    namespace: dict = {}
+    exec(compile(SHIP.code, "<postgres.rst ship>", "exec"), namespace)
+
+    class OnTheTestDatabase:  # the sample's transaction.atomic(), on the test's alias
+        @staticmethod
+        def atomic():
+            return transaction.atomic(using=use_postgres)
+
+    namespace["transaction"] = OnTheTestDatabase
+
+    class Order:
+        pk = 7
+        status = "new"
+        fails = True
+
+        def save(self):
+            if self.fails:
+                raise RuntimeError("the database refused the order")
+
+    order = Order()
+    with pytest.raises(RuntimeError):
+        namespace["ship"](order)
+    order.fails = False
+    namespace["ship"](order)
+
+    messages = make_broker().read_history("orders-7", ZERO, 10).messages
+    assert [(m.event, m.data) for m in messages] == [("order", '{"id":7,"status":"shipped"}')]
+
+
+def test_every_sample_is_exercised(request):
+    """Every code block of docs/guides/postgres.rst was read by a passing test; this test runs last."""
+    SAMPLES.check(request)
