@@ -292,6 +292,65 @@ def test_an_unreachable_database_at_start_is_never_reached_and_refuses_publishin
         hub.close()
 
 
+# --- control, presence, retention ----------------------------------------------------------
+
+
+class _ControlRecorder(Hub):
+    def __init__(self, broker) -> None:
+        self.controls: list[str] = []
+        super().__init__(broker)
+
+    def on_control(self, payload: str) -> None:
+        self.controls.append(payload)
+        super().on_control(payload)
+
+
+def test_a_control_message_reaches_the_listener_of_every_process(make_broker):
+    """publish_control (channel revocation) reaches every hub, through NOTIFY."""
+    hubs = [_ControlRecorder(make_broker()) for _ in range(2)]
+    for hub in hubs:
+        _subscribe(hub, ["a"])
+    payload = '{"user": "7", "channel": "a"}'
+
+    make_broker().publish_control(payload)
+
+    for hub in hubs:
+        eventually(lambda hub=hub: hub.controls == [payload], timeout=5, what="the control message")
+        hub.close()
+
+
+def test_presence_reports_expire_after_their_ttl(make_broker):
+    """Each process's report replaces its previous one and vanishes once its ttl passes."""
+    broker = make_broker()
+    broker.write_presence("host:1", "first", 0.5)
+    broker.write_presence("host:1", "second", 0.5)
+    broker.write_presence("host:2", "other", 30)
+
+    assert sorted(make_broker().read_presence()) == ["other", "second"]
+    eventually(lambda: broker.read_presence() == ["other"], timeout=5, what="host:1 expired")
+
+
+def test_the_cleaner_never_deletes_what_a_live_listener_has_not_read(make_broker, postgres_server):
+    """Retention waits for every live listener's recorded position: trimming cannot hide an event."""
+    broker = make_broker(maxlen=5, cleanup_interval=0)  # it cleans only when told to
+    ids = [broker.publish("a", "tick", str(index), True) for index in range(50)]
+    with postgres_server.connect() as admin:  # a listener that was seen just now and read nothing
+        admin.execute(
+            "INSERT INTO django_sse_listener (process, xid, id, seen) "
+            "VALUES ('stalled', '1'::xid8, 0, clock_timestamp())"
+        )
+        broker.clean()
+        kept = len(broker.read_history("a", ZERO, 100).messages)
+        admin.execute("DELETE FROM django_sse_listener WHERE process = 'stalled'")
+    broker.clean()
+
+    assert kept == 50  # nothing went while a live listener had not read it
+    assert broker.read_history("a", ZERO, 100).gap
+    assert [m.id for m in broker.read_history("a", parse_position(ids[-6]), 100).messages] == ids[
+        -5:
+    ]
+
+
 # --- the guide's samples -----------------------------------------------------------------
 
 
