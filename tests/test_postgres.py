@@ -351,6 +351,21 @@ def test_the_cleaner_never_deletes_what_a_live_listener_has_not_read(make_broker
     ]
 
 
+def test_the_cleaner_warns_once_while_the_notify_queue_is_half_full(make_broker, caplog):
+    """Over half full, the NOTIFY queue is a warning, once until it drains."""
+    cleaner = make_broker(cleanup_interval=0).cleaner
+
+    with caplog.at_level("WARNING", logger="django_sse.brokers.postgres.retention"):
+        for usage in (0.1, 0.6, 0.7, 0.2, 0.9):
+            cleaner._watch_queue(usage)
+
+    assert [record.getMessage()[:40] for record in caplog.records] == [
+        "PostgreSQL's NOTIFY queue is 60% full: a",
+        "PostgreSQL's NOTIFY queue is 90% full: a",
+    ]
+    assert make_broker(cleanup_interval=0).clean() == 0  # and it asks the queue every run
+
+
 # --- the guide's samples -----------------------------------------------------------------
 
 

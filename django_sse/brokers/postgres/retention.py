@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 
 #: Rows deleted per statement (each statement is a short transaction of its own).
 BATCH = 5000
+#: The share of the NOTIFY queue in use from which the cleaner warns.
+QUEUE_WARNING = 0.5
 
 
 class Cleaner:
@@ -42,6 +44,7 @@ class Cleaner:
         self._start_lock = threading.Lock()
         self._closed = False
         self._failing = False
+        self._queue_warned = False
 
     def start(self) -> None:
         """Begin cleaning every ``interval`` seconds, once (later calls do nothing)."""
@@ -76,7 +79,21 @@ class Cleaner:
                     connection.execute(schema.FORGET_TRIMS)
                     connection.execute(schema.EXPIRE_PRESENCE)
                     connection.execute(schema.FORGET_LISTENERS)
+                    usage = connection.execute(schema.QUEUE_USAGE).fetchone()[0]
+                    self._watch_queue(usage)
                     return deleted
+
+    def _watch_queue(self, usage: float) -> None:
+        """Warn once while the NOTIFY queue is over half full (at full, commits that NOTIFY fail)."""
+        full = usage >= QUEUE_WARNING
+        if full and not self._queue_warned:
+            logger.warning(
+                "PostgreSQL's NOTIFY queue is %.0f%% full: a session that listens is stuck in a "
+                "transaction (see pg_stat_activity); once it is full, every transaction that "
+                "publishes an event fails at its commit.",
+                usage * 100,
+            )
+        self._queue_warned = full
 
     def _run(self) -> None:
         while not self._closed:

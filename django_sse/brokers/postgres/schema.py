@@ -196,5 +196,7 @@ CLEAN = f"""
 FORGET_TRIMS = f"""
     DELETE FROM {TRIMS} t WHERE NOT EXISTS (SELECT 1 FROM {EVENTS} e WHERE e.channel = t.channel)
 """
+#: How full the cluster's NOTIFY queue is (0 to 1).
+QUEUE_USAGE = "SELECT pg_notification_queue_usage()"
 #: Forget listeners that have not been seen for an hour.
 FORGET_LISTENERS = f"DELETE FROM {LISTENERS} WHERE seen < clock_timestamp() - interval '1 hour'"
