@@ -163,3 +163,36 @@ def test_a_server_that_never_reached_postgres_refuses_streams_with_a_503(servers
         timeout=10,
         what="the never-reached warning",
     )
+
+
+def test_churn_leaves_nothing_behind(site, postgres_server):
+    """Streams opened and closed on many channels: the hub, the fds and the database connections come back."""
+    from tests.support.redis_helpers import get_stats, stats_when
+
+    def connections_to_postgres() -> int:
+        with postgres_server.connect() as admin:
+            return admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'django-sse%%'"
+            ).fetchone()[0]
+
+    def churn(cycle: int) -> None:
+        clients = [open_live(site.port, f"/events/churn-{cycle}-{n % 10}/") for n in range(20)]
+        django_sse.send_event("tick", "x", channel=f"churn-{cycle}-0")
+        for client in clients:
+            client.close()
+        stats_when(site.port, lambda stats: stats["streams"] == 0)
+
+    churn(0)  # every process opens its connections (listener, reads, cleaner)
+    time.sleep(1.0)  # the cleaners' first runs
+    before_connections = connections_to_postgres()
+    fds_before = {get_stats(site.port)["pid"]: get_stats(site.port)["fds"] for _ in range(6)}
+    for cycle in range(1, 4):
+        churn(cycle)
+
+    for _ in range(6):  # both workers
+        stats = stats_when(
+            site.port, lambda stats: stats["streams"] == 0 and stats["hub_channels"] == 0
+        )
+        if stats["pid"] in fds_before:
+            assert stats["fds"] <= fds_before[stats["pid"]] + 2
+    assert connections_to_postgres() == before_connections <= 3 * 3  # two workers and this process
