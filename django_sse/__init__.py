@@ -18,21 +18,35 @@ if TYPE_CHECKING:
 
 
 def send_event(
-    event_name: str, data: Any, channel: str | None = None, *, history: bool | None = None
+    event_name: str,
+    data: Any,
+    channel: str | None = None,
+    *,
+    history: bool | None = None,
+    on_commit: bool = False,
+    using: str | None = None,
 ) -> str | None:
     """Publish an event to every stream reading ``channel``; see ``django_sse.publish.send_event``."""
     from .publish import send_event as publish
 
-    return publish(event_name, data, channel, history=history)
+    return publish(event_name, data, channel, history=history, on_commit=on_commit, using=using)
 
 
 async def asend_event(
-    event_name: str, data: Any, channel: str | None = None, *, history: bool | None = None
+    event_name: str,
+    data: Any,
+    channel: str | None = None,
+    *,
+    history: bool | None = None,
+    on_commit: bool = False,
+    using: str | None = None,
 ) -> str | None:
     """Async ``send_event`` (same checks and errors); see ``django_sse.publish.asend_event``."""
     from .publish import asend_event as publish
 
-    return await publish(event_name, data, channel, history=history)
+    return await publish(
+        event_name, data, channel, history=history, on_commit=on_commit, using=using
+    )
 
 
 def channel_permission_changed(user: Any, channel: str) -> None:

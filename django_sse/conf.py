@@ -27,7 +27,7 @@ from django.core.signals import setting_changed
 T = TypeVar("T")
 
 DEFAULTS: dict[str, Any] = {
-    "SSE_BROKER": None,  # "memory" or "redis"; None: redis when a Redis URL is set
+    "SSE_BROKER": None,  # "memory", "redis" or "postgres"; None: redis when a Redis URL is set
     "SSE_REDIS_URL": None,
     "SSE_REDIS_PREFIX": "sse:",
     "SSE_REDIS_CLUSTER": False,  # True: SSE_REDIS_URL names a node of a Redis Cluster
@@ -64,6 +64,10 @@ DEFAULTS: dict[str, Any] = {
     "SSE_GRIP_URL": None,  # a GRIP proxy's control API (Pushpin: "http://localhost:5561"): GRIP mode
     "SSE_GRIP_PUBLISH_HEADERS": {},  # headers of each publish to it (Fastly Fanout: its key)
     "SSE_GRIP_RECOVERY_INTERVAL": 300.0,  # the proxy asks each stream's view at least this often
+    "SSE_POSTGRES_DATABASE": "default",  # the DATABASES alias of the PostgreSQL broker
+    "SSE_POSTGRES_LISTEN_OPTIONS": {},  # libpq keywords over the alias's, for the listener alone
+    "SSE_POSTGRES_POLL_INTERVAL": 1.0,  # seconds between reads that no notification asked for
+    "SSE_POSTGRES_CLEANUP_INTERVAL": 10.0,  # seconds between each process's retention runs
     # The old django-sse names keep working.
     "REDIS_SSEQUEUE_CONNECTION_SETTINGS": None,
     "REDIS_SSEQUEUE_CHANEL_NAME": "sse",
@@ -140,6 +144,10 @@ class Settings:
     SSE_GRIP_URL = Setting[str | None]()
     SSE_GRIP_PUBLISH_HEADERS = Setting[dict[str, str]]()
     SSE_GRIP_RECOVERY_INTERVAL = Setting[float]()
+    SSE_POSTGRES_DATABASE = Setting[str]()
+    SSE_POSTGRES_LISTEN_OPTIONS = Setting[dict[str, Any]]()
+    SSE_POSTGRES_POLL_INTERVAL = Setting[float]()
+    SSE_POSTGRES_CLEANUP_INTERVAL = Setting[float]()
     REDIS_SSEQUEUE_CONNECTION_SETTINGS = Setting[dict[str, Any] | None]()
     REDIS_SSEQUEUE_CHANEL_NAME = Setting[str]()
 

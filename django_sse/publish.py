@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -14,9 +15,17 @@ from .exceptions import EventTooLarge, PublishError
 from .grip import publisher as grip_publisher
 from .sse import encode_data, validate_event_name
 
+logger = logging.getLogger(__name__)
+
 
 def send_event(
-    event_name: str, data: Any, channel: str | None = None, *, history: bool | None = None
+    event_name: str,
+    data: Any,
+    channel: str | None = None,
+    *,
+    history: bool | None = None,
+    on_commit: bool = False,
+    using: str | None = None,
 ) -> str | None:
     """Publish an event to every stream reading ``channel``; return its id.
 
@@ -40,13 +49,31 @@ def send_event(
     With ``SSE_GRIP_URL`` set the event then goes to the GRIP proxy too; a
     proxy that does not take it is logged, not raised (the event is in the
     broker's history, and the proxy asks for it: see ``django_sse.grip``).
+
+    ``on_commit``: publish once the transaction of database ``using`` (the
+    default database when None) commits (``transaction.on_commit``), and
+    never if it rolls back; None is returned, the id being unknown yet.
+    Outside a transaction it publishes at once. Pitfall: the event may still
+    be lost between the commit and the publish (the process dies, the broker
+    fails: the ``PublishError`` is then logged, since the transaction is
+    committed). The PostgreSQL broker needs none of this: there ``send_event``
+    inside ``transaction.atomic()`` writes in the transaction itself.
     """
     channel, text, history = _prepare(event_name, data, channel, history)
+    if on_commit:
+        _publish_on_commit(channel, event_name, text, history, using)
+        return None
     return _publish(channel, event_name, text, history)
 
 
 async def asend_event(
-    event_name: str, data: Any, channel: str | None = None, *, history: bool | None = None
+    event_name: str,
+    data: Any,
+    channel: str | None = None,
+    *,
+    history: bool | None = None,
+    on_commit: bool = False,
+    using: str | None = None,
 ) -> str | None:
     """Async ``send_event``: the same checks and errors, without blocking the event loop.
 
@@ -55,9 +82,14 @@ async def asend_event(
     a few threads shared by every call), not a thread per call. Pitfall:
     cancelling the await does not stop a publish under way; the await
     returns once the broker has answered, then raises ``CancelledError``,
-    and the event may be published all the same.
+    and the event may be published all the same. ``on_commit`` and ``using``
+    as ``send_event``'s: registered on the executor's thread, where no
+    transaction is open, the publish then happens at once.
     """
     channel, text, history = _prepare(event_name, data, channel, history)
+    if on_commit:
+        await offload(_publish_on_commit, channel, event_name, text, history, using)
+        return None
     event_id: str | None = await offload(_publish, channel, event_name, text, history)
     return event_id
 
@@ -82,6 +114,23 @@ def _prepare(
     if history is None:
         history = sse_settings.history_enabled(channel)
     return channel, text, bool(history)
+
+
+def _publish_on_commit(
+    channel: str, event_name: str, text: str, history: bool, using: str | None
+) -> None:
+    """Publish once the transaction of ``using`` commits; a failure then is logged, not raised."""
+    from django.db import transaction
+
+    def publish() -> None:
+        try:
+            _publish(channel, event_name, text, history)
+        except PublishError as exc:
+            logger.error(
+                "Could not publish %r to channel %r after the commit: %s", event_name, channel, exc
+            )
+
+    transaction.on_commit(publish, using=using)
 
 
 def _publish(channel: str, event_name: str, text: str, history: bool) -> str | None:

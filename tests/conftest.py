@@ -177,3 +177,38 @@ def output_dir(request):
     path = Path(os.environ.get("DJANGO_SSE_TEST_OUTPUT") or request.config.rootpath / "test-output")
     path.mkdir(exist_ok=True)
     return path
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A PostgreSQL cluster of the session (initdb in a fresh directory), with the broker's tables migrated.
+
+    The database is this process's Django alias ``sse_pg``; prefer ``postgres_alias``.
+    """
+    from tests.support.postgres_helpers import PostgresServer, create_database, register_alias
+
+    server = PostgresServer()
+    server.start()
+    try:
+        create_database(server)
+        register_alias(server.database_settings())
+        yield server
+    finally:
+        server.stop()
+        server.remove()
+
+
+@pytest.fixture
+def postgres_alias(postgres_server, django_db_blocker):
+    """The alias of the session's PostgreSQL database (migrated), its tables emptied; the database is unblocked."""
+    from tests.support.postgres_helpers import ALIAS, empty_tables, migrate
+
+    if not postgres_server.running:  # a previous test stopped or killed it
+        postgres_server.start()
+    with django_db_blocker.unblock():
+        migrate()
+        empty_tables(postgres_server)
+        yield ALIAS
+        from django.db import connections
+
+        connections[ALIAS].close()

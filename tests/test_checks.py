@@ -13,6 +13,7 @@ from django.core.management.base import SystemCheckError
 from django.test import override_settings
 
 from django_sse import checks
+from django_sse.brokers.postgres import checks as postgres_checks
 from django_sse.brokers.redis import checks as redis_checks
 from django_sse.conf import DEFAULTS, sse_settings
 from tests.support.redis_helpers import eventually
@@ -30,6 +31,19 @@ SENTINEL = {
 def case(id_, check, bad, setting, example, good, label=None):
     """``bad`` fires ``id_`` naming ``setting``; the hint shows ``example``; ``good`` fixes it."""
     return pytest.param(id_, check, bad, setting, example, good, id=label or f"{id_}-{bad!r}"[:60])
+
+
+def check_postgres():
+    """The PostgreSQL broker's rules, on the current settings."""
+    return postgres_checks.check_postgres(sse_settings)
+
+
+SQLITE = {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}
+POSTGRES = {
+    "SSE_BROKER": "postgres",
+    "DATABASES": {"default": SQLITE, "events": {"ENGINE": "django.db.backends.postgresql"}},
+    "SSE_POSTGRES_DATABASE": "events",
+}
 
 
 def check_sentinel():
@@ -55,6 +69,17 @@ CASES = [
     number("E004", "SSE_QUEUE_SIZE", 0, "e.g. 2000", 2000),
     number("E004", "SSE_QUEUE_SIZE", 100.0, "e.g. 2000", 100),
     number("E005", "SSE_HISTORY_MAXLEN", 0, "e.g. 10000", 10000),
+    number("E064", "SSE_POSTGRES_POLL_INTERVAL", 0, "e.g. 1", 0.5),
+    number("E065", "SSE_POSTGRES_CLEANUP_INTERVAL", "10", "e.g. 10", 10),
+    case("E060", check_postgres, {**POSTGRES, "SSE_POSTGRES_DATABASE": "missing"},
+         "SSE_POSTGRES_DATABASE", "DATABASES", POSTGRES),
+    case("E060", check_postgres, {**POSTGRES, "SSE_POSTGRES_DATABASE": None},
+         "SSE_POSTGRES_DATABASE", "DATABASES", POSTGRES),
+    case("E061", check_postgres, {**POSTGRES, "SSE_POSTGRES_DATABASE": "default"},
+         "SSE_POSTGRES_DATABASE", "'django.db.backends.postgresql'", POSTGRES),
+    case("E063", check_postgres, {"SSE_POSTGRES_LISTEN_OPTIONS": "host=db-primary"},
+         "SSE_POSTGRES_LISTEN_OPTIONS", "{'host': 'db-primary'",
+         {"SSE_POSTGRES_LISTEN_OPTIONS": {"host": "db-primary"}}),
     number("E053", "SSE_STREAM_BUFFER_BYTES", 0, "4 MiB", 4 * 1024 * 1024),
     number("E053", "SSE_STREAM_BUFFER_BYTES", None, "bytes", 65536),
     number("E053", "SSE_STREAM_BUFFER_BYTES", "4MB", "e.g. 4194304", 1),

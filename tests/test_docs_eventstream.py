@@ -227,7 +227,14 @@ def test_hooks_take_the_arguments_the_page_names():
     assert names(ChannelManager.can_read_channel) == ["self", "user", "channel"]
     assert names(ChannelManager.get_channels_for_request) == ["self", "request", "view_kwargs"]
     assert names(RedisQueueView.can_read_channel) == ["self", "request", "channel"]
-    assert names(django_sse.send_event) == ["event_name", "data", "channel", "history"]
+    assert names(django_sse.send_event) == [
+        "event_name",
+        "data",
+        "channel",
+        "history",
+        "on_commit",
+        "using",
+    ]
     assert names(django_sse.channel_permission_changed) == ["user", "channel"]
     request = RequestFactory().get("/events/")
     assert ChannelManager().get_channels_for_request(request, {"channel": "x"}) is None

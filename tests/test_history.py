@@ -1,8 +1,8 @@
 """Tests of the brokers' history: ids, retention, gaps, and recording atomically with announcing.
 
-Every behaviour is checked on both brokers, ``MemoryBroker`` and
-``RedisBroker`` against a real redis-server, since the memory broker
-promises the same semantics.
+Every behaviour is checked on every broker, ``MemoryBroker``, ``RedisBroker``
+against a real redis-server and ``PostgresBroker`` against a real
+PostgreSQL, since they all promise the same semantics.
 """
 
 from __future__ import annotations
@@ -15,15 +15,23 @@ import pytest
 from django_sse import send_event
 from django_sse.brokers.base import Message
 from django_sse.brokers.memory import MemoryBroker
+from django_sse.brokers.postgres.broker import PostgresBroker
 from django_sse.brokers.redis.broker import RedisBroker
 from django_sse.core.hub import Hub
 from django_sse.core.mailbox import Mailbox
 from django_sse.core.positions import ZERO, parse_position
 from django_sse.core.runtime import get_broker
 from tests.support.polling import eventually
+from tests.support.postgres_helpers import empty_tables
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.integration)])
+@pytest.fixture(
+    params=[
+        "memory",
+        pytest.param("redis", marks=pytest.mark.integration),
+        pytest.param("postgres", marks=pytest.mark.integration),
+    ]
+)
 def kind(request):
     return request.param
 
@@ -36,6 +44,9 @@ def make_broker(kind, request):
     def make(maxlen: int = 10_000, ttl: float = 86400):
         if kind == "memory":
             broker = MemoryBroker(maxlen=maxlen, ttl=ttl)
+        elif kind == "postgres":
+            alias = request.getfixturevalue("postgres_alias")
+            broker = PostgresBroker(alias, maxlen=maxlen, ttl=ttl, cleanup_interval=0.05)
         else:
             url = request.getfixturevalue("redis_url")
             broker = RedisBroker(url, prefix="sse:", timeout=5, maxlen=maxlen, ttl=ttl)
@@ -52,13 +63,19 @@ def use_broker(kind, settings, request):
     """Configure send_event for the parametrized broker; return the broker it uses."""
     if kind == "memory":
         settings.SSE_BROKER = "memory"
+    elif kind == "postgres":
+        settings.SSE_BROKER = "postgres"
+        settings.SSE_POSTGRES_DATABASE = request.getfixturevalue("postgres_alias")
     else:
         settings.SSE_REDIS_URL = request.getfixturevalue("redis_url")
     return get_broker
 
 
 def _publish(broker, channel: str, count: int, history: bool = True) -> list[str]:
-    return [broker.publish(channel, "tick", str(index), history) for index in range(count)]
+    ids = [broker.publish(channel, "tick", str(index), history) for index in range(count)]
+    if isinstance(broker, PostgresBroker):
+        broker.clean()  # it trims in its cleaner, not as it publishes: trim now, as Redis has
+    return ids
 
 
 def _read_all(broker, channel: str, after, limit: int = 100):
@@ -84,6 +101,9 @@ def _forget(broker, kind: str, request):
     time.sleep(0.002)
     if kind == "memory":
         return MemoryBroker(maxlen=broker.maxlen, ttl=broker.ttl)  # a new process
+    if kind == "postgres":  # a database restored from before the events (or another one)
+        empty_tables(request.getfixturevalue("postgres_server"))
+        return broker
     request.getfixturevalue("redis_server").client().flushall()
     return broker
 

@@ -489,3 +489,35 @@ def test_the_send_event_command_reports_a_bad_channel(watcher):
 
     assert watcher.next(timeout=0.5) is None
     assert watcher.stream_keys() == []
+
+
+# --- publishing on commit ---------------------------------------------------------------------
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_on_commit_publishes_after_the_commit_and_never_after_a_rollback(watcher):
+    """send_event(on_commit=True) returns None, publishes when the transaction commits, not on rollback."""
+    from django.db import transaction
+
+    with pytest.raises(ZeroDivisionError), transaction.atomic():
+        assert django_sse.send_event("tick", "rolled back", "oc", on_commit=True) is None
+        1 / 0  # noqa: B018
+    with transaction.atomic():
+        django_sse.send_event("tick", "committed", "oc", on_commit=True)
+        assert watcher.next(timeout=0.3) is None  # not before the commit
+    published = watcher.next()
+    outside = django_sse.send_event("tick", "outside", "oc", on_commit=True)
+
+    assert published is not None and published[1].endswith(b"\ncommitted")
+    assert outside is None
+    assert watcher.next()[1].endswith(b"\noutside")  # no transaction: at once
+    assert watcher.next(timeout=0.3) is None  # the rolled-back one never comes
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_asend_event_on_commit_publishes_at_once_outside_a_transaction(watcher):
+    """asend_event(on_commit=True) registers off the loop, where no transaction is open: it publishes."""
+    assert asyncio.run(django_sse.asend_event("tick", "async", "oc", on_commit=True)) is None
+    assert watcher.next()[1].endswith(b"\nasync")

@@ -1,7 +1,7 @@
 """Resume over real HTTP: a client that reconnects with ``Last-Event-ID`` misses nothing.
 
-Against gunicorn -k gevent and uvicorn (``server_kind``) with Redis (events
-published by ``send_event`` in this process), and with the memory broker (one
+Against gunicorn -k gevent and uvicorn (``server_kind``) with Redis and with
+PostgreSQL (events published by ``send_event`` in this process), and with the memory broker (one
 worker, events published through the test project's ``/publish/`` view). Clients are raw sockets
 (``tests.support.sse``), so what reaches them is exactly what a browser's
 EventSource would parse.
@@ -20,7 +20,10 @@ import urllib.request
 import pytest
 
 from django_sse import send_event
-from django_sse.core.positions import channel_tag, encode_positions, parse_position
+from django_sse.core.positions import ZERO, channel_tag, encode_positions, parse_position
+from django_sse.core.runtime import get_broker
+from tests.support.polling import eventually
+from tests.support.postgres_helpers import site_settings, use_postgres
 from tests.support.redis_helpers import connect, get_stats, multi_path, wait_position
 from tests.support.servers import HttpServer
 from tests.support.sse import SseClient, StreamEnded
@@ -46,6 +49,18 @@ def redis_site(module_servers, redis_server, server_kind):
 
 
 @pytest.fixture(scope="module")
+def postgres_site(module_servers, postgres_server, server_kind):
+    """One server (2 workers) with the PostgreSQL broker on the session's cluster."""
+    return module_servers.site(
+        "",
+        heartbeat="1",
+        settings=site_settings(postgres_server, SSE_EPHEMERAL_CHANNELS=["typing-*"]),
+        workers=2,
+        kind=server_kind,
+    )
+
+
+@pytest.fixture(scope="module")
 def memory_site(module_servers, server_kind):
     """One server (1 worker) with the memory broker, keeping 50 events per channel."""
     return module_servers.site(
@@ -62,18 +77,37 @@ class Backend:
         self.port = server.port
 
     def publish(self, channel: str, data: str, event: str = "tick") -> str:
-        if self.name == "redis":
+        if self.name in ("redis", "postgres"):
             return send_event(event, data, channel)
         body = urllib.parse.urlencode({"event": event, "data": data, "channel": channel}).encode()
         with urllib.request.urlopen(f"{self.server.url}/publish/", body, timeout=10) as response:
             return json.loads(response.read())["id"]
 
+    def settle(self, channel: str) -> None:
+        """Wait until retention has trimmed ``channel``: the PostgreSQL broker trims in its cleaner.
 
-@pytest.fixture(params=["redis", "memory"])
+        Its cleaner deletes only what every live listener has read (they say
+        so every SSE_POSTGRES_POLL_INTERVAL), so this may take a poll or two.
+        """
+        if self.name != "postgres":
+            return
+        broker = get_broker()
+
+        def trimmed() -> bool:
+            broker.clean()
+            return broker.read_history(channel, ZERO, 1).gap
+
+        eventually(trimmed, timeout=10, interval=0.1, what=f"{channel} trimmed")
+
+
+@pytest.fixture(params=["redis", "memory", "postgres"])
 def backend(request, settings, server_kind):
     if request.param == "redis":
         settings.SSE_REDIS_URL = request.getfixturevalue("redis_url")
         return Backend("redis", request.getfixturevalue("redis_site"))
+    if request.param == "postgres":
+        use_postgres(settings, request.getfixturevalue("postgres_alias"))
+        return Backend("postgres", request.getfixturevalue("postgres_site"))
     return Backend("memory", request.getfixturevalue("memory_site"))
 
 
@@ -282,6 +316,7 @@ def test_a_position_older_than_the_trimmed_history_gets_stream_reset_then_live(
     for index in range(300):
         backend.publish(channel, str(index))
     tip = backend.publish(channel, "newest")
+    backend.settle(channel)
 
     position = _expect_reset_then_live(
         backend, f"/events/{channel}/", old_id, [channel], publish_to=channel
@@ -360,6 +395,7 @@ def test_only_the_channel_whose_position_is_lost_is_reset(backend, channel, sett
     backend.publish(kept, "k1")
     for index in range(300):
         backend.publish(trimmed, f"t{index + 1}")
+    backend.settle(trimmed)
 
     second = connect(backend.port, path, first.parser.last_event_id)
     events = second.read_events(2)

@@ -3,7 +3,7 @@
 ``SSE_BROKER`` names a broker (None: ``"redis"`` when a Redis URL or
 sentinels are set, else ``"memory"``; see ``conf.Settings.broker_name``); a
 topology setting may then pick a variant of it (``SSE_REDIS_CLUSTER``).
-A new broker (PostgreSQL, say) is one entry in ``BROKERS`` and, when
+A new broker is one entry in ``BROKERS`` and, when
 ``SSE_BROKER`` should accept its name, one in ``NAMES``; its class builds
 itself (``from_settings``) and checks its own settings (``check``).
 """
@@ -18,7 +18,7 @@ from ..conf import Settings
 from .base import Broker
 
 #: The values ``SSE_BROKER`` accepts (besides None).
-NAMES = ("memory", "redis")
+NAMES = ("memory", "redis", "postgres")
 
 #: Each broker's class, as a dotted path imported on first use (a broker's
 #: client library is needed only when it is selected or checked).
@@ -26,6 +26,7 @@ BROKERS: dict[str, str] = {
     "memory": "django_sse.brokers.memory.MemoryBroker",
     "redis": "django_sse.brokers.redis.broker.RedisBroker",
     "redis-cluster": "django_sse.brokers.redis.cluster.RedisClusterBroker",
+    "postgres": "django_sse.brokers.postgres.broker.PostgresBroker",
 }
 
 

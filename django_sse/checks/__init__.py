@@ -66,6 +66,13 @@ _NUMBERS = {
         0,
         "a non-negative integer: the replicas that must hold an event (0: don't wait)",
     ),
+    "SSE_POSTGRES_POLL_INTERVAL": ("E064", False, 0.001, "a positive number of seconds, e.g. 1"),
+    "SSE_POSTGRES_CLEANUP_INTERVAL": (
+        "E065",
+        False,
+        0.001,
+        "a positive number of seconds, e.g. 10",
+    ),
 }
 _INTEGERS = {
     "SSE_RETRY",

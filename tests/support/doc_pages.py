@@ -48,6 +48,7 @@ TESTED_BY: dict[Path, str] = {
     GUIDES / "redis-security.rst": "tests.test_redis_security",
     GUIDES / "redis-cluster.rst": "tests.test_redis_cluster",
     GUIDES / "redis-sentinel.rst": "tests.test_redis_sentinel",
+    GUIDES / "postgres.rst": "tests.test_postgres",
     GUIDES / "asgi.rst": "tests.test_asgi",
     GUIDES / "grip.rst": "tests.test_grip",
 }
