@@ -181,17 +181,27 @@ class RedisQueueView(BaseSseView):
         # Room for a position per channel (about 45 bytes in the worst case).
         return max(super().get_max_last_event_id_length(), 50 * sse_settings.SSE_MAX_CHANNELS)
 
+    def history_channels(self, channels: list[str]) -> list[str]:
+        """Return those of ``channels`` whose events carry ids and are replayed (none without ``replay``)."""
+        return [c for c in channels if self.replay and sse_settings.history_enabled(c)]
+
+    def new_cursor(
+        self, channels: list[str], last_event_id: str | None, resuming: bool
+    ) -> ChannelCursor:
+        """Return the replay state of a stream of ``channels`` whose client is at ``last_event_id``.
+
+        ``resuming``: the client brought a position (even an unusable one).
+        The view's stream and its GRIP answer (``django_sse.grip.hold``) both
+        start from it.
+        """
+        history = self.history_channels(channels)
+        latest = frozenset(c for c in history if sse_settings.latest_value(c))
+        return ChannelCursor(channels, history, last_event_id, self.replay and resuming, latest)
+
     def start(self, mailbox: Mailbox) -> None:
         self._mailbox = mailbox
         self._hub = get_hub()
-        history = [
-            channel
-            for channel in self.channels
-            if self.replay and sse_settings.history_enabled(channel)
-        ]
-        resuming = self.replay and self.last_event_id_sent
-        latest = frozenset(channel for channel in history if sse_settings.latest_value(channel))
-        self._cursor = ChannelCursor(self.channels, history, self.last_event_id, resuming, latest)
+        self._cursor = self.new_cursor(self.channels, self.last_event_id, self.last_event_id_sent)
         # A new client's initial events follow its first catch-up (see _catch_up).
         self._initial_pending = not self.last_event_id_sent
         #: A NEXT_BATCH is in the mailbox (at most one: one batch of history per write).

@@ -88,9 +88,7 @@ class MemoryBroker(Broker):
             position = None
             previous = ZERO
             if history:
-                log = self._logs.get(channel)
-                if log is not None and self.ttl and time.time() - log.touched > self.ttl:
-                    log = None  # expired: the event before it is gone, as on Redis
+                log = self._unexpired_log(channel)  # expired: the event before it is gone
                 if log is None:
                     log = self._logs[channel] = _Log()
                 previous = log.last
@@ -116,10 +114,7 @@ class MemoryBroker(Broker):
         self, channel: str, after: Position | None, limit: int, max_bytes: int | None = None
     ) -> History:
         with self._lock:
-            log = self._logs.get(channel)
-            if log is not None and self.ttl and time.time() - log.touched > self.ttl:
-                del self._logs[channel]  # expired, as the Redis key would
-                log = None
+            log = self._unexpired_log(channel)
             if log is None:
                 if after is None or after == ZERO:
                     return History()
@@ -148,11 +143,22 @@ class MemoryBroker(Broker):
 
     def read_latest(self, channel: str) -> Message | None:
         with self._lock:
-            log = self._logs.get(channel)
-            if log is None or (self.ttl and time.time() - log.touched > self.ttl):
+            log = self._unexpired_log(channel)
+            if log is None:
                 return None
             self._trim(log)
             return log.entries[-1] if log.entries else None
+
+    def _unexpired_log(self, channel: str) -> _Log | None:
+        """Return ``channel``'s log; forget it, and return None, once it has expired (as the Redis key would).
+
+        Call it holding the lock.
+        """
+        log = self._logs.get(channel)
+        if log is not None and self.ttl and time.time() - log.touched > self.ttl:
+            del self._logs[channel]
+            return None
+        return log
 
     def write_presence(self, process_key: str, report: str, ttl: float) -> None:
         with self._lock:

@@ -52,11 +52,16 @@ class GripView(Protocol):
 
     request: HttpRequest
     channels: list[str]
-    replay: bool
     last_event_id: str | None
     last_event_id_sent: bool
 
     def check_channels(self) -> HttpResponse | None: ...
+
+    def history_channels(self, channels: list[str]) -> list[str]: ...
+
+    def new_cursor(
+        self, channels: list[str], last_event_id: str | None, resuming: bool
+    ) -> ChannelCursor: ...
 
     def broker_unreachable(self) -> HttpResponse: ...
 
@@ -105,7 +110,7 @@ def answer(view: GripView) -> HttpResponse:
             return refusal
         grant = Grant(tuple(view.channels), user_key(getattr(request, "user", None)))
         last_event_id = view.last_event_id
-        resuming = view.replay and view.last_event_id_sent
+        resuming = view.last_event_id_sent
     else:
         max_age = 2 * sse_settings.SSE_GRIP_RECOVERY_INTERVAL + 60
         found = read_grant(token, max_age)
@@ -118,13 +123,12 @@ def answer(view: GripView) -> HttpResponse:
             last_ids = parse_grip_last(header)
             if last_ids is None:
                 return bad_request("The Grip-Last header is malformed.")
-            last_event_id = _positions_of(_history(view, grant.channels), last_ids) or last_event_id
-        resuming = view.replay
+            history = view.history_channels(list(grant.channels))
+            last_event_id = _positions_of(history, last_ids) or last_event_id
+        resuming = True
     channels = list(grant.channels)
-    history = _history(view, grant.channels)
-    several = len(history) > 1  # the ids are then tagged (see ``names``)
-    latest = frozenset(c for c in history if sse_settings.latest_value(c))
-    cursor = ChannelCursor(channels, history, last_event_id, resuming, latest)
+    cursor = view.new_cursor(channels, last_event_id, resuming)
+    several = len(cursor.history) > 1  # the ids are then tagged (see ``names``)
     try:
         caught_up, read = cursor.catch_up(BrokerHistory(get_broker()), PAGE_BYTES)
     except BrokerUnavailable:
@@ -162,11 +166,6 @@ def answer(view: GripView) -> HttpResponse:
     for name, value in headers.items():
         response[name] = value
     return response
-
-
-def _history(view: GripView, channels: tuple[str, ...]) -> list[str]:
-    """Return the channels of ``channels`` whose events carry ids and are replayed."""
-    return [c for c in channels if view.replay and sse_settings.history_enabled(c)]
 
 
 def _positions_of(history: list[str], last_ids: dict[str, str]) -> str | None:

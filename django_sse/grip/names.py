@@ -4,10 +4,10 @@ A library channel may hold any printable character; a GRIP header cannot
 (``,`` and ``;`` separate its entries), and header parsers may fold case. A
 name outside a safe set (lowercase letters, digits and ``_.-``) is replaced
 by a hash of it. Each channel has two proxy channels, one per
-shape of the ``id:`` a stream writes (see ``core.positions``): streams of
-one channel hold ``sse.1.<name>`` and get the event's own id; streams of
-several hold ``sse.n.<name>`` and get ``<tag>:<id>``. ``send_event``
-publishes to both.
+shape of the ``id:`` a stream writes (see ``core.positions``): streams
+with one channel of history hold ``sse.1.<name>`` and get the event's own
+id; streams with several hold ``sse.n.<name>`` and get ``<tag>:<id>``.
+``send_event`` publishes to both.
 """
 
 from __future__ import annotations
